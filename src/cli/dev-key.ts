@@ -1,0 +1,38 @@
+/**
+ * The local development signing key that `npm run token` signs with and `npm run demo` trusts.
+ * Generated on first use into .careway/ (git-ignored, mode 0600); never committed, never used in production,
+ * where tokens come from the hospital's authorization server (AUTH_JWKS_URL).
+ */
+import { generateKeyPairSync, createPrivateKey, type KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { projectRoot } from '../shared/paths.js';
+
+export const DEV_ISSUER = 'careway-dev';
+export const DEV_AUDIENCE = 'careway';
+
+export interface DevKey {
+  readonly privateKey: KeyObject;
+  readonly publicPem: string;
+  readonly kid: string;
+}
+
+export function devKeyPath(): string {
+  return join(projectRoot(), '.careway', 'dev-key.json');
+}
+
+export function loadOrCreateDevKey(): DevKey {
+  const path = devKeyPath();
+  if (!existsSync(path)) {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    mkdirSync(join(projectRoot(), '.careway'), { recursive: true, mode: 0o700 });
+    const record = {
+      kid: `dev-${Date.now().toString(36)}`,
+      privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    };
+    writeFileSync(path, JSON.stringify(record, null, 2), { mode: 0o600 });
+  }
+  const record = JSON.parse(readFileSync(path, 'utf8')) as { kid: string; privatePem: string; publicPem: string };
+  return { privateKey: createPrivateKey(record.privatePem), publicPem: record.publicPem, kid: record.kid };
+}

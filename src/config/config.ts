@@ -1,0 +1,266 @@
+/**
+ * Configuration from environment variables (names are part of the interface contract in product.md).
+ *
+ * The loader checks every key and reports every problem at once, so an operator fixes a deployment in one
+ * round instead of one error per restart. Values are parsed into typed form here; nothing else reads
+ * `process.env`.
+ */
+
+export interface QuietHours {
+  /** Minutes after local midnight when quiet time starts (inclusive). */
+  readonly startMinute: number;
+  /** Minutes after local midnight when quiet time ends (exclusive). May be less than start (wraps midnight). */
+  readonly endMinute: number;
+}
+
+export interface Hl7Timezones {
+  /** Zone for HL7 timestamps without an offset when no sender-specific zone applies. */
+  readonly defaultZone: string;
+  /** Sender key (MSH-4 facility, or `MSH-3^MSH-4`) → IANA zone. */
+  readonly bySender: Readonly<Record<string, string>>;
+}
+
+export interface AuthConfig {
+  readonly jwksUrl?: URL;
+  /** PEM (SPKI) or a JWK as JSON. */
+  readonly publicKey?: string;
+  readonly issuer: string;
+  readonly audience: string;
+}
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly mllpPort: number;
+  readonly fhirBaseUrl: URL;
+  readonly redisUrl: URL;
+  readonly auth: AuthConfig;
+  readonly hl7Timezones: Hl7Timezones;
+  /** ISO 8601 durations, in milliseconds, largest first. */
+  readonly reminderOffsetsMs: readonly number[];
+  readonly reminderOffsets: readonly string[];
+  readonly quietHours: QuietHours;
+  readonly defaultTimezone: string;
+  readonly smtpUrl?: URL;
+  readonly smtpFrom?: string;
+  readonly smsWebhookUrl?: URL;
+  readonly smsWebhookSecret?: string;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Per-request timeout for calls to the FHIR server. */
+  readonly fhirTimeoutMs: number;
+  /** How long SIGTERM may take before the process exits anyway. */
+  readonly shutdownTimeoutMs: number;
+  /** Upload profiles/ to the FHIR server at start. */
+  readonly uploadProfiles: boolean;
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Parses ISO 8601 durations of the day/time form (PnDTnHnMnS, PnW). Months and years are ambiguous for reminders. */
+export function parseIsoDuration(text: string): number | undefined {
+  const m = /^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$/.exec(text);
+  if (!m || text === 'P' || text.endsWith('T')) return undefined;
+  const [, w, d, h, min, s] = m;
+  const ms =
+    (Number(w ?? 0) * 7 * 86400 + Number(d ?? 0) * 86400 + Number(h ?? 0) * 3600 + Number(min ?? 0) * 60 + Number(s ?? 0)) *
+    1000;
+  return ms > 0 ? ms : undefined;
+}
+
+export function isValidTimeZone(zone: string): boolean {
+  if (!zone.includes('/') && zone !== 'UTC') return false;
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function parseClock(text: string): number | undefined {
+  const m = /^([01]\d|2[0-3]):([0-5]\d)$/.exec(text);
+  return m ? Number(m[1]) * 60 + Number(m[2]) : undefined;
+}
+
+/**
+ * Loads and validates configuration. Throws `ConfigError` listing every bad key.
+ */
+export function loadConfig(env: Env): Config {
+  const problems: string[] = [];
+  const str = (key: string): string | undefined => {
+    const v = env[key];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+
+  const port = (key: string, fallback: number): number => {
+    const raw = str(key);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) {
+      problems.push(`${key}: must be an integer port 0-65535 (got "${raw}")`);
+      return fallback;
+    }
+    return n;
+  };
+
+  const positiveInt = (key: string, fallback: number): number => {
+    const raw = str(key);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n <= 0) {
+      problems.push(`${key}: must be a positive integer (got "${raw}")`);
+      return fallback;
+    }
+    return n;
+  };
+
+  const url = (key: string, protocols: readonly string[], required: boolean): URL | undefined => {
+    const raw = str(key);
+    if (raw === undefined) {
+      if (required) problems.push(`${key}: is required`);
+      return undefined;
+    }
+    try {
+      const u = new URL(raw);
+      if (!protocols.includes(u.protocol)) {
+        problems.push(`${key}: must use ${protocols.join(' or ')} (got "${u.protocol}")`);
+        return undefined;
+      }
+      return u;
+    } catch {
+      problems.push(`${key}: is not a valid URL`);
+      return undefined;
+    }
+  };
+
+  const zone = (key: string, fallback: string): string => {
+    const raw = str(key);
+    if (raw === undefined) return fallback;
+    if (!isValidTimeZone(raw)) {
+      problems.push(`${key}: "${raw}" is not an IANA time zone (e.g. Europe/Amsterdam)`);
+      return fallback;
+    }
+    return raw;
+  };
+
+  const fhirBaseUrl = url('FHIR_BASE_URL', ['http:', 'https:'], true);
+  const redisUrl = url('REDIS_URL', ['redis:', 'rediss:'], true);
+
+  // Authentication: exactly one key source, plus issuer and audience.
+  const jwksUrl = url('AUTH_JWKS_URL', ['http:', 'https:'], false);
+  const publicKey = str('AUTH_PUBLIC_KEY')?.replace(/\\n/g, '\n');
+  if (!jwksUrl && !publicKey && !str('AUTH_JWKS_URL')) {
+    problems.push('AUTH_JWKS_URL or AUTH_PUBLIC_KEY: one is required to verify bearer tokens');
+  }
+  if (str('AUTH_JWKS_URL') && publicKey) {
+    problems.push('AUTH_JWKS_URL and AUTH_PUBLIC_KEY: set one, not both');
+  }
+  if (publicKey && !publicKey.includes('-----BEGIN PUBLIC KEY-----') && !publicKey.startsWith('{')) {
+    problems.push('AUTH_PUBLIC_KEY: must be a PEM public key (SPKI) or a JWK in JSON');
+  }
+  const issuer = str('AUTH_ISSUER');
+  if (!issuer) problems.push('AUTH_ISSUER: is required (the expected "iss" of bearer tokens)');
+  const audience = str('AUTH_AUDIENCE');
+  if (!audience) problems.push('AUTH_AUDIENCE: is required (the expected "aud" of bearer tokens)');
+
+  // HL7_TIMEZONE: "Zone" or "Zone,SENDER=Zone,APP^FACILITY=Zone".
+  const defaultTimezone = zone('DEFAULT_TIMEZONE', 'UTC');
+  let hl7Timezones: Hl7Timezones = { defaultZone: defaultTimezone, bySender: {} };
+  const hl7Raw = str('HL7_TIMEZONE');
+  if (hl7Raw !== undefined) {
+    let defaultZone = defaultTimezone;
+    const bySender: Record<string, string> = {};
+    for (const part of hl7Raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const eq = part.indexOf('=');
+      const z = eq === -1 ? part : part.slice(eq + 1).trim();
+      if (!isValidTimeZone(z)) {
+        problems.push(`HL7_TIMEZONE: "${z}" is not an IANA time zone`);
+        continue;
+      }
+      if (eq === -1) defaultZone = z;
+      else bySender[part.slice(0, eq).trim()] = z;
+    }
+    hl7Timezones = { defaultZone, bySender };
+  }
+
+  const offsetsRaw = str('REMINDER_OFFSETS') ?? 'P3D,P1D,PT2H';
+  const reminderOffsets = offsetsRaw.split(',').map((s) => s.trim());
+  const reminderOffsetsMs: number[] = [];
+  for (const o of reminderOffsets) {
+    const ms = parseIsoDuration(o);
+    if (ms === undefined) problems.push(`REMINDER_OFFSETS: "${o}" is not an ISO 8601 duration like P1D or PT2H`);
+    else reminderOffsetsMs.push(ms);
+  }
+  reminderOffsetsMs.sort((a, b) => b - a);
+
+  const quietRaw = str('QUIET_HOURS') ?? '21:00-08:00';
+  let quietHours: QuietHours = { startMinute: 21 * 60, endMinute: 8 * 60 };
+  const [qs, qe, ...rest] = quietRaw.split('-');
+  const qStart = qs === undefined ? undefined : parseClock(qs.trim());
+  const qEnd = qe === undefined ? undefined : parseClock(qe.trim());
+  if (qStart === undefined || qEnd === undefined || rest.length > 0) {
+    problems.push(`QUIET_HOURS: must be HH:MM-HH:MM in 24-hour time (got "${quietRaw}")`);
+  } else {
+    quietHours = { startMinute: qStart, endMinute: qEnd };
+  }
+
+  const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:'], false);
+  const smtpFrom = str('SMTP_FROM');
+  if (smtpUrl && !smtpFrom) problems.push('SMTP_FROM: is required when SMTP_URL is set');
+  if (smtpFrom && !/^[^@\s]+@[^@\s]+$/.test(smtpFrom.replace(/^.*<(.+)>$/, '$1'))) {
+    problems.push('SMTP_FROM: must be an e-mail address');
+  }
+  const smsWebhookUrl = url('SMS_WEBHOOK_URL', ['http:', 'https:'], false);
+  const smsWebhookSecret = str('SMS_WEBHOOK_SECRET');
+  if (smsWebhookUrl && !smsWebhookSecret) problems.push('SMS_WEBHOOK_SECRET: is required when SMS_WEBHOOK_URL is set');
+  if (smsWebhookSecret && smsWebhookSecret.length < 16) {
+    problems.push('SMS_WEBHOOK_SECRET: must be at least 16 characters');
+  }
+
+  const levelRaw = str('LOG_LEVEL') ?? 'info';
+  const logLevel = (LOG_LEVELS as readonly string[]).includes(levelRaw) ? (levelRaw as Config['logLevel']) : 'info';
+  if (logLevel !== levelRaw) problems.push(`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')} (got "${levelRaw}")`);
+
+  const uploadRaw = str('CAREWAY_UPLOAD_PROFILES') ?? 'true';
+  if (!['true', 'false'].includes(uploadRaw)) problems.push('CAREWAY_UPLOAD_PROFILES: must be true or false');
+
+  const config: Config = {
+    port: port('PORT', 8080),
+    host: str('HOST') ?? '0.0.0.0',
+    mllpPort: port('MLLP_PORT', 2575),
+    fhirBaseUrl: fhirBaseUrl ?? new URL('http://invalid.invalid'),
+    redisUrl: redisUrl ?? new URL('redis://invalid.invalid'),
+    auth: {
+      ...(jwksUrl ? { jwksUrl } : {}),
+      ...(publicKey ? { publicKey } : {}),
+      issuer: issuer ?? '',
+      audience: audience ?? '',
+    },
+    hl7Timezones,
+    reminderOffsets,
+    reminderOffsetsMs,
+    quietHours,
+    defaultTimezone,
+    ...(smtpUrl ? { smtpUrl } : {}),
+    ...(smtpFrom ? { smtpFrom } : {}),
+    ...(smsWebhookUrl ? { smsWebhookUrl } : {}),
+    ...(smsWebhookSecret ? { smsWebhookSecret } : {}),
+    logLevel,
+    fhirTimeoutMs: positiveInt('FHIR_TIMEOUT_MS', 15000),
+    shutdownTimeoutMs: positiveInt('SHUTDOWN_TIMEOUT_MS', 10000),
+    uploadProfiles: uploadRaw !== 'false',
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,143 @@
+/**
+ * Local stand-ups of the real parts for the demo, the tests and the benchmarks: a redis-server and the HAPI
+ * FHIR JPA launcher (test/fhir-server/), each bound to 127.0.0.1 on a free port and stopped on exit.
+ * Not used by the service itself, which only ever takes FHIR_BASE_URL and REDIS_URL.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { projectRoot } from '../shared/paths.js';
+
+export interface LocalService {
+  readonly url: string;
+  readonly pid: number | undefined;
+  readonly logFile: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const done = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
+    if (!done) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+}
+
+/** Starts `redis-server` from PATH with no persistence, on a free port. */
+export async function startRedis(options: { port?: number } = {}): Promise<LocalService> {
+  const port = options.port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'careway-redis-'));
+  const logFile = join(dir, 'redis.log');
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', logFile],
+    { stdio: 'ignore' },
+  );
+  const failed = new Promise<never>((_, reject) => {
+    child.once('error', (e) => reject(new Error(`redis-server could not start (is it installed and on PATH?): ${e.message}`)));
+    child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code}; see ${logFile}`)));
+  });
+  failed.catch(() => undefined);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ok = await Promise.race([canConnect(port), failed]);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`redis-server did not accept connections on ${port}`);
+    await sleep(50);
+  }
+  const stop = stopper(child, 5000);
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    pid: child.pid,
+    logFile,
+    stop: async () => {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function canConnect(port: number): Promise<boolean> {
+  const { connect } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Starts the HAPI FHIR launcher (building it with Maven first if needed) and waits for `/fhir/metadata`.
+ * The log goes to a file, since HAPI is chatty and its log is only needed when start-up fails.
+ */
+export async function startHapi(options: { port?: number; timeoutMs?: number; onProgress?: (msg: string) => void } = {}): Promise<LocalService> {
+  const port = options.port ?? (await freePort());
+  const script = join(projectRoot(), 'test', 'fhir-server', 'hapi.sh');
+  const dir = mkdtempSync(join(tmpdir(), 'careway-hapi-'));
+  const logFile = join(dir, 'hapi.log');
+
+  options.onProgress?.('building the HAPI FHIR launcher (first run downloads Maven dependencies)…');
+  await new Promise<void>((resolve, reject) => {
+    const fd = openSync(logFile, 'a');
+    const build = spawn('bash', [script, 'build'], { stdio: ['ignore', fd, fd] });
+    build.once('error', reject);
+    build.once('exit', (code) => {
+      closeSync(fd);
+      if (code === 0) resolve();
+      else reject(new Error(`building the HAPI launcher failed (exit ${code}); see ${logFile}`));
+    });
+  });
+
+  options.onProgress?.(`starting HAPI FHIR on 127.0.0.1:${port}…`);
+  const fd = openSync(logFile, 'a');
+  const child = spawn('bash', [script, 'start', String(port)], { stdio: ['ignore', fd, fd], detached: false });
+  closeSync(fd);
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => {
+    exited = `HAPI exited (code ${code}, signal ${signal}); see ${logFile}`;
+  });
+  const base = `http://127.0.0.1:${port}/fhir`;
+  const deadline = Date.now() + (options.timeoutMs ?? 240_000);
+  for (;;) {
+    if (exited) throw new Error(exited);
+    try {
+      const res = await fetch(`${base}/metadata`, { signal: AbortSignal.timeout(5000) });
+      if (res.ok) {
+        await res.arrayBuffer();
+        break;
+      }
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      await stopper(child, 5000)();
+      throw new Error(`HAPI did not answer ${base}/metadata in time; see ${logFile}`);
+    }
+    await sleep(500);
+  }
+  return { url: base, pid: child.pid, logFile, stop: stopper(child, 15_000) };
+}

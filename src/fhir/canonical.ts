@@ -1,0 +1,21 @@
+/**
+ * Canonical URLs of Careway's conformance resources (profiles/, uploaded to the FHIR server at start).
+ *
+ * URLs are stable across releases, because data written with an extension URL keeps it forever; each
+ * release of a definition carries its own `version`, and references to it pin `url|version`. HAPI caches
+ * StructureDefinitions without expiry, so a changed definition must get a new version, never an in-place edit.
+ */
+export const CANONICAL_BASE = 'https://careway.dev/fhir';
+export const PROFILES_VERSION = '0.1.0';
+
+export const canonical = {
+  journeyStageCodeSystem: `${CANONICAL_BASE}/CodeSystem/journey-stage`,
+  journeyStageValueSet: `${CANONICAL_BASE}/ValueSet/journey-stage`,
+  journeyStageExtension: `${CANONICAL_BASE}/StructureDefinition/journey-stage`,
+  journeyEpisodeOfCare: `${CANONICAL_BASE}/StructureDefinition/journey-episode-of-care`,
+} as const;
+
+/** `url|version`, the form to validate against and to reference from other definitions. */
+export function versioned(url: string, version: string = PROFILES_VERSION): string {
+  return `${url}|${version}`;
+}

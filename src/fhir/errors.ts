@@ -1,0 +1,62 @@
+/**
+ * The one typed error for anything that goes wrong talking to the FHIR server.
+ *
+ * It carries the server's OperationOutcome and status so callers can branch on them (409 on a stale
+ * If-Match, 412 on a multiple-match conditional, 404/410 on reads) without parsing text. The message names
+ * the method and the resource path only: query strings may hold PHI (e.g. `Patient?name=`), so they are
+ * never put into the message.
+ */
+import type { OperationOutcome } from 'fhir/r4.js';
+
+export type FhirErrorKind = 'http' | 'network' | 'timeout';
+
+export class FhirError extends Error {
+  readonly kind: FhirErrorKind;
+  /** HTTP status from the server; 0 for network failures and timeouts. */
+  readonly status: number;
+  readonly outcome: OperationOutcome | undefined;
+  readonly method: string;
+  /** Path relative to the FHIR base, without the query string. */
+  readonly path: string;
+
+  constructor(args: {
+    kind: FhirErrorKind;
+    status: number;
+    method: string;
+    path: string;
+    outcome?: OperationOutcome | undefined;
+    cause?: unknown;
+  }) {
+    const what =
+      args.kind === 'http'
+        ? `FHIR server answered ${args.status}`
+        : args.kind === 'timeout'
+          ? 'FHIR server did not answer in time'
+          : 'FHIR server could not be reached';
+    super(`${what} for ${args.method} ${args.path}`, args.cause === undefined ? undefined : { cause: args.cause });
+    this.name = 'FhirError';
+    this.kind = args.kind;
+    this.status = args.status;
+    this.outcome = args.outcome;
+    this.method = args.method;
+    this.path = args.path;
+  }
+
+  /** A version conflict: HAPI answers 409 (HAPI-0989) for a stale If-Match, other servers 412. */
+  get isConflict(): boolean {
+    return this.kind === 'http' && (this.status === 409 || this.status === 412);
+  }
+
+  get isNotFound(): boolean {
+    return this.kind === 'http' && (this.status === 404 || this.status === 410);
+  }
+
+  /** Worth retrying: the network, a timeout, throttling or a server-side failure. */
+  get isTransient(): boolean {
+    return this.kind !== 'http' || this.status === 429 || (this.status >= 500 && this.status !== 501);
+  }
+}
+
+export function isFhirError(e: unknown): e is FhirError {
+  return e instanceof FhirError;
+}

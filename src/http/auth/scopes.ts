@@ -1,0 +1,89 @@
+/**
+ * SMART App Launch v2 scopes: parsing and the access decision. Pure functions, no I/O.
+ *
+ * Grammar: `(patient|user|system)/(ResourceType|*).(c?r?u?d?s?)[?param=value]`. SMART v1 suffixes
+ * (`read`, `write`, `*`) are accepted and mapped (read → rs, write → cud, * → cruds) because many EHR
+ * authorization servers still issue them.
+ *
+ * Granular scopes with a `?` restriction (e.g. `patient/Observation.rs?category=laboratory`) are parsed but
+ * do not grant access yet: enforcing the restriction needs search-parameter evaluation on every result, and
+ * granting the unrestricted permission instead would widen what the token holder agreed to.
+ */
+
+export type ScopeContext = 'patient' | 'user' | 'system';
+export type Permission = 'c' | 'r' | 'u' | 'd' | 's';
+
+export interface Scope {
+  readonly context: ScopeContext;
+  /** A resource type, or `*`. */
+  readonly resourceType: string;
+  readonly permissions: ReadonlySet<Permission>;
+  /** The raw query after `?`, when the scope is granular. */
+  readonly restriction?: string;
+  readonly raw: string;
+}
+
+const SCOPE_RE = /^(patient|user|system)\/(\*|[A-Z][A-Za-z]+)\.([a-z*]+)(?:\?(.+))?$/;
+const ORDER: readonly Permission[] = ['c', 'r', 'u', 'd', 's'];
+
+function parsePermissions(text: string): Set<Permission> | undefined {
+  if (text === 'read') return new Set(['r', 's']);
+  if (text === 'write') return new Set(['c', 'u', 'd']);
+  if (text === '*') return new Set(ORDER);
+  // v2: letters in the order c, r, u, d, s, each at most once.
+  let last = -1;
+  const out = new Set<Permission>();
+  for (const ch of text) {
+    const i = ORDER.indexOf(ch as Permission);
+    if (i <= last) return undefined;
+    last = i;
+    out.add(ch as Permission);
+  }
+  return out.size > 0 ? out : undefined;
+}
+
+/** Parses a space-separated scope string; non-resource scopes (openid, launch/patient, …) are ignored. */
+export function parseScopes(scope: string | readonly string[] | undefined): Scope[] {
+  const items = typeof scope === 'string' ? scope.split(/\s+/) : (scope ?? []);
+  const out: Scope[] = [];
+  for (const raw of items) {
+    const m = SCOPE_RE.exec(raw);
+    if (!m) continue;
+    const permissions = parsePermissions(m[3] ?? '');
+    if (!permissions) continue;
+    out.push({
+      context: m[1] as ScopeContext,
+      resourceType: m[2] ?? '',
+      permissions,
+      ...(m[4] ? { restriction: m[4] } : {}),
+      raw,
+    });
+  }
+  return out;
+}
+
+export type AccessDecision =
+  | { readonly allowed: true; /** Set when only patient-context scopes grant this: confine to the compartment. */ readonly compartmentOnly: boolean }
+  | { readonly allowed: false; readonly reason: string };
+
+/**
+ * Decides whether `scopes` allow `permission` on `resourceType`. A user/system scope grants unconfined access;
+ * a patient scope grants access confined to the token's patient compartment.
+ */
+export function decide(scopes: readonly Scope[], resourceType: string, permission: Permission): AccessDecision {
+  let patientGrant = false;
+  for (const s of scopes) {
+    if (s.restriction !== undefined) continue;
+    if (s.resourceType !== '*' && s.resourceType !== resourceType) continue;
+    if (!s.permissions.has(permission)) continue;
+    if (s.context !== 'patient') return { allowed: true, compartmentOnly: false };
+    patientGrant = true;
+  }
+  if (patientGrant) return { allowed: true, compartmentOnly: true };
+  return { allowed: false, reason: `no scope grants "${permission}" on ${resourceType}` };
+}
+
+/** The scope a client would need, for error messages (e.g. `user/Patient.r`). */
+export function neededScope(resourceType: string, permission: Permission): string {
+  return `<patient|user|system>/${resourceType}.${permission}`;
+}

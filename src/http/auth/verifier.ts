@@ -1,0 +1,97 @@
+/**
+ * Bearer-token verification with `jose`: signature against AUTH_JWKS_URL or AUTH_PUBLIC_KEY, then `iss`,
+ * `aud` and `exp`. Only asymmetric algorithms are accepted; `alg: none` and HMAC tokens are refused, since a
+ * shared secret would let any holder of the verification key mint tokens.
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { CarewayError } from '../../shared/errors.js';
+import type { AuthConfig } from '../../config/config.js';
+import { parseScopes, type Scope } from './scopes.js';
+
+const ASYMMETRIC_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+
+/** The authenticated caller, as routes see it. Holds ids only (no names). */
+export interface Principal {
+  readonly subject: string;
+  readonly scopes: readonly Scope[];
+  /** SMART launch context: the patient a patient-context token is bound to. */
+  readonly patient?: string;
+  readonly fhirUser?: string;
+  readonly clientId?: string;
+}
+
+export type TokenVerifier = (token: string) => Promise<Principal>;
+
+function algorithmsFor(key: KeyObject): string[] {
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+      return ['RS256', 'RS384', 'RS512'];
+    case 'rsa-pss':
+      return ['PS256', 'PS384', 'PS512'];
+    case 'ec':
+      return ['ES256', 'ES384', 'ES512'];
+    case 'ed25519':
+      return ['EdDSA', 'Ed25519'];
+    default:
+      throw new Error(`AUTH_PUBLIC_KEY: unsupported key type ${String(key.asymmetricKeyType)}`);
+  }
+}
+
+function unauthenticated(description: string): CarewayError {
+  return new CarewayError('unauthenticated', description, {
+    headers: { 'WWW-Authenticate': `Bearer error="invalid_token", error_description="${description.replace(/"/g, "'")}"` },
+  });
+}
+
+export function createVerifier(auth: AuthConfig): TokenVerifier {
+  let key: KeyObject | JWTVerifyGetKey;
+  let algorithms: string[];
+  if (auth.jwksUrl) {
+    key = createRemoteJWKSet(auth.jwksUrl, { timeoutDuration: 5000, cooldownDuration: 30000 });
+    algorithms = ASYMMETRIC_ALGS;
+  } else if (auth.publicKey) {
+    const k = auth.publicKey.trim().startsWith('{')
+      ? createPublicKey({ key: JSON.parse(auth.publicKey) as import('node:crypto').JsonWebKey, format: 'jwk' })
+      : createPublicKey(auth.publicKey);
+    key = k;
+    algorithms = algorithmsFor(k);
+  } else {
+    throw new Error('no token verification key configured');
+  }
+
+  return async (token: string): Promise<Principal> => {
+    let payload: JWTPayload;
+    try {
+      const result =
+        typeof key === 'function'
+          ? await jwtVerify(token, key, { issuer: auth.issuer, audience: auth.audience, algorithms, requiredClaims: ['exp'] })
+          : await jwtVerify(token, key, { issuer: auth.issuer, audience: auth.audience, algorithms, requiredClaims: ['exp'] });
+      payload = result.payload;
+    } catch (e) {
+      if (e instanceof joseErrors.JWTExpired) throw unauthenticated('token expired');
+      if (e instanceof joseErrors.JWTClaimValidationFailed) throw unauthenticated(`token claim "${e.claim}" is not accepted`);
+      if (e instanceof joseErrors.JOSEAlgNotAllowed) throw unauthenticated('token algorithm is not accepted');
+      if (e instanceof joseErrors.JWSSignatureVerificationFailed) throw unauthenticated('token signature is invalid');
+      if (e instanceof joseErrors.JWKSNoMatchingKey) throw unauthenticated('token signing key is unknown');
+      if (e instanceof joseErrors.JWKSTimeout || (e instanceof Error && /fetch|ECONN/i.test(e.message))) {
+        throw new CarewayError('upstream-unavailable', 'the token key set could not be fetched', { cause: e });
+      }
+      throw unauthenticated('token is malformed');
+    }
+    const scopeClaim = payload['scope'] ?? payload['scp'];
+    const scopes = parseScopes(
+      typeof scopeClaim === 'string' ? scopeClaim : Array.isArray(scopeClaim) ? (scopeClaim as string[]) : undefined,
+    );
+    const patient = typeof payload['patient'] === 'string' ? payload['patient'] : undefined;
+    const fhirUser = typeof payload['fhirUser'] === 'string' ? payload['fhirUser'] : undefined;
+    const clientId = typeof payload['client_id'] === 'string' ? payload['client_id'] : undefined;
+    return {
+      subject: payload.sub ?? clientId ?? 'unknown',
+      scopes,
+      ...(patient ? { patient } : {}),
+      ...(fhirUser ? { fhirUser } : {}),
+      ...(clientId ? { clientId } : {}),
+    };
+  };
+}

@@ -1,0 +1,36 @@
+/**
+ * OpenAPI generated from the route schemas, with the UI at /docs. Registered before any route so every
+ * route's schema is collected.
+ */
+import fp from 'fastify-plugin';
+import type { FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+
+export default fp(
+  async function docs(app: FastifyInstance, opts: { version: string }) {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: {
+          title: 'Careway',
+          description:
+            'FHIR-native patient-journey integration layer. Every route except health, readiness, docs and ' +
+            '`GET /fhir/metadata` needs a bearer JWT with SMART v2 scopes. Errors are FHIR OperationOutcomes.',
+          version: opts.version,
+        },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+        tags: [
+          { name: 'fhir', description: 'The FHIR REST facade' },
+          { name: 'operations', description: 'Health, readiness and metrics' },
+        ],
+      },
+      refResolver: {
+        // Keep shared schemas under their own names in the document.
+        buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`),
+      },
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+  },
+  { name: 'careway-docs' },
+);

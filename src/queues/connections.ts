@@ -1,0 +1,107 @@
+/**
+ * Every Redis connection Careway opens is made and closed here (ioredis 5 + BullMQ 6).
+ *
+ * Two kinds, because BullMQ needs them to behave differently:
+ * - producers (queue `add`, readiness pings) fail fast: `enableOfflineQueue: false`, so an HL7 ACK or an
+ *   HTTP reply is never held waiting on a Redis that is down;
+ * - workers block on Redis commands: `maxRetriesPerRequest: null` (BullMQ 6 refuses anything else).
+ *
+ * `closeAll` quits every connection it handed out, in reverse order of creation.
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import { Queue, Worker, type Processor, type WorkerOptions, type QueueOptions } from 'bullmq';
+
+export type ConnectionRole = 'producer' | 'worker';
+
+export interface RedisConnections {
+  /** The shared producer connection (queues, readiness). */
+  readonly producer: Redis;
+  /** A new dedicated connection of the given role (workers need their own). */
+  create(role: ConnectionRole, name: string): Redis;
+  queue<T = unknown>(name: string, options?: Omit<QueueOptions, 'connection'>): Queue<T>;
+  worker<T = unknown>(name: string, processor: Processor<T>, options?: Omit<WorkerOptions, 'connection'>): Worker<T>;
+  /** Round-trip check used by readiness. */
+  ping(timeoutMs?: number): Promise<boolean>;
+  /** Closes workers first (they drain), then queues, then raw connections. Safe to call twice. */
+  closeAll(): Promise<void>;
+}
+
+function options(url: URL, role: ConnectionRole, name: string): RedisOptions {
+  const base: RedisOptions = {
+    connectionName: `careway:${name}`,
+    lazyConnect: false,
+    // Reconnect with capped backoff; never give up while the process lives.
+    retryStrategy: (times) => Math.min(times * 200, 5000),
+  };
+  if (url.protocol === 'rediss:') base.tls = {};
+  return role === 'worker'
+    ? { ...base, maxRetriesPerRequest: null, enableReadyCheck: false }
+    : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false };
+}
+
+export function createConnections(redisUrl: URL): RedisConnections {
+  const raw: Redis[] = [];
+  const queues: Queue[] = [];
+  const workers: Worker[] = [];
+  let closed: Promise<void> | undefined;
+
+  const create = (role: ConnectionRole, name: string): Redis => {
+    const conn = new Redis(redisUrl.toString(), options(redisUrl, role, name));
+    // ioredis emits 'error' on every failed reconnect; unhandled it would crash the process.
+    conn.on('error', () => undefined);
+    raw.push(conn);
+    return conn;
+  };
+
+  const producer = create('producer', 'producer');
+
+  return {
+    producer,
+    create,
+    queue<T>(name: string, opts?: Omit<QueueOptions, 'connection'>): Queue<T> {
+      const q = new Queue<T>(name, { ...opts, connection: producer });
+      q.on('error', () => undefined);
+      queues.push(q as Queue);
+      return q;
+    },
+    worker<T>(name: string, processor: Processor<T>, opts?: Omit<WorkerOptions, 'connection'>): Worker<T> {
+      const w = new Worker<T>(name, processor, { ...opts, connection: create('worker', `worker:${name}`) });
+      w.on('error', () => undefined);
+      workers.push(w as Worker);
+      return w;
+    },
+    async ping(timeoutMs = 1000): Promise<boolean> {
+      if (producer.status !== 'ready') return false;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const pong = await Promise.race([
+          producer.ping(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('redis ping timeout')), timeoutMs);
+          }),
+        ]);
+        return pong === 'PONG';
+      } catch {
+        return false;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    closeAll(): Promise<void> {
+      closed ??= (async () => {
+        await Promise.allSettled(workers.map((w) => w.close()));
+        await Promise.allSettled(queues.map((q) => q.close()));
+        await Promise.allSettled(
+          raw.reverse().map(async (c) => {
+            try {
+              await c.quit();
+            } catch {
+              c.disconnect();
+            }
+          }),
+        );
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * Test harness: builds the real app (real HAPI, real Redis) with a throwaway signing key, mints tokens, and
+ * captures log lines so tests can assert that no PHI reached them.
+ */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { SignJWT } from 'jose';
+import { inject } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config/config.js';
+import { createLogger } from '../../src/shared/logger.js';
+import { FhirClient } from '../../src/fhir/client.js';
+
+export const ISSUER = 'https://auth.test.careway';
+export const AUDIENCE = 'careway-test';
+
+export interface Keys {
+  privateKey: KeyObject;
+  publicPem: string;
+}
+
+export function makeKeys(): Keys {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { privateKey, publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+}
+
+export interface TokenOptions {
+  scope: string;
+  patient?: string;
+  sub?: string;
+  iss?: string;
+  aud?: string;
+  /** Seconds from now; negative for an expired token. */
+  expiresIn?: number;
+  key?: KeyObject;
+}
+
+export async function signToken(keys: Keys, o: TokenOptions): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ scope: o.scope, ...(o.patient ? { patient: o.patient } : {}) })
+    .setProtectedHeader({ alg: 'ES256' })
+    .setIssuer(o.iss ?? ISSUER)
+    .setAudience(o.aud ?? AUDIENCE)
+    .setSubject(o.sub ?? 'test-user')
+    .setIssuedAt(now - 60)
+    .setExpirationTime(now + (o.expiresIn ?? 600))
+    .sign(o.key ?? keys.privateKey);
+}
+
+export function testEnv(keys: Keys, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    FHIR_BASE_URL: inject('fhirBaseUrl'),
+    REDIS_URL: inject('redisUrl'),
+    AUTH_PUBLIC_KEY: keys.publicPem,
+    AUTH_ISSUER: ISSUER,
+    AUTH_AUDIENCE: AUDIENCE,
+    LOG_LEVEL: 'info',
+    ...extra,
+  };
+}
+
+export interface Harness {
+  app: FastifyInstance;
+  config: Config;
+  keys: Keys;
+  logs: Record<string, unknown>[];
+  rawLogs: string[];
+  fhir: FhirClient;
+  token(o: TokenOptions): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(extraEnv: Record<string, string> = {}): Promise<Harness> {
+  const keys = makeKeys();
+  const config = loadConfig(testEnv(keys, extraEnv));
+  const rawLogs: string[] = [];
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
+        rawLogs.push(line);
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      cb();
+    },
+  });
+  const app = await buildApp({ config, logger: createLogger({ level: 'debug', destination: sink }) });
+  await app.ready();
+  await app.profiles.whenUploaded();
+  return {
+    app,
+    config,
+    keys,
+    logs,
+    rawLogs,
+    fhir: new FhirClient({ baseUrl: config.fhirBaseUrl }),
+    token: (o) => signToken(keys, o),
+    close: () => app.close(),
+  };
+}
+
+/** A short unique suffix so each test's identifiers never collide with another's. */
+export function uniq(): string {
+  return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+}

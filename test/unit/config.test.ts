@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseIsoDuration } from '../../src/config/config.js';
+
+const good = {
+  FHIR_BASE_URL: 'http://127.0.0.1:8090/fhir',
+  REDIS_URL: 'redis://127.0.0.1:6379',
+  AUTH_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\\nMFkw\\n-----END PUBLIC KEY-----',
+  AUTH_ISSUER: 'https://auth.example',
+  AUTH_AUDIENCE: 'careway',
+};
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    if (e instanceof ConfigError) return [...e.problems];
+    throw e;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  it('when only the required keys are set then the documented defaults apply', () => {
+    const c = loadConfig(good);
+    expect(c.port).toBe(8080);
+    expect(c.mllpPort).toBe(2575);
+    expect(c.reminderOffsets).toEqual(['P3D', 'P1D', 'PT2H']);
+    expect(c.reminderOffsetsMs).toEqual([3 * 86400_000, 86400_000, 2 * 3600_000]);
+    expect(c.quietHours).toEqual({ startMinute: 21 * 60, endMinute: 8 * 60 });
+    expect(c.logLevel).toBe('info');
+    expect(c.auth.publicKey).toContain('\nMFkw\n');
+  });
+
+  it('when many keys are bad then every bad key is listed at once', () => {
+    const p = problems({
+      PORT: 'eighty',
+      MLLP_PORT: '70000',
+      FHIR_BASE_URL: 'ftp://x',
+      REDIS_URL: 'not a url',
+      REMINDER_OFFSETS: 'P1D,tomorrow',
+      QUIET_HOURS: '9pm-8am',
+      DEFAULT_TIMEZONE: 'Mars/Olympus',
+      HL7_TIMEZONE: 'America/Chicago,LAB=Nowhere/Town',
+      LOG_LEVEL: 'loud',
+      SMTP_URL: 'smtp://mail.local',
+      SMS_WEBHOOK_URL: 'https://sms.local/hook',
+    });
+    const keys = p.map((x) => x.split(':')[0]);
+    expect(keys).toEqual(
+      expect.arrayContaining([
+        'PORT',
+        'MLLP_PORT',
+        'FHIR_BASE_URL',
+        'REDIS_URL',
+        'AUTH_JWKS_URL or AUTH_PUBLIC_KEY',
+        'AUTH_ISSUER',
+        'AUTH_AUDIENCE',
+        'REMINDER_OFFSETS',
+        'QUIET_HOURS',
+        'DEFAULT_TIMEZONE',
+        'HL7_TIMEZONE',
+        'LOG_LEVEL',
+        'SMTP_FROM',
+        'SMS_WEBHOOK_SECRET',
+      ]),
+    );
+    expect(p.length).toBe(14);
+  });
+
+  it('when both key sources are set then that is refused', () => {
+    expect(problems({ ...good, AUTH_JWKS_URL: 'https://auth.example/jwks' })).toEqual([
+      'AUTH_JWKS_URL and AUTH_PUBLIC_KEY: set one, not both',
+    ]);
+  });
+
+  it('when HL7_TIMEZONE names sender zones then they are parsed per sender', () => {
+    const c = loadConfig({ ...good, HL7_TIMEZONE: 'America/Chicago, LABSYS=Europe/Berlin, EPIC^MAIN=UTC' });
+    expect(c.hl7Timezones).toEqual({ defaultZone: 'America/Chicago', bySender: { LABSYS: 'Europe/Berlin', 'EPIC^MAIN': 'UTC' } });
+  });
+
+  it('when the error is printed then it names each problem on its own line', () => {
+    try {
+      loadConfig({});
+      expect.unreachable();
+    } catch (e) {
+      expect((e as Error).message).toMatch(/^Invalid configuration \(5 problems\):\n {2}- FHIR_BASE_URL: is required/);
+    }
+  });
+});
+
+describe('parseIsoDuration', () => {
+  it.each([
+    ['P3D', 3 * 86400_000],
+    ['PT2H', 7200_000],
+    ['PT30M', 1800_000],
+    ['P1DT12H', 36 * 3600_000],
+    ['P1W', 7 * 86400_000],
+    ['PT0.5S', 500],
+  ])('when given %s then it is %d ms', (text, ms) => {
+    expect(parseIsoDuration(text)).toBe(ms);
+  });
+
+  it.each(['', 'P', 'PT', '3D', 'P1M', 'P1Y', 'PT0S', 'P-1D'])('when given "%s" then it is rejected', (text) => {
+    expect(parseIsoDuration(text)).toBeUndefined();
+  });
+});

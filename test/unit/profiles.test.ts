@@ -1,0 +1,44 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { CodeSystem } from 'fhir/r4.js';
+import { loadConformanceResources, uploadBundle } from '../../src/fhir/profiles.js';
+import { JOURNEY_STAGES } from '../../src/journey/stages.js';
+import { canonical, PROFILES_VERSION } from '../../src/fhir/canonical.js';
+import { projectRoot } from '../../src/shared/paths.js';
+
+const dir = join(projectRoot(), 'profiles');
+
+describe('profiles/', () => {
+  it('when loaded then code systems come before value sets before structure definitions', async () => {
+    const res = await loadConformanceResources(dir);
+    expect(res.map((r) => r.resourceType)).toEqual(['CodeSystem', 'ValueSet', 'StructureDefinition', 'StructureDefinition']);
+    for (const r of res) expect(r.version).toBe(PROFILES_VERSION);
+  });
+
+  it('when the stage CodeSystem is read then its codes are exactly the domain stages, in order', async () => {
+    const cs = JSON.parse(await readFile(join(dir, 'CodeSystem-journey-stage.json'), 'utf8')) as CodeSystem;
+    expect(cs.url).toBe(canonical.journeyStageCodeSystem);
+    expect(cs.concept?.map((c) => c.code)).toEqual([...JOURNEY_STAGES]);
+    expect(cs.count).toBe(JOURNEY_STAGES.length);
+  });
+
+  it('when the upload bundle is built then every entry is a conditional create on url and version', async () => {
+    const b = uploadBundle(await loadConformanceResources(dir));
+    expect(b.type).toBe('transaction');
+    for (const e of b.entry ?? []) {
+      expect(e.request?.method).toBe('POST');
+      expect(e.request?.ifNoneExist).toMatch(/^url=https%3A%2F%2Fcareway\.dev%2F.+&version=0\.1\.0$/);
+    }
+  });
+
+  it('when examples are listed then each profile has a valid and an invalid one', async () => {
+    const files = await readdir(join(dir, 'examples'));
+    const profiles = new Set(files.map((f) => f.split('.')[0]));
+    for (const p of profiles) {
+      expect(files.some((f) => f.startsWith(`${p}.valid.`))).toBe(true);
+      expect(files.some((f) => f.startsWith(`${p}.invalid.`))).toBe(true);
+    }
+    expect(profiles.has('journey-episode-of-care')).toBe(true);
+  });
+});
