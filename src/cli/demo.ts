@@ -58,7 +58,10 @@ async function main(): Promise<void> {
   env['HOST'] ??= '127.0.0.1';
   env['PORT'] ??= '8080';
 
-  const careway = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], { env, stdio: 'inherit' });
+  const careway = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
+    env,
+    stdio: 'inherit',
+  });
   careway.once('exit', (code) => void stopAll(code ?? 1));
   process.removeAllListeners('SIGINT');
   process.removeAllListeners('SIGTERM');

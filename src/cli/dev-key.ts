@@ -33,6 +33,10 @@ export function loadOrCreateDevKey(): DevKey {
     };
     writeFileSync(path, JSON.stringify(record, null, 2), { mode: 0o600 });
   }
-  const record = JSON.parse(readFileSync(path, 'utf8')) as { kid: string; privatePem: string; publicPem: string };
+  const record = JSON.parse(readFileSync(path, 'utf8')) as {
+    kid: string;
+    privatePem: string;
+    publicPem: string;
+  };
   return { privateKey: createPrivateKey(record.privatePem), publicPem: record.publicPem, kid: record.kid };
 }

@@ -7,9 +7,18 @@ import { SignJWT } from 'jose';
 import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevKey } from './dev-key.js';
 import { parseScopes } from '../http/auth/scopes.js';
 
-export async function mintDevToken(opts: { scope: string; patient?: string; sub?: string; ttlSeconds?: number }): Promise<string> {
+export async function mintDevToken(opts: {
+  scope: string;
+  patient?: string;
+  sub?: string;
+  ttlSeconds?: number;
+}): Promise<string> {
   const key = loadOrCreateDevKey();
-  const jwt = new SignJWT({ scope: opts.scope, ...(opts.patient ? { patient: opts.patient } : {}), client_id: 'careway-dev-cli' })
+  const jwt = new SignJWT({
+    scope: opts.scope,
+    ...(opts.patient ? { patient: opts.patient } : {}),
+    client_id: 'careway-dev-cli',
+  })
     .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' })
     .setIssuer(DEV_ISSUER)
     .setAudience(DEV_AUDIENCE)
@@ -31,12 +40,16 @@ async function main(): Promise<void> {
     strict: true,
   });
   if (!values.scope) {
-    process.stderr.write('usage: npm run token -- --scope "user/*.rs" [--patient <Patient id>] [--sub <id>] [--ttl <seconds>]\n');
+    process.stderr.write(
+      'usage: npm run token -- --scope "user/*.rs" [--patient <Patient id>] [--sub <id>] [--ttl <seconds>]\n',
+    );
     process.exit(2);
   }
   const parsed = parseScopes(values.scope);
   if (parsed.length === 0) {
-    process.stderr.write(`no SMART resource scope in "${values.scope}" (e.g. user/*.rs, patient/Patient.rs, system/*.cruds)\n`);
+    process.stderr.write(
+      `no SMART resource scope in "${values.scope}" (e.g. user/*.rs, patient/Patient.rs, system/*.cruds)\n`,
+    );
     process.exit(2);
   }
   if (parsed.some((s) => s.context === 'patient') && !values.patient) {

@@ -57,7 +57,9 @@ export interface Config {
 export class ConfigError extends Error {
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
-    super(`Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`);
+    super(
+      `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`,
+    );
     this.name = 'ConfigError';
     this.problems = problems;
   }
@@ -73,7 +75,11 @@ export function parseIsoDuration(text: string): number | undefined {
   if (!m || text === 'P' || text.endsWith('T')) return undefined;
   const [, w, d, h, min, s] = m;
   const ms =
-    (Number(w ?? 0) * 7 * 86400 + Number(d ?? 0) * 86400 + Number(h ?? 0) * 3600 + Number(min ?? 0) * 60 + Number(s ?? 0)) *
+    (Number(w ?? 0) * 7 * 86400 +
+      Number(d ?? 0) * 86400 +
+      Number(h ?? 0) * 3600 +
+      Number(min ?? 0) * 60 +
+      Number(s ?? 0)) *
     1000;
   return ms > 0 ? ms : undefined;
 }
@@ -181,7 +187,10 @@ export function loadConfig(env: Env): Config {
   if (hl7Raw !== undefined) {
     let defaultZone = defaultTimezone;
     const bySender: Record<string, string> = {};
-    for (const part of hl7Raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+    for (const part of hl7Raw
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
       const eq = part.indexOf('=');
       const z = eq === -1 ? part : part.slice(eq + 1).trim();
       if (!isValidTimeZone(z)) {
@@ -199,7 +208,8 @@ export function loadConfig(env: Env): Config {
   const reminderOffsetsMs: number[] = [];
   for (const o of reminderOffsets) {
     const ms = parseIsoDuration(o);
-    if (ms === undefined) problems.push(`REMINDER_OFFSETS: "${o}" is not an ISO 8601 duration like P1D or PT2H`);
+    if (ms === undefined)
+      problems.push(`REMINDER_OFFSETS: "${o}" is not an ISO 8601 duration like P1D or PT2H`);
     else reminderOffsetsMs.push(ms);
   }
   reminderOffsetsMs.sort((a, b) => b - a);
@@ -223,14 +233,18 @@ export function loadConfig(env: Env): Config {
   }
   const smsWebhookUrl = url('SMS_WEBHOOK_URL', ['http:', 'https:'], false);
   const smsWebhookSecret = str('SMS_WEBHOOK_SECRET');
-  if (smsWebhookUrl && !smsWebhookSecret) problems.push('SMS_WEBHOOK_SECRET: is required when SMS_WEBHOOK_URL is set');
+  if (smsWebhookUrl && !smsWebhookSecret)
+    problems.push('SMS_WEBHOOK_SECRET: is required when SMS_WEBHOOK_URL is set');
   if (smsWebhookSecret && smsWebhookSecret.length < 16) {
     problems.push('SMS_WEBHOOK_SECRET: must be at least 16 characters');
   }
 
   const levelRaw = str('LOG_LEVEL') ?? 'info';
-  const logLevel = (LOG_LEVELS as readonly string[]).includes(levelRaw) ? (levelRaw as Config['logLevel']) : 'info';
-  if (logLevel !== levelRaw) problems.push(`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')} (got "${levelRaw}")`);
+  const logLevel = (LOG_LEVELS as readonly string[]).includes(levelRaw)
+    ? (levelRaw as Config['logLevel'])
+    : 'info';
+  if (logLevel !== levelRaw)
+    problems.push(`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')} (got "${levelRaw}")`);
 
   const uploadRaw = str('CAREWAY_UPLOAD_PROFILES') ?? 'true';
   if (!['true', 'false'].includes(uploadRaw)) problems.push('CAREWAY_UPLOAD_PROFILES: must be true or false');

@@ -51,11 +51,26 @@ export async function startRedis(options: { port?: number } = {}): Promise<Local
   const logFile = join(dir, 'redis.log');
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', logFile],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      '--logfile',
+      logFile,
+    ],
     { stdio: 'ignore' },
   );
   const failed = new Promise<never>((_, reject) => {
-    child.once('error', (e) => reject(new Error(`redis-server could not start (is it installed and on PATH?): ${e.message}`)));
+    child.once('error', (e) =>
+      reject(new Error(`redis-server could not start (is it installed and on PATH?): ${e.message}`)),
+    );
     child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code}; see ${logFile}`)));
   });
   failed.catch(() => undefined);
@@ -94,7 +109,9 @@ async function canConnect(port: number): Promise<boolean> {
  * Starts the HAPI FHIR launcher (building it with Maven first if needed) and waits for `/fhir/metadata`.
  * The log goes to a file, since HAPI is chatty and its log is only needed when start-up fails.
  */
-export async function startHapi(options: { port?: number; timeoutMs?: number; onProgress?: (msg: string) => void } = {}): Promise<LocalService> {
+export async function startHapi(
+  options: { port?: number; timeoutMs?: number; onProgress?: (msg: string) => void } = {},
+): Promise<LocalService> {
   const port = options.port ?? (await freePort());
   const script = join(projectRoot(), 'test', 'fhir-server', 'hapi.sh');
   const dir = mkdtempSync(join(tmpdir(), 'careway-hapi-'));
@@ -114,7 +131,10 @@ export async function startHapi(options: { port?: number; timeoutMs?: number; on
 
   options.onProgress?.(`starting HAPI FHIR on 127.0.0.1:${port}…`);
   const fd = openSync(logFile, 'a');
-  const child = spawn('bash', [script, 'start', String(port)], { stdio: ['ignore', fd, fd], detached: false });
+  const child = spawn('bash', [script, 'start', String(port)], {
+    stdio: ['ignore', fd, fd],
+    detached: false,
+  });
   closeSync(fd);
   let exited: string | undefined;
   child.once('exit', (code, signal) => {

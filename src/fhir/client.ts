@@ -15,7 +15,8 @@
 import type { Bundle, CapabilityStatement, OperationOutcome, Parameters, Resource } from 'fhir/r4.js';
 import { FhirError } from './errors.js';
 
-export type SearchParams = URLSearchParams | Readonly<Record<string, string | number | readonly (string | number)[] | undefined>>;
+export type SearchParams =
+  URLSearchParams | Readonly<Record<string, string | number | readonly (string | number)[] | undefined>>;
 
 export interface RequestOptions {
   /** Send `Cache-Control: no-cache` so the server does not answer from a cached search. */
@@ -61,22 +62,53 @@ const FHIR_JSON = 'application/fhir+json';
 export interface FhirPort {
   readonly baseUrl: string;
   read<T extends Resource>(type: T['resourceType'], id: string, options?: RequestOptions): Promise<T>;
-  vread<T extends Resource>(type: T['resourceType'], id: string, versionId: string, options?: RequestOptions): Promise<T>;
-  search<T extends Resource = Resource>(type: string, params?: SearchParams, options?: RequestOptions): Promise<Bundle<T>>;
+  vread<T extends Resource>(
+    type: T['resourceType'],
+    id: string,
+    versionId: string,
+    options?: RequestOptions,
+  ): Promise<T>;
+  search<T extends Resource = Resource>(
+    type: string,
+    params?: SearchParams,
+    options?: RequestOptions,
+  ): Promise<Bundle<T>>;
   /** Follows `next` links; yields each page. Stops after `maxPages` (default 100) to bound runaway paging. */
-  pages<T extends Resource = Resource>(first: Bundle<T>, options?: RequestOptions & { maxPages?: number }): AsyncGenerator<Bundle<T>>;
+  pages<T extends Resource = Resource>(
+    first: Bundle<T>,
+    options?: RequestOptions & { maxPages?: number },
+  ): AsyncGenerator<Bundle<T>>;
   /** All matching resources of the first `maxPages` pages. */
-  searchAll<T extends Resource = Resource>(type: string, params?: SearchParams, options?: RequestOptions & { maxPages?: number }): Promise<T[]>;
-  create<T extends Resource>(resource: T, options?: RequestOptions & { ifNoneExist?: SearchParams }): Promise<WriteResult<T>>;
-  update<T extends Resource>(resource: T & { id: string }, options?: RequestOptions & { ifMatch?: string }): Promise<WriteResult<T>>;
-  conditionalUpdate<T extends Resource>(resource: T, criteria: SearchParams, options?: RequestOptions): Promise<WriteResult<T>>;
+  searchAll<T extends Resource = Resource>(
+    type: string,
+    params?: SearchParams,
+    options?: RequestOptions & { maxPages?: number },
+  ): Promise<T[]>;
+  create<T extends Resource>(
+    resource: T,
+    options?: RequestOptions & { ifNoneExist?: SearchParams },
+  ): Promise<WriteResult<T>>;
+  update<T extends Resource>(
+    resource: T & { id: string },
+    options?: RequestOptions & { ifMatch?: string },
+  ): Promise<WriteResult<T>>;
+  conditionalUpdate<T extends Resource>(
+    resource: T,
+    criteria: SearchParams,
+    options?: RequestOptions,
+  ): Promise<WriteResult<T>>;
   transaction(bundle: Bundle, options?: RequestOptions): Promise<Bundle>;
   batch(bundle: Bundle, options?: RequestOptions): Promise<Bundle>;
   capabilities(options?: RequestOptions): Promise<CapabilityStatement>;
   /** `$validate`; resolves with the OperationOutcome whether or not the resource is valid. */
   validate(resource: Resource, profile?: string, options?: RequestOptions): Promise<OperationOutcome>;
   /** Low-level call relative to the base; errors (>= 400) still throw FhirError. */
-  request<T = unknown>(method: string, path: string, body?: unknown, options?: RequestOptions): Promise<FhirResponse<T>>;
+  request<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    options?: RequestOptions,
+  ): Promise<FhirResponse<T>>;
 }
 
 export function toQuery(params: SearchParams | undefined): string {
@@ -131,13 +163,22 @@ export class FhirClient implements FhirPort {
     return this.expectBody(res, 'GET', type);
   }
 
-  async vread<T extends Resource>(type: T['resourceType'], id: string, versionId: string, options?: RequestOptions): Promise<T> {
+  async vread<T extends Resource>(
+    type: T['resourceType'],
+    id: string,
+    versionId: string,
+    options?: RequestOptions,
+  ): Promise<T> {
     const path = `${type}/${encodeURIComponent(id)}/_history/${encodeURIComponent(versionId)}`;
     const res = await this.request<T>('GET', path, undefined, options);
     return this.expectBody(res, 'GET', type);
   }
 
-  async search<T extends Resource = Resource>(type: string, params?: SearchParams, options?: RequestOptions): Promise<Bundle<T>> {
+  async search<T extends Resource = Resource>(
+    type: string,
+    params?: SearchParams,
+    options?: RequestOptions,
+  ): Promise<Bundle<T>> {
     const res = await this.request<Bundle<T>>('GET', `${type}${toQuery(params)}`, undefined, options);
     return this.expectBody(res, 'GET', type);
   }
@@ -172,7 +213,10 @@ export class FhirClient implements FhirPort {
     return out;
   }
 
-  async create<T extends Resource>(resource: T, options?: RequestOptions & { ifNoneExist?: SearchParams }): Promise<WriteResult<T>> {
+  async create<T extends Resource>(
+    resource: T,
+    options?: RequestOptions & { ifNoneExist?: SearchParams },
+  ): Promise<WriteResult<T>> {
     const headers: Record<string, string> = { Prefer: 'return=representation', ...options?.headers };
     let idempotent = options?.idempotent ?? false;
     if (options?.ifNoneExist) {
@@ -180,7 +224,11 @@ export class FhirClient implements FhirPort {
       // A conditional create replayed after a lost response finds the first one: safe to retry.
       idempotent = true;
     }
-    const res = await this.request<T>('POST', resource.resourceType, resource, { ...options, headers, idempotent });
+    const res = await this.request<T>('POST', resource.resourceType, resource, {
+      ...options,
+      headers,
+      idempotent,
+    });
     return {
       resource: this.expectBody(res, 'POST', resource.resourceType),
       outcome: res.status === 201 ? 'created' : 'existing',
@@ -188,10 +236,35 @@ export class FhirClient implements FhirPort {
     };
   }
 
-  async update<T extends Resource>(resource: T & { id: string }, options?: RequestOptions & { ifMatch?: string }): Promise<WriteResult<T>> {
+  async update<T extends Resource>(
+    resource: T & { id: string },
+    options?: RequestOptions & { ifMatch?: string },
+  ): Promise<WriteResult<T>> {
     const headers: Record<string, string> = { Prefer: 'return=representation', ...options?.headers };
     if (options?.ifMatch !== undefined) headers['If-Match'] = `W/"${options.ifMatch}"`;
-    const res = await this.request<T>('PUT', `${resource.resourceType}/${encodeURIComponent(resource.id)}`, resource, {
+    const res = await this.request<T>(
+      'PUT',
+      `${resource.resourceType}/${encodeURIComponent(resource.id)}`,
+      resource,
+      {
+        ...options,
+        headers,
+      },
+    );
+    return {
+      resource: this.expectBody(res, 'PUT', resource.resourceType),
+      outcome: res.status === 201 ? 'created' : 'updated',
+      versionId: versionFromEtag(res.headers.get('etag')),
+    };
+  }
+
+  async conditionalUpdate<T extends Resource>(
+    resource: T,
+    criteria: SearchParams,
+    options?: RequestOptions,
+  ): Promise<WriteResult<T>> {
+    const headers: Record<string, string> = { Prefer: 'return=representation', ...options?.headers };
+    const res = await this.request<T>('PUT', `${resource.resourceType}${toQuery(criteria)}`, resource, {
       ...options,
       headers,
     });
@@ -202,18 +275,9 @@ export class FhirClient implements FhirPort {
     };
   }
 
-  async conditionalUpdate<T extends Resource>(resource: T, criteria: SearchParams, options?: RequestOptions): Promise<WriteResult<T>> {
-    const headers: Record<string, string> = { Prefer: 'return=representation', ...options?.headers };
-    const res = await this.request<T>('PUT', `${resource.resourceType}${toQuery(criteria)}`, resource, { ...options, headers });
-    return {
-      resource: this.expectBody(res, 'PUT', resource.resourceType),
-      outcome: res.status === 201 ? 'created' : 'updated',
-      versionId: versionFromEtag(res.headers.get('etag')),
-    };
-  }
-
   async transaction(bundle: Bundle, options?: RequestOptions): Promise<Bundle> {
-    if (bundle.type !== 'transaction') throw new TypeError('transaction() needs a Bundle of type "transaction"');
+    if (bundle.type !== 'transaction')
+      throw new TypeError('transaction() needs a Bundle of type "transaction"');
     const res = await this.request<Bundle>('POST', '', bundle, options);
     return this.expectBody(res, 'POST', 'transaction');
   }
@@ -232,7 +296,10 @@ export class FhirClient implements FhirPort {
   async validate(resource: Resource, profile?: string, options?: RequestOptions): Promise<OperationOutcome> {
     const params: Parameters = {
       resourceType: 'Parameters',
-      parameter: [{ name: 'resource', resource }, ...(profile ? [{ name: 'profile', valueUri: profile }] : [])],
+      parameter: [
+        { name: 'resource', resource },
+        ...(profile ? [{ name: 'profile', valueUri: profile }] : []),
+      ],
     };
     try {
       const res = await this.request<OperationOutcome>('POST', `${resource.resourceType}/$validate`, params, {
@@ -247,7 +314,12 @@ export class FhirClient implements FhirPort {
     }
   }
 
-  async request<T = unknown>(method: string, path: string, body?: unknown, options?: RequestOptions): Promise<FhirResponse<T>> {
+  async request<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    options?: RequestOptions,
+  ): Promise<FhirResponse<T>> {
     const url = this.resolve(path);
     const relPath = stripQuery(url.startsWith(this.baseUrl) ? url.slice(this.baseUrl.length + 1) : path);
     const idempotent = options?.idempotent ?? ['GET', 'HEAD', 'PUT', 'DELETE'].includes(method);
@@ -261,7 +333,8 @@ export class FhirClient implements FhirPort {
       try {
         return await this.once<T>(method, url, relPath, headers, payload, options);
       } catch (e) {
-        if (!(e instanceof FhirError) || !e.isTransient || attempt >= attempts || options?.signal?.aborted) throw e;
+        if (!(e instanceof FhirError) || !e.isTransient || attempt >= attempts || options?.signal?.aborted)
+          throw e;
         const delay = this.backoffMs * 2 ** (attempt - 1);
         await sleep(delay / 2 + Math.random() * delay);
       }
@@ -281,11 +354,22 @@ export class FhirClient implements FhirPort {
     let res: Response;
     let text: string;
     try {
-      res = await this.fetchImpl(url, { method, headers, ...(payload === undefined ? {} : { body: payload }), signal });
+      res = await this.fetchImpl(url, {
+        method,
+        headers,
+        ...(payload === undefined ? {} : { body: payload }),
+        signal,
+      });
       text = await res.text();
     } catch (cause) {
       const timedOut = timeout.aborted && !options?.signal?.aborted;
-      throw new FhirError({ kind: timedOut ? 'timeout' : 'network', status: 0, method, path: relPath, cause });
+      throw new FhirError({
+        kind: timedOut ? 'timeout' : 'network',
+        status: 0,
+        method,
+        path: relPath,
+        cause,
+      });
     }
     let parsed: unknown;
     if (text.length > 0) {
@@ -297,7 +381,9 @@ export class FhirClient implements FhirPort {
     }
     if (res.status >= 400) {
       const outcome =
-        parsed && (parsed as Resource).resourceType === 'OperationOutcome' ? (parsed as OperationOutcome) : undefined;
+        parsed && (parsed as Resource).resourceType === 'OperationOutcome'
+          ? (parsed as OperationOutcome)
+          : undefined;
       throw new FhirError({ kind: 'http', status: res.status, method, path: relPath, outcome });
     }
     return { status: res.status, headers: res.headers, body: parsed as T | undefined };
@@ -309,7 +395,8 @@ export class FhirClient implements FhirPort {
       const u = new URL(path);
       const base = new URL(this.baseUrl);
       // Never follow a link to another origin with our headers (a hostile or misconfigured server).
-      if (u.origin !== base.origin) throw new FhirError({ kind: 'network', status: 0, method: 'GET', path: 'foreign-link' });
+      if (u.origin !== base.origin)
+        throw new FhirError({ kind: 'network', status: 0, method: 'GET', path: 'foreign-link' });
       return path;
     }
     return path === '' ? this.baseUrl : `${this.baseUrl}/${path.replace(/^\/+/, '')}`;

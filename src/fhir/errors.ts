@@ -33,7 +33,10 @@ export class FhirError extends Error {
         : args.kind === 'timeout'
           ? 'FHIR server did not answer in time'
           : 'FHIR server could not be reached';
-    super(`${what} for ${args.method} ${args.path}`, args.cause === undefined ? undefined : { cause: args.cause });
+    super(
+      `${what} for ${args.method} ${args.path}`,
+      args.cause === undefined ? undefined : { cause: args.cause },
+    );
     this.name = 'FhirError';
     this.kind = args.kind;
     this.status = args.status;

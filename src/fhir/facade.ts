@@ -27,7 +27,10 @@ export interface CapabilityOptions {
  * Builds Careway's CapabilityStatement from the FHIR server's: same resources and search parameters, but
  * only the interactions the facade serves, SMART security declared, and Careway's own operations listed.
  */
-export function carewayCapabilityStatement(server: CapabilityStatement, opts: CapabilityOptions): CapabilityStatement {
+export function carewayCapabilityStatement(
+  server: CapabilityStatement,
+  opts: CapabilityOptions,
+): CapabilityStatement {
   const ops = opts.operations ?? CAREWAY_OPERATIONS;
   const rest = server.rest?.find((r) => r.mode === 'server') ?? { mode: 'server' as const };
   const resources: CapabilityStatementRestResource[] = (rest.resource ?? []).map((r) => {
@@ -41,7 +44,15 @@ export function carewayCapabilityStatement(server: CapabilityStatement, opts: Ca
       ...(r.searchInclude ? { searchInclude: r.searchInclude } : {}),
       ...(r.searchRevInclude ? { searchRevInclude: r.searchRevInclude } : {}),
       ...(r.searchParam ? { searchParam: r.searchParam } : {}),
-      ...(own.length ? { operation: own.map((o) => ({ name: o.name, definition: o.definition, documentation: o.documentation })) } : {}),
+      ...(own.length
+        ? {
+            operation: own.map((o) => ({
+              name: o.name,
+              definition: o.definition,
+              documentation: o.documentation,
+            })),
+          }
+        : {}),
     };
     return out;
   });
@@ -59,19 +70,32 @@ export function carewayCapabilityStatement(server: CapabilityStatement, opts: Ca
     rest: [
       {
         mode: 'server',
-        documentation: 'Every interaction except this CapabilityStatement needs a bearer token with SMART v2 scopes.',
+        documentation:
+          'Every interaction except this CapabilityStatement needs a bearer token with SMART v2 scopes.',
         security: {
           cors: false,
           service: [
             {
-              coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }],
+              coding: [
+                {
+                  system: 'http://terminology.hl7.org/CodeSystem/restful-security-service',
+                  code: 'SMART-on-FHIR',
+                },
+              ],
             },
           ],
-          description: 'Bearer JWT; scopes patient/, user/ and system/ (SMART App Launch v2). Patient tokens are confined to their compartment.',
+          description:
+            'Bearer JWT; scopes patient/, user/ and system/ (SMART App Launch v2). Patient tokens are confined to their compartment.',
         },
         resource: resources,
         ...(systemOps.length
-          ? { operation: systemOps.map((o) => ({ name: o.name, definition: o.definition, documentation: o.documentation })) }
+          ? {
+              operation: systemOps.map((o) => ({
+                name: o.name,
+                definition: o.definition,
+                documentation: o.documentation,
+              })),
+            }
           : {}),
       },
     ],
@@ -83,7 +107,12 @@ export function rebase(url: string, upstreamBase: string, publicBase: string): s
   return url.startsWith(upstreamBase) ? publicBase + url.slice(upstreamBase.length) : url;
 }
 
-export function rebaseBundle<T extends Bundle>(bundle: T, upstreamBase: string, publicBase: string, linkMapper?: (url: string) => string): T {
+export function rebaseBundle<T extends Bundle>(
+  bundle: T,
+  upstreamBase: string,
+  publicBase: string,
+  linkMapper?: (url: string) => string,
+): T {
   for (const link of bundle.link ?? []) {
     link.url = rebase(link.url, upstreamBase, publicBase);
     if (linkMapper) link.url = linkMapper(link.url);

@@ -13,7 +13,11 @@ import type { FhirPort } from './client.js';
 
 export type ConformanceResource = CodeSystem | ValueSet | StructureDefinition;
 
-const ORDER: Record<ConformanceResource['resourceType'], number> = { CodeSystem: 0, ValueSet: 1, StructureDefinition: 2 };
+const ORDER: Record<ConformanceResource['resourceType'], number> = {
+  CodeSystem: 0,
+  ValueSet: 1,
+  StructureDefinition: 2,
+};
 
 /** Reads every `*.json` at the top of `dir` (examples live in a subfolder and are not uploaded). */
 export async function loadConformanceResources(dir: string): Promise<ConformanceResource[]> {
@@ -21,7 +25,8 @@ export async function loadConformanceResources(dir: string): Promise<Conformance
   const out: ConformanceResource[] = [];
   for (const f of files) {
     const parsed = JSON.parse(await readFile(join(dir, f), 'utf8')) as ConformanceResource;
-    if (!(parsed.resourceType in ORDER)) throw new Error(`profiles/${f}: unexpected resourceType ${parsed.resourceType}`);
+    if (!(parsed.resourceType in ORDER))
+      throw new Error(`profiles/${f}: unexpected resourceType ${parsed.resourceType}`);
     if (!parsed.url || !parsed.version) throw new Error(`profiles/${f}: url and version are required`);
     out.push(parsed);
   }
@@ -47,7 +52,10 @@ export interface UploadResult {
 }
 
 /** Uploads the definitions; safe to call on every start and to retry. */
-export async function uploadProfiles(fhir: FhirPort, resources: readonly ConformanceResource[]): Promise<UploadResult> {
+export async function uploadProfiles(
+  fhir: FhirPort,
+  resources: readonly ConformanceResource[],
+): Promise<UploadResult> {
   const response = await fhir.transaction(uploadBundle(resources), { idempotent: true });
   let created = 0;
   let existing = 0;

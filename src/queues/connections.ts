@@ -19,7 +19,11 @@ export interface RedisConnections {
   /** A new dedicated connection of the given role (workers need their own). */
   create(role: ConnectionRole, name: string): Redis;
   queue<T = unknown>(name: string, options?: Omit<QueueOptions, 'connection'>): Queue<T>;
-  worker<T = unknown>(name: string, processor: Processor<T>, options?: Omit<WorkerOptions, 'connection'>): Worker<T>;
+  worker<T = unknown>(
+    name: string,
+    processor: Processor<T>,
+    options?: Omit<WorkerOptions, 'connection'>,
+  ): Worker<T>;
   /** Round-trip check used by readiness. */
   ping(timeoutMs?: number): Promise<boolean>;
   /** Closes workers first (they drain), then queues, then raw connections. Safe to call twice. */
@@ -71,11 +75,14 @@ export function createConnections(redisUrl: URL): RedisConnections {
       return w;
     },
     async ping(timeoutMs = 1000): Promise<boolean> {
-      if (producer.status !== 'ready') return false;
       let timer: NodeJS.Timeout | undefined;
       try {
         const pong = await Promise.race([
-          producer.ping(),
+          // Still connecting (e.g. right after start): wait for 'ready' within the same deadline.
+          (producer.status === 'ready'
+            ? Promise.resolve()
+            : new Promise<void>((resolve) => producer.once('ready', () => resolve()))
+          ).then(() => producer.ping()),
           new Promise<never>((_, reject) => {
             timer = setTimeout(() => reject(new Error('redis ping timeout')), timeoutMs);
           }),

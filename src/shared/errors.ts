@@ -63,7 +63,11 @@ export class CarewayError extends Error {
   /** Extra headers the HTTP layer should send, e.g. WWW-Authenticate on 401. */
   readonly headers: Readonly<Record<string, string>>;
 
-  constructor(code: ErrorCode, diagnostics: string, options?: { cause?: unknown; headers?: Record<string, string> }) {
+  constructor(
+    code: ErrorCode,
+    diagnostics: string,
+    options?: { cause?: unknown; headers?: Record<string, string> },
+  ) {
     super(diagnostics, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'CarewayError';
     this.code = code;
@@ -92,7 +96,11 @@ export function operationOutcome(
         code,
         diagnostics,
         ...(detailsCode
-          ? { details: { coding: [{ system: 'https://careway.dev/fhir/CodeSystem/error', code: detailsCode }] } }
+          ? {
+              details: {
+                coding: [{ system: 'https://careway.dev/fhir/CodeSystem/error', code: detailsCode }],
+              },
+            }
           : {}),
       },
     ],

@@ -20,10 +20,14 @@ declare module 'vitest' {
 
 function buildDist(): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(projectRoot(), 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
-      cwd: projectRoot(),
-      stdio: 'inherit',
-    });
+    const child = spawn(
+      process.execPath,
+      [join(projectRoot(), 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+      {
+        cwd: projectRoot(),
+        stdio: 'inherit',
+      },
+    );
     child.once('error', reject);
     child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`tsc exited with ${code}`))));
   });

@@ -75,7 +75,10 @@ describe('loadConfig', () => {
 
   it('when HL7_TIMEZONE names sender zones then they are parsed per sender', () => {
     const c = loadConfig({ ...good, HL7_TIMEZONE: 'America/Chicago, LABSYS=Europe/Berlin, EPIC^MAIN=UTC' });
-    expect(c.hl7Timezones).toEqual({ defaultZone: 'America/Chicago', bySender: { LABSYS: 'Europe/Berlin', 'EPIC^MAIN': 'UTC' } });
+    expect(c.hl7Timezones).toEqual({
+      defaultZone: 'America/Chicago',
+      bySender: { LABSYS: 'Europe/Berlin', 'EPIC^MAIN': 'UTC' },
+    });
   });
 
   it('when the error is printed then it names each problem on its own line', () => {
@@ -83,7 +86,9 @@ describe('loadConfig', () => {
       loadConfig({});
       expect.unreachable();
     } catch (e) {
-      expect((e as Error).message).toMatch(/^Invalid configuration \(5 problems\):\n {2}- FHIR_BASE_URL: is required/);
+      expect((e as Error).message).toMatch(
+        /^Invalid configuration \(5 problems\):\n {2}- FHIR_BASE_URL: is required/,
+      );
     }
   });
 });
@@ -100,7 +105,10 @@ describe('parseIsoDuration', () => {
     expect(parseIsoDuration(text)).toBe(ms);
   });
 
-  it.each(['', 'P', 'PT', '3D', 'P1M', 'P1Y', 'PT0S', 'P-1D'])('when given "%s" then it is rejected', (text) => {
-    expect(parseIsoDuration(text)).toBeUndefined();
-  });
+  it.each(['', 'P', 'PT', '3D', 'P1M', 'P1Y', 'PT0S', 'P-1D'])(
+    'when given "%s" then it is rejected',
+    (text) => {
+      expect(parseIsoDuration(text)).toBeUndefined();
+    },
+  );
 });

@@ -4,18 +4,23 @@ import { toCarewayError } from '../../src/http/plugins/errors.js';
 import { FhirError } from '../../src/fhir/errors.js';
 
 describe('error registry', () => {
-  it.each(Object.entries(ERRORS))('when %s is raised then the OperationOutcome carries its status and code', (code, entry) => {
-    const e = new CarewayError(code as keyof typeof ERRORS, 'what went wrong');
-    expect(e.status).toBe(entry.status);
-    const oo = e.toOperationOutcome();
-    expect(oo.resourceType).toBe('OperationOutcome');
-    expect(oo.issue[0]?.code).toBe(entry.issue);
-    expect(oo.issue[0]?.diagnostics).toBe('what went wrong');
-    expect(oo.issue[0]?.details?.coding?.[0]?.code).toBe(code);
-  });
+  it.each(Object.entries(ERRORS))(
+    'when %s is raised then the OperationOutcome carries its status and code',
+    (code, entry) => {
+      const e = new CarewayError(code as keyof typeof ERRORS, 'what went wrong');
+      expect(e.status).toBe(entry.status);
+      const oo = e.toOperationOutcome();
+      expect(oo.resourceType).toBe('OperationOutcome');
+      expect(oo.issue[0]?.code).toBe(entry.issue);
+      expect(oo.issue[0]?.diagnostics).toBe('what went wrong');
+      expect(oo.issue[0]?.details?.coding?.[0]?.code).toBe(code);
+    },
+  );
 
   it('when Fastify reports a validation error then it becomes a 400', () => {
-    const e = toCarewayError(Object.assign(new Error('querystring must have _getpages'), { validation: [{}] }));
+    const e = toCarewayError(
+      Object.assign(new Error('querystring must have _getpages'), { validation: [{}] }),
+    );
     expect(e).toBeInstanceOf(CarewayError);
     expect((e as CarewayError).status).toBe(400);
   });

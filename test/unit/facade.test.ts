@@ -43,7 +43,14 @@ describe('carewayCapabilityStatement', () => {
     const cs = carewayCapabilityStatement(server, {
       publicBase: 'http://cw/fhir',
       version: '1',
-      operations: [{ name: 'journeys', definition: 'https://careway.dev/op', resourceType: 'Patient', documentation: 'd' }],
+      operations: [
+        {
+          name: 'journeys',
+          definition: 'https://careway.dev/op',
+          resourceType: 'Patient',
+          documentation: 'd',
+        },
+      ],
     });
     expect(cs.rest?.[0]?.resource?.[0]?.operation?.[0]?.name).toBe('journeys');
   });

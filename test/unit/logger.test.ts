@@ -25,7 +25,10 @@ describe('logger redaction', () => {
       address: [{ line: ['1 Main St'] }],
       birthDate: '1970-01-01',
     };
-    logger.info({ patient, nested: { deeper: { resource: patient } }, hl7: 'MSH|^~\\&|...PID|||MRN-4711' }, 'x');
+    logger.info(
+      { patient, nested: { deeper: { resource: patient } }, hl7: 'MSH|^~\\&|...PID|||MRN-4711' },
+      'x',
+    );
     logger.info({ req: { headers: { authorization: 'Bearer abc.def.ghi' } } }, 'y');
     const out = lines.join('');
     for (const secret of ['Doe', 'Jane', 'MRN-4711', '555-0100', 'Main St', '1970-01-01', 'abc.def.ghi']) {

@@ -12,7 +12,12 @@ const dir = join(projectRoot(), 'profiles');
 describe('profiles/', () => {
   it('when loaded then code systems come before value sets before structure definitions', async () => {
     const res = await loadConformanceResources(dir);
-    expect(res.map((r) => r.resourceType)).toEqual(['CodeSystem', 'ValueSet', 'StructureDefinition', 'StructureDefinition']);
+    expect(res.map((r) => r.resourceType)).toEqual([
+      'CodeSystem',
+      'ValueSet',
+      'StructureDefinition',
+      'StructureDefinition',
+    ]);
     for (const r of res) expect(r.version).toBe(PROFILES_VERSION);
   });
 

@@ -16,25 +16,38 @@ describe('parseScopes', () => {
     expect(s.map((x) => [...x.permissions].join(''))).toEqual(['rs', 'cud', 'cruds']);
   });
 
-  it.each(['patient/Observation.sr', 'patient/Observation.rr', 'patient/Observation.x', 'admin/*.r', 'patient/observation.r', 'patient/Observation'])(
-    'when given malformed "%s" then it grants nothing',
-    (raw) => {
-      expect(parseScopes(raw)).toEqual([]);
-    },
-  );
+  it.each([
+    'patient/Observation.sr',
+    'patient/Observation.rr',
+    'patient/Observation.x',
+    'admin/*.r',
+    'patient/observation.r',
+    'patient/Observation',
+  ])('when given malformed "%s" then it grants nothing', (raw) => {
+    expect(parseScopes(raw)).toEqual([]);
+  });
 });
 
 describe('decide', () => {
   it('when a user scope grants the permission then access is unconfined', () => {
-    expect(decide(parseScopes('user/Patient.rs'), 'Patient', 'r')).toEqual({ allowed: true, compartmentOnly: false });
+    expect(decide(parseScopes('user/Patient.rs'), 'Patient', 'r')).toEqual({
+      allowed: true,
+      compartmentOnly: false,
+    });
   });
 
   it('when only a patient scope grants it then access is confined to the compartment', () => {
-    expect(decide(parseScopes('patient/*.rs'), 'Observation', 's')).toEqual({ allowed: true, compartmentOnly: true });
+    expect(decide(parseScopes('patient/*.rs'), 'Observation', 's')).toEqual({
+      allowed: true,
+      compartmentOnly: true,
+    });
   });
 
   it('when both patient and system scopes grant it then the wider grant wins', () => {
-    expect(decide(parseScopes('patient/*.rs system/Observation.s'), 'Observation', 's')).toEqual({ allowed: true, compartmentOnly: false });
+    expect(decide(parseScopes('patient/*.rs system/Observation.s'), 'Observation', 's')).toEqual({
+      allowed: true,
+      compartmentOnly: false,
+    });
   });
 
   it('when the scope lacks the permission then access is refused', () => {
@@ -47,6 +60,8 @@ describe('decide', () => {
   });
 
   it('when the scope is granular (has ?restriction) then it grants nothing yet', () => {
-    expect(decide(parseScopes('patient/Observation.rs?category=laboratory'), 'Observation', 's').allowed).toBe(false);
+    expect(
+      decide(parseScopes('patient/Observation.rs?category=laboratory'), 'Observation', 's').allowed,
+    ).toBe(false);
   });
 });

@@ -63,14 +63,21 @@ export function parseScopes(scope: string | readonly string[] | undefined): Scop
 }
 
 export type AccessDecision =
-  | { readonly allowed: true; /** Set when only patient-context scopes grant this: confine to the compartment. */ readonly compartmentOnly: boolean }
+  | {
+      readonly allowed: true;
+      /** Set when only patient-context scopes grant this: confine to the compartment. */ readonly compartmentOnly: boolean;
+    }
   | { readonly allowed: false; readonly reason: string };
 
 /**
  * Decides whether `scopes` allow `permission` on `resourceType`. A user/system scope grants unconfined access;
  * a patient scope grants access confined to the token's patient compartment.
  */
-export function decide(scopes: readonly Scope[], resourceType: string, permission: Permission): AccessDecision {
+export function decide(
+  scopes: readonly Scope[],
+  resourceType: string,
+  permission: Permission,
+): AccessDecision {
   let patientGrant = false;
   for (const s of scopes) {
     if (s.restriction !== undefined) continue;

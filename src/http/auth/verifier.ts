@@ -3,13 +3,31 @@
  * `aud` and `exp`. Only asymmetric algorithms are accepted; `alg: none` and HMAC tokens are refused, since a
  * shared secret would let any holder of the verification key mint tokens.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import {
+  createRemoteJWKSet,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
 import { CarewayError } from '../../shared/errors.js';
 import type { AuthConfig } from '../../config/config.js';
 import { parseScopes, type Scope } from './scopes.js';
 
-const ASYMMETRIC_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+const ASYMMETRIC_ALGS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+];
 
 /** The authenticated caller, as routes see it. Holds ids only (no names). */
 export interface Principal {
@@ -24,23 +42,22 @@ export interface Principal {
 export type TokenVerifier = (token: string) => Promise<Principal>;
 
 function algorithmsFor(key: KeyObject): string[] {
-  switch (key.asymmetricKeyType) {
-    case 'rsa':
-      return ['RS256', 'RS384', 'RS512'];
-    case 'rsa-pss':
-      return ['PS256', 'PS384', 'PS512'];
-    case 'ec':
-      return ['ES256', 'ES384', 'ES512'];
-    case 'ed25519':
-      return ['EdDSA', 'Ed25519'];
-    default:
-      throw new Error(`AUTH_PUBLIC_KEY: unsupported key type ${String(key.asymmetricKeyType)}`);
-  }
+  const byType: Record<string, string[]> = {
+    rsa: ['RS256', 'RS384', 'RS512'],
+    'rsa-pss': ['PS256', 'PS384', 'PS512'],
+    ec: ['ES256', 'ES384', 'ES512'],
+    ed25519: ['EdDSA', 'Ed25519'],
+  };
+  const algs = byType[key.asymmetricKeyType ?? ''];
+  if (!algs) throw new Error(`AUTH_PUBLIC_KEY: unsupported key type ${String(key.asymmetricKeyType)}`);
+  return algs;
 }
 
 function unauthenticated(description: string): CarewayError {
   return new CarewayError('unauthenticated', description, {
-    headers: { 'WWW-Authenticate': `Bearer error="invalid_token", error_description="${description.replace(/"/g, "'")}"` },
+    headers: {
+      'WWW-Authenticate': `Bearer error="invalid_token", error_description="${description.replace(/"/g, "'")}"`,
+    },
   });
 }
 
@@ -52,7 +69,7 @@ export function createVerifier(auth: AuthConfig): TokenVerifier {
     algorithms = ASYMMETRIC_ALGS;
   } else if (auth.publicKey) {
     const k = auth.publicKey.trim().startsWith('{')
-      ? createPublicKey({ key: JSON.parse(auth.publicKey) as import('node:crypto').JsonWebKey, format: 'jwk' })
+      ? createPublicKey({ key: JSON.parse(auth.publicKey) as JsonWebKey, format: 'jwk' })
       : createPublicKey(auth.publicKey);
     key = k;
     algorithms = algorithmsFor(k);
@@ -65,23 +82,41 @@ export function createVerifier(auth: AuthConfig): TokenVerifier {
     try {
       const result =
         typeof key === 'function'
-          ? await jwtVerify(token, key, { issuer: auth.issuer, audience: auth.audience, algorithms, requiredClaims: ['exp'] })
-          : await jwtVerify(token, key, { issuer: auth.issuer, audience: auth.audience, algorithms, requiredClaims: ['exp'] });
+          ? await jwtVerify(token, key, {
+              issuer: auth.issuer,
+              audience: auth.audience,
+              algorithms,
+              requiredClaims: ['exp'],
+            })
+          : await jwtVerify(token, key, {
+              issuer: auth.issuer,
+              audience: auth.audience,
+              algorithms,
+              requiredClaims: ['exp'],
+            });
       payload = result.payload;
     } catch (e) {
       if (e instanceof joseErrors.JWTExpired) throw unauthenticated('token expired');
-      if (e instanceof joseErrors.JWTClaimValidationFailed) throw unauthenticated(`token claim "${e.claim}" is not accepted`);
+      if (e instanceof joseErrors.JWTClaimValidationFailed)
+        throw unauthenticated(`token claim "${e.claim}" is not accepted`);
       if (e instanceof joseErrors.JOSEAlgNotAllowed) throw unauthenticated('token algorithm is not accepted');
-      if (e instanceof joseErrors.JWSSignatureVerificationFailed) throw unauthenticated('token signature is invalid');
+      if (e instanceof joseErrors.JWSSignatureVerificationFailed)
+        throw unauthenticated('token signature is invalid');
       if (e instanceof joseErrors.JWKSNoMatchingKey) throw unauthenticated('token signing key is unknown');
       if (e instanceof joseErrors.JWKSTimeout || (e instanceof Error && /fetch|ECONN/i.test(e.message))) {
-        throw new CarewayError('upstream-unavailable', 'the token key set could not be fetched', { cause: e });
+        throw new CarewayError('upstream-unavailable', 'the token key set could not be fetched', {
+          cause: e,
+        });
       }
       throw unauthenticated('token is malformed');
     }
     const scopeClaim = payload['scope'] ?? payload['scp'];
     const scopes = parseScopes(
-      typeof scopeClaim === 'string' ? scopeClaim : Array.isArray(scopeClaim) ? (scopeClaim as string[]) : undefined,
+      typeof scopeClaim === 'string'
+        ? scopeClaim
+        : Array.isArray(scopeClaim)
+          ? (scopeClaim as string[])
+          : undefined,
     );
     const patient = typeof payload['patient'] === 'string' ? payload['patient'] : undefined;
     const fhirUser = typeof payload['fhirUser'] === 'string' ? payload['fhirUser'] : undefined;

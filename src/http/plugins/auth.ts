@@ -26,7 +26,9 @@ declare module 'fastify' {
 function bearer(request: FastifyRequest): string {
   const header = request.headers.authorization;
   if (!header) {
-    throw new CarewayError('unauthenticated', 'a bearer token is required', { headers: { 'WWW-Authenticate': 'Bearer' } });
+    throw new CarewayError('unauthenticated', 'a bearer token is required', {
+      headers: { 'WWW-Authenticate': 'Bearer' },
+    });
   }
   const m = /^Bearer\s+([A-Za-z0-9\-_.~+/]+=*)$/i.exec(header.trim());
   if (!m?.[1]) {
@@ -44,12 +46,20 @@ export function principalOf(request: FastifyRequest): Principal {
 }
 
 /** Throws 403 unless the caller's scopes grant `permission` on `resourceType` outside any compartment. */
-export function requireUnconfined(request: FastifyRequest, resourceType: string, permission: Permission): void {
+export function requireUnconfined(
+  request: FastifyRequest,
+  resourceType: string,
+  permission: Permission,
+): void {
   const d = decide(principalOf(request).scopes, resourceType, permission);
   if (!d.allowed || d.compartmentOnly) {
-    throw new CarewayError('insufficient-scope', `this route needs a user/ or system/ scope granting "${permission}" on ${resourceType}`, {
-      headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
-    });
+    throw new CarewayError(
+      'insufficient-scope',
+      `this route needs a user/ or system/ scope granting "${permission}" on ${resourceType}`,
+      {
+        headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
+      },
+    );
   }
 }
 

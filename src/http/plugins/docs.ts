@@ -27,7 +27,8 @@ export default fp(
       },
       refResolver: {
         // Keep shared schemas under their own names in the document.
-        buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`),
+        buildLocalReference: (json, _baseUri, _fragment, i) =>
+          typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`,
       },
     });
     await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });

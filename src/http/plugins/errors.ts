@@ -22,8 +22,10 @@ export function toCarewayError(error: unknown): CarewayError | FhirError {
   if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
     return new CarewayError('unsupported-media-type', 'send application/fhir+json or application/json');
   }
-  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new CarewayError('payload-too-large', 'request body is too large');
-  if (fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return new CarewayError('bad-request', 'request body is empty');
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+    return new CarewayError('payload-too-large', 'request body is too large');
+  if (fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY')
+    return new CarewayError('bad-request', 'request body is empty');
   if (fe.code?.startsWith('FST_ERR_CTP') || (error instanceof SyntaxError && fe.statusCode === 400)) {
     return new CarewayError('bad-request', 'request body is not valid JSON');
   }
@@ -70,7 +72,14 @@ export default fp(
       return reply
         .code(404)
         .type(FHIR_JSON)
-        .send(operationOutcome('error', 'not-found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`, 'not-found'));
+        .send(
+          operationOutcome(
+            'error',
+            'not-found',
+            `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`,
+            'not-found',
+          ),
+        );
     });
   },
   { name: 'careway-errors' },

@@ -25,7 +25,10 @@ export interface InfrastructureOptions {
 export default fp<InfrastructureOptions>(
   async function infrastructure(app: FastifyInstance, opts: InfrastructureOptions) {
     app.decorate('config', opts.config);
-    app.decorate('fhir', opts.fhir ?? new FhirClient({ baseUrl: opts.config.fhirBaseUrl, timeoutMs: opts.config.fhirTimeoutMs }));
+    app.decorate(
+      'fhir',
+      opts.fhir ?? new FhirClient({ baseUrl: opts.config.fhirBaseUrl, timeoutMs: opts.config.fhirTimeoutMs }),
+    );
     const redis = createConnections(opts.config.redisUrl);
     app.decorate('redis', redis);
     app.addHook('onClose', async () => {

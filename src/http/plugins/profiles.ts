@@ -15,7 +15,6 @@ declare module 'fastify' {
   }
 }
 
-
 export default fp(
   async function profiles(app: FastifyInstance) {
     let uploaded = !app.config.uploadProfiles;

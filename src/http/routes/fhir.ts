@@ -47,7 +47,9 @@ export interface FhirRoutesOptions {
 }
 
 function forbidden(message: string): CarewayError {
-  return new CarewayError('insufficient-scope', message, { headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' } });
+  return new CarewayError('insufficient-scope', message, {
+    headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
+  });
 }
 
 function publicBase(request: FastifyRequest): string {
@@ -79,18 +81,25 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
 
   const checkType = async (type: string): Promise<void> => {
     if (!TYPE_RE.test(type) || !(await serverCapability()).types.has(type)) {
-      throw new CarewayError('not-supported', `resource type "${type.slice(0, 64)}" is not supported by this server`);
+      throw new CarewayError(
+        'not-supported',
+        `resource type "${type.slice(0, 64)}" is not supported by this server`,
+      );
     }
   };
 
   const checkId = (id: string): void => {
-    if (!ID_RE.test(id)) throw new CarewayError('bad-request', 'resource id must be 1-64 characters of [A-Za-z0-9-.]');
+    if (!ID_RE.test(id))
+      throw new CarewayError('bad-request', 'resource id must be 1-64 characters of [A-Za-z0-9-.]');
   };
 
   /** The access decision for this caller, or a 403. */
   const access = (principal: Principal, type: string, permission: Permission): { confined: boolean } => {
     const d = decide(principal.scopes, type, permission);
-    if (!d.allowed) throw forbidden(`${d.reason}; a scope like user/${type}.${permission} or patient/${type}.${permission} is needed`);
+    if (!d.allowed)
+      throw forbidden(
+        `${d.reason}; a scope like user/${type}.${permission} or patient/${type}.${permission} is needed`,
+      );
     if (!d.compartmentOnly) return { confined: false };
     if (!principal.patient) throw forbidden('a patient/ scope needs a "patient" claim in the token');
     if (patientAccessFor(type) === 'refused') throw forbidden(`patient-context tokens cannot access ${type}`);
@@ -98,7 +107,9 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
   };
 
   const sign = (searchId: string, principal: Principal): string =>
-    createHmac('sha256', pagingKey).update(`${searchId}\n${principal.subject}\n${principal.patient ?? ''}`).digest('base64url');
+    createHmac('sha256', pagingKey)
+      .update(`${searchId}\n${principal.subject}\n${principal.patient ?? ''}`)
+      .digest('base64url');
 
   /** Drops entries whose type no scope lets this caller read, and signs paging links. */
   const shapeBundle = (bundle: Bundle, request: FastifyRequest, principal: Principal): Bundle => {
@@ -125,7 +136,11 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
     }
     if (dropped > 0) {
       kept.push({
-        resource: operationOutcome('warning', 'forbidden', `${dropped} included resource(s) omitted: no scope grants reading their type`),
+        resource: operationOutcome(
+          'warning',
+          'forbidden',
+          `${dropped} included resource(s) omitted: no scope grants reading their type`,
+        ),
         search: { mode: 'outcome' },
       });
     }
@@ -136,14 +151,22 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
   const send = (reply: FastifyReply, res: FhirResponse, body: unknown): FastifyReply => {
     for (const h of ['etag', 'last-modified', 'content-location']) {
       const v = res.headers.get(h);
-      if (v) void reply.header(h, h === 'content-location' ? v.replace(app.fhir.baseUrl, publicBase(reply.request)) : v);
+      if (v)
+        void reply.header(
+          h,
+          h === 'content-location' ? v.replace(app.fhir.baseUrl, publicBase(reply.request)) : v,
+        );
     }
     return reply.code(res.status).type(FHIR_JSON).send(body);
   };
 
   /** For a confined read of a non-Patient compartment type: is `type/id` in the patient's compartment? */
   const inCompartment = async (patient: string, type: string, id: string): Promise<boolean> => {
-    const res = await app.fhir.search(`Patient/${encodeURIComponent(patient)}/${type}`, { _id: id, _summary: 'count' }, { noCache: true });
+    const res = await app.fhir.search(
+      `Patient/${encodeURIComponent(patient)}/${type}`,
+      { _id: id, _summary: 'count' },
+      { noCache: true },
+    );
     return (res.total ?? 0) > 0;
   };
 
@@ -151,11 +174,17 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
     '/fhir/metadata',
     {
       config: { public: true },
-      schema: { tags: ['fhir'], summary: "Careway's CapabilityStatement (public)", response: { 200: AnyFhir } },
+      schema: {
+        tags: ['fhir'],
+        summary: "Careway's CapabilityStatement (public)",
+        response: { 200: AnyFhir },
+      },
     },
     async (request, reply) => {
       const { server } = await serverCapability();
-      return reply.type(FHIR_JSON).send(carewayCapabilityStatement(server, { publicBase: publicBase(request), version: opts.version }));
+      return reply
+        .type(FHIR_JSON)
+        .send(carewayCapabilityStatement(server, { publicBase: publicBase(request), version: opts.version }));
     },
   );
 
@@ -166,7 +195,10 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
         tags: ['fhir'],
         summary: 'Next or previous page of a search (follow the links in a searchset Bundle)',
         security: [{ bearer: [] }],
-        querystring: Type.Object({ _getpages: Type.String(), _cwsig: Type.String() }, { additionalProperties: true }),
+        querystring: Type.Object(
+          { _getpages: Type.String(), _cwsig: Type.String() },
+          { additionalProperties: true },
+        ),
         response: fhirResponses,
       },
     },
@@ -212,7 +244,9 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
         else path = `Patient/${encodeURIComponent(principal.patient)}/${type}`;
       }
       const query = params.toString();
-      const res = await app.fhir.request<Bundle>('GET', query ? `${path}?${query}` : path, undefined, { noCache: true });
+      const res = await app.fhir.request<Bundle>('GET', query ? `${path}?${query}` : path, undefined, {
+        noCache: true,
+      });
       return send(reply, res, shapeBundle(res.body as Bundle, request, principal));
     },
   );
@@ -229,8 +263,16 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
     }
     const path = vid === undefined ? `${type}/${id}` : `${type}/${id}/_history/${vid}`;
     const res = await app.fhir.request<Resource>('GET', path, undefined, { noCache: true });
-    if (confined && type !== 'Patient' && principal.patient && !(await inCompartment(principal.patient, type, id))) {
-      throw new CarewayError('outside-compartment', `this ${type} is outside the token's patient compartment`);
+    if (
+      confined &&
+      type !== 'Patient' &&
+      principal.patient &&
+      !(await inCompartment(principal.patient, type, id))
+    ) {
+      throw new CarewayError(
+        'outside-compartment',
+        `this ${type} is outside the token's patient compartment`,
+      );
     }
     return send(reply, res, res.body);
   };
@@ -268,7 +310,10 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
     url: '/fhir/*',
     schema: { hide: true },
     handler: async () => {
-      throw new CarewayError('method-not-allowed', 'this interaction is not served by the Careway facade; see GET /fhir/metadata');
+      throw new CarewayError(
+        'method-not-allowed',
+        'this interaction is not served by the Careway facade; see GET /fhir/metadata',
+      );
     },
   });
 }

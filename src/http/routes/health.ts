@@ -6,7 +6,10 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 
-const Check = Type.Object({ status: Type.Union([Type.Literal('up'), Type.Literal('down')]), detail: Type.Optional(Type.String()) });
+const Check = Type.Object({
+  status: Type.Union([Type.Literal('up'), Type.Literal('down')]),
+  detail: Type.Optional(Type.String()),
+});
 const Ready = Type.Object({
   status: Type.Union([Type.Literal('ready'), Type.Literal('not-ready')]),
   checks: Type.Object({ fhir: Check, redis: Check, profiles: Check }),
@@ -41,14 +44,21 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
         app.fhir
           .capabilities({ timeoutMs: 2000 })
           .then(() => ({ status: 'up' as const }))
-          .catch((e: unknown) => ({ status: 'down' as const, detail: e instanceof Error ? e.message : 'unreachable' })),
-        app.redis.ping(1000).then((ok) => (ok ? { status: 'up' as const } : { status: 'down' as const, detail: 'no PONG' })),
+          .catch((e: unknown) => ({
+            status: 'down' as const,
+            detail: e instanceof Error ? e.message : 'unreachable',
+          })),
+        app.redis
+          .ping(1000)
+          .then((ok) => (ok ? { status: 'up' as const } : { status: 'down' as const, detail: 'no PONG' })),
       ]);
       const profiles = app.profiles.uploaded
         ? { status: 'up' as const }
         : { status: 'down' as const, detail: app.profiles.lastError ?? 'upload pending' };
       const ok = fhir.status === 'up' && redis.status === 'up' && profiles.status === 'up';
-      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', checks: { fhir, redis, profiles } });
+      return reply
+        .code(ok ? 200 : 503)
+        .send({ status: ok ? 'ready' : 'not-ready', checks: { fhir, redis, profiles } });
     },
   );
 }

@@ -1,0 +1,37 @@
+/**
+ * BullMQ 6 and ioredis 5 against the real redis-server: connections are made and closed in one place, a job
+ * added with a deterministic id is processed once, and re-adding the same id creates nothing.
+ */
+import { describe, expect, inject, it } from 'vitest';
+import { createConnections } from '../../src/queues/connections.js';
+import { uniq } from '../support/harness.js';
+
+describe('queue connections', () => {
+  it('when a job is added twice with the same id then it is processed once, and closeAll closes everything', async () => {
+    const conns = createConnections(new URL(inject('redisUrl')));
+    const name = `test-${uniq()}`;
+    const queue = conns.queue<{ appointmentId: string }>(name);
+    const seen: string[] = [];
+    const done = new Promise<void>((resolve) => {
+      conns.worker<{ appointmentId: string }>(name, async (job) => {
+        seen.push(job.data.appointmentId);
+        resolve();
+      });
+    });
+    await queue.add('remind', { appointmentId: 'appt-1' }, { jobId: 'appt-1-P1D' });
+    await queue.add('remind', { appointmentId: 'appt-1' }, { jobId: 'appt-1-P1D' });
+    await done;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(seen).toEqual(['appt-1']);
+    expect(await conns.ping()).toBe(true);
+    await conns.closeAll();
+    expect(conns.producer.status).toBe('end');
+    await conns.closeAll(); // idempotent
+  });
+
+  it('when Redis is unreachable then ping answers false instead of hanging', async () => {
+    const conns = createConnections(new URL('redis://127.0.0.1:1'));
+    expect(await conns.ping(300)).toBe(false);
+    await conns.closeAll();
+  });
+});
