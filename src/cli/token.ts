@@ -3,31 +3,8 @@
  * Prints a bearer token signed with the local dev key, which a demo instance trusts.
  */
 import { parseArgs } from 'node:util';
-import { SignJWT } from 'jose';
-import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevKey } from './dev-key.js';
+import { mintDevToken } from './dev-key-token.js';
 import { parseScopes } from '../http/auth/scopes.js';
-
-export async function mintDevToken(opts: {
-  scope: string;
-  patient?: string;
-  sub?: string;
-  ttlSeconds?: number;
-}): Promise<string> {
-  const key = loadOrCreateDevKey();
-  const jwt = new SignJWT({
-    scope: opts.scope,
-    ...(opts.patient ? { patient: opts.patient } : {}),
-    client_id: 'careway-dev-cli',
-  })
-    .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' })
-    .setIssuer(DEV_ISSUER)
-    .setAudience(DEV_AUDIENCE)
-    .setSubject(opts.sub ?? 'dev-user')
-    .setIssuedAt()
-    .setJti(crypto.randomUUID())
-    .setExpirationTime(Math.floor(Date.now() / 1000) + (opts.ttlSeconds ?? 3600));
-  return jwt.sign(key.privateKey);
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
