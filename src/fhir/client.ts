@@ -12,7 +12,7 @@
  * - Every failure surfaces as `FhirError`.
  * - Nothing here logs resource bodies or query strings.
  */
-import type { Bundle, CapabilityStatement, OperationOutcome, Parameters, Resource } from 'fhir/r4.js';
+import type { Bundle, CapabilityStatement, OperationOutcome, Resource } from 'fhir/r4.js';
 import { FhirError } from './errors.js';
 
 export type SearchParams =
@@ -294,22 +294,16 @@ export class FhirClient implements FhirPort {
   }
 
   async validate(resource: Resource, profile?: string, options?: RequestOptions): Promise<OperationOutcome> {
-    const params: Parameters = {
-      resourceType: 'Parameters',
-      parameter: [
-        { name: 'resource', resource },
-        ...(profile ? [{ name: 'profile', valueUri: profile }] : []),
-      ],
-    };
+    // The raw resource as the body and `profile` as a query parameter: HAPI 8.8 mishandles the Parameters
+    // form (it looks the profile up as a literal "UriType[...]", or validates the Parameters resource itself).
+    const path = `${resource.resourceType}/$validate${profile ? toQuery({ profile }) : ''}`;
     try {
-      const res = await this.request<OperationOutcome>('POST', `${resource.resourceType}/$validate`, params, {
-        ...options,
-        idempotent: true,
-      });
+      const res = await this.request<OperationOutcome>('POST', path, resource, { ...options, idempotent: true });
       return this.expectBody(res, 'POST', `${resource.resourceType}/$validate`);
     } catch (e) {
-      // HAPI answers 412 with the OperationOutcome when the resource is invalid; that is a result, not a failure.
-      if (e instanceof FhirError && e.kind === 'http' && e.status === 412 && e.outcome) return e.outcome;
+      // Some servers answer 412/422 with the OperationOutcome when the resource is invalid (HAPI answers 200);
+      // either way it is a result, not a failure.
+      if (e instanceof FhirError && e.kind === 'http' && (e.status === 412 || e.status === 422) && e.outcome) return e.outcome;
       throw e;
     }
   }
