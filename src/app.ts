@@ -5,7 +5,7 @@
  * Order: errors and docs first (the docs plugin must see every route), infrastructure (config, FHIR port,
  * Redis), auth, then the areas.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from './config/config.js';
 import type { FhirPort } from './fhir/client.js';
 import errors from './http/plugins/errors.js';
@@ -37,7 +37,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     loggerInstance: deps.logger,
     // Fastify's own request log prints the URL with its query string, which can hold PHI
     // (e.g. `Patient?name=`); request-log.ts logs the route pattern instead.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,
     requestIdHeader: 'x-request-id',

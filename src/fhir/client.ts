@@ -298,12 +298,16 @@ export class FhirClient implements FhirPort {
     // form (it looks the profile up as a literal "UriType[...]", or validates the Parameters resource itself).
     const path = `${resource.resourceType}/$validate${profile ? toQuery({ profile }) : ''}`;
     try {
-      const res = await this.request<OperationOutcome>('POST', path, resource, { ...options, idempotent: true });
+      const res = await this.request<OperationOutcome>('POST', path, resource, {
+        ...options,
+        idempotent: true,
+      });
       return this.expectBody(res, 'POST', `${resource.resourceType}/$validate`);
     } catch (e) {
       // Some servers answer 412/422 with the OperationOutcome when the resource is invalid (HAPI answers 200);
       // either way it is a result, not a failure.
-      if (e instanceof FhirError && e.kind === 'http' && (e.status === 412 || e.status === 422) && e.outcome) return e.outcome;
+      if (e instanceof FhirError && e.kind === 'http' && (e.status === 412 || e.status === 422) && e.outcome)
+        return e.outcome;
       throw e;
     }
   }

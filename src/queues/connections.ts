@@ -100,11 +100,15 @@ export function createConnections(redisUrl: URL): RedisConnections {
         await Promise.allSettled(queues.map((q) => q.close()));
         await Promise.allSettled(
           raw.reverse().map(async (c) => {
+            if (c.status === 'end') return;
+            const ended = new Promise<void>((resolve) => c.once('end', () => resolve()));
             try {
               await c.quit();
             } catch {
               c.disconnect();
             }
+            // quit() resolves on the server's OK; the socket closes just after. Wait (bounded) for it.
+            await Promise.race([ended, new Promise((r) => setTimeout(r, 1000).unref())]);
           }),
         );
       })();

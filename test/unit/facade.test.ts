@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CapabilityStatement } from 'fhir/r4.js';
 import { carewayCapabilityStatement, rebaseBundle } from '../../src/fhir/facade.js';
-import { patientAccessFor } from '../../src/fhir/compartment.js';
+import { confiningParam, patientAccessFor } from '../../src/fhir/compartment.js';
 
 const server: CapabilityStatement = {
   resourceType: 'CapabilityStatement',
@@ -79,5 +79,14 @@ describe('patientAccessFor', () => {
     expect(patientAccessFor('EpisodeOfCare')).toBe('compartment');
     expect(patientAccessFor('Practitioner')).toBe('shared');
     expect(patientAccessFor('Task')).toBe('refused');
+  });
+});
+
+describe('confiningParam', () => {
+  it('when a patient token searches then the primary membership parameter is ANDed in', () => {
+    expect(confiningParam('Observation', 'p1')).toEqual(['subject', 'Patient/p1']);
+    expect(confiningParam('Appointment', 'p1')).toEqual(['actor', 'Patient/p1']);
+    expect(confiningParam('Patient', 'p1')).toEqual(['_id', 'p1']);
+    expect(confiningParam('Practitioner', 'p1')).toBeUndefined();
   });
 });

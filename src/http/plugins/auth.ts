@@ -68,7 +68,9 @@ export default fp<{ verifier?: TokenVerifier }>(
     const verify = opts.verifier ?? createVerifier(app.config.auth);
     app.decorateRequest('principal', undefined);
     app.addHook('onRequest', async (request) => {
-      if (request.routeOptions.config.public === true) return;
+      // The OpenAPI UI and document are public (registered by @fastify/swagger-ui, which takes no route config).
+      if (request.routeOptions.config.public === true || request.routeOptions.url?.startsWith('/docs'))
+        return;
       request.principal = await verify(bearer(request));
     });
   },

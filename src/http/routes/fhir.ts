@@ -3,9 +3,10 @@
  * paging passed through to the hospital's FHIR server with the caller's SMART scopes enforced.
  *
  * Patient-context tokens are confined to their compartment:
- * - reads of compartment types are checked with a compartment search (`Patient/{pid}/{Type}?_id=`);
- * - searches of compartment types are rewritten to compartment searches, and `Patient` searches get
- *   `_id={pid}` ANDed in;
+ * - reads of compartment types are checked by asking the FHIR server whether the resource matches one of
+ *   the compartment's membership parameters for that patient;
+ * - searches are ANDed with the primary membership parameter (`subject=Patient/{pid}`, `_id={pid}` for
+ *   Patient), so they can only narrow;
  * - `_include`, `_revinclude` and `_has` are refused for them, since those reach outside the compartment.
  * Included resources of any caller are dropped when no scope grants reading their type.
  * Paging links are signed (HMAC over the search id and the caller), so one caller cannot page through
@@ -17,7 +18,7 @@ import type { Bundle, BundleEntry, CapabilityStatement, Resource } from 'fhir/r4
 import { Type } from 'typebox';
 import { CarewayError, operationOutcome } from '../../shared/errors.js';
 import { carewayCapabilityStatement, rebaseBundle } from '../../fhir/facade.js';
-import { patientAccessFor } from '../../fhir/compartment.js';
+import { compartmentParams, confiningParam, patientAccessFor } from '../../fhir/compartment.js';
 import type { FhirResponse } from '../../fhir/client.js';
 import { decide, type Permission } from '../auth/scopes.js';
 import type { Principal } from '../auth/verifier.js';
@@ -160,14 +161,20 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
     return reply.code(res.status).type(FHIR_JSON).send(body);
   };
 
-  /** For a confined read of a non-Patient compartment type: is `type/id` in the patient's compartment? */
+  /**
+   * For a confined read of a non-Patient compartment type: is `type/id` in the patient's compartment? Asks
+   * the FHIR server, one membership parameter at a time (they are OR-ed in the compartment definition).
+   */
   const inCompartment = async (patient: string, type: string, id: string): Promise<boolean> => {
-    const res = await app.fhir.search(
-      `Patient/${encodeURIComponent(patient)}/${type}`,
-      { _id: id, _summary: 'count' },
-      { noCache: true },
-    );
-    return (res.total ?? 0) > 0;
+    for (const param of compartmentParams(type)) {
+      const res = await app.fhir.search(
+        type,
+        { _id: id, [param]: `Patient/${patient}`, _summary: 'count' },
+        { noCache: true },
+      );
+      if ((res.total ?? 0) > 0) return true;
+    }
+    return false;
   };
 
   app.get(
@@ -233,15 +240,16 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       const principal = principalOf(request);
       const { confined } = access(principal, type, 's');
       const params = queryOf(request);
-      let path = type;
+      const path = type;
       if (confined && principal.patient) {
         for (const p of params.keys()) {
           if (OUTSIDE_COMPARTMENT_PARAMS.some((x) => p === x || p.startsWith(`${x}:`))) {
             throw forbidden(`${p} is not available to patient-context tokens`);
           }
         }
-        if (type === 'Patient') params.append('_id', principal.patient);
-        else path = `Patient/${encodeURIComponent(principal.patient)}/${type}`;
+        const confine = confiningParam(type, principal.patient);
+        if (!confine) throw forbidden(`patient-context tokens cannot search ${type}`);
+        params.append(confine[0], confine[1]);
       }
       const query = params.toString();
       const res = await app.fhir.request<Bundle>('GET', query ? `${path}?${query}` : path, undefined, {
