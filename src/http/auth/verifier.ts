@@ -77,7 +77,23 @@ export function createVerifier(auth: AuthConfig): TokenVerifier {
     throw new Error('no token verification key configured');
   }
 
+  // Verified tokens are cached until they expire: signature verification (ES256/RS256) is the costliest
+  // step of a facade read, and clients reuse one token for many requests. Keyed by the exact token string,
+  // so a cached entry can only ever be hit by the same signed bytes.
+  const cache = new Map<string, { principal: Principal; exp: number }>();
+  const MAX_CACHED = 10_000;
+
   return async (token: string): Promise<Principal> => {
+    const hit = cache.get(token);
+    if (hit) {
+      if (hit.exp > Date.now() / 1000) return hit.principal;
+      cache.delete(token);
+    }
+    const principal = await verifyUncached(token);
+    return principal;
+  };
+
+  async function verifyUncached(token: string): Promise<Principal> {
     let payload: JWTPayload;
     try {
       const result =
@@ -121,12 +137,18 @@ export function createVerifier(auth: AuthConfig): TokenVerifier {
     const patient = typeof payload['patient'] === 'string' ? payload['patient'] : undefined;
     const fhirUser = typeof payload['fhirUser'] === 'string' ? payload['fhirUser'] : undefined;
     const clientId = typeof payload['client_id'] === 'string' ? payload['client_id'] : undefined;
-    return {
+    const principal: Principal = {
       subject: payload.sub ?? clientId ?? 'unknown',
       scopes,
       ...(patient ? { patient } : {}),
       ...(fhirUser ? { fhirUser } : {}),
       ...(clientId ? { clientId } : {}),
     };
-  };
+    if (cache.size >= MAX_CACHED) {
+      const oldest = cache.keys().next();
+      if (!oldest.done) cache.delete(oldest.value);
+    }
+    cache.set(token, { principal, exp: payload.exp ?? 0 });
+    return principal;
+  }
 }

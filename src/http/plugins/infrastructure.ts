@@ -32,7 +32,7 @@ export default fp<InfrastructureOptions>(
     const redis = createConnections(opts.config.redisUrl);
     app.decorate('redis', redis);
     app.addHook('onClose', async () => {
-      await redis.closeAll();
+      await Promise.all([redis.closeAll(), app.fhir.close()]);
     });
   },
   { name: 'careway-infrastructure' },
