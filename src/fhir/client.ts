@@ -422,7 +422,8 @@ export class FhirClient implements FhirPort {
       });
     }
     const text = res.text;
-    if (options?.raw && res.status < 400) return { status: res.status, headers: res.headers, body: text as T };
+    if (options?.raw && res.status < 400)
+      return { status: res.status, headers: res.headers, body: text as T };
     let parsed: unknown;
     if (text.length > 0) {
       try {
