@@ -36,7 +36,13 @@ function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill('SIGTERM');
-    const done = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), graceMs);
+    });
+    // Clear the grace timer once the child exits, or it would hold the caller's event loop open.
+    const done = await Promise.race([exited.then(() => true), graceOver]);
+    clearTimeout(timer);
     if (!done) {
       child.kill('SIGKILL');
       await exited;

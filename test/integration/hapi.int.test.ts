@@ -14,6 +14,7 @@ import { projectRoot } from '../../src/shared/paths.js';
 import { uniq } from '../support/harness.js';
 
 const fhir = new FhirClient({ baseUrl: inject('fhirBaseUrl') });
+afterAll(() => fhir.close());
 const SYS = 'urn:careway:test:mrn';
 
 function patient(mrn: string): Patient {

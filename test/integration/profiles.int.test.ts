@@ -4,13 +4,14 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import type { Resource, StructureDefinition } from 'fhir/r4.js';
 import { FhirClient } from '../../src/fhir/client.js';
 import { loadConformanceResources, uploadProfiles } from '../../src/fhir/profiles.js';
 import { projectRoot } from '../../src/shared/paths.js';
 
 const fhir = new FhirClient({ baseUrl: inject('fhirBaseUrl') });
+afterAll(() => fhir.close());
 const dir = join(projectRoot(), 'profiles');
 
 describe('profiles on HAPI', () => {

@@ -85,6 +85,7 @@ export async function startHarness(extraEnv: Record<string, string> = {}): Promi
       cb();
     },
   });
+  const fhir = new FhirClient({ baseUrl: config.fhirBaseUrl });
   const app = await buildApp({ config, logger: createLogger({ level: 'debug', destination: sink }) });
   await app.ready();
   await app.profiles.whenUploaded();
@@ -94,9 +95,12 @@ export async function startHarness(extraEnv: Record<string, string> = {}): Promi
     keys,
     logs,
     rawLogs,
-    fhir: new FhirClient({ baseUrl: config.fhirBaseUrl }),
+    fhir,
     token: (o) => signToken(keys, o),
-    close: () => app.close(),
+    close: async () => {
+      await app.close();
+      await fhir.close();
+    },
   };
 }
 
