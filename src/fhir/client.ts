@@ -283,11 +283,27 @@ export class FhirClient implements FhirPort {
       // A conditional create replayed after a lost response finds the first one: safe to retry.
       idempotent = true;
     }
-    const res = await this.request<T>('POST', resource.resourceType, resource, {
-      ...options,
-      headers,
-      idempotent,
-    });
+    let res: FhirResponse<T>;
+    try {
+      res = await this.request<T>('POST', resource.resourceType, resource, {
+        ...options,
+        headers,
+        idempotent,
+      });
+    } catch (e) {
+      // Conditional create is not race-safe on HAPI: the loser of two parallel creates gets 409 (HAPI-2745, a
+      // unique-constraint clash on the match URL). The winner's resource exists, so read it back.
+      if (options?.ifNoneExist && e instanceof FhirError && e.isConflict) {
+        const existing = await this.searchAll<T>(resource.resourceType, options.ifNoneExist, {
+          noCache: true,
+          maxPages: 1,
+        });
+        if (existing.length === 1 && existing[0]) {
+          return { resource: existing[0], outcome: 'existing', versionId: existing[0].meta?.versionId };
+        }
+      }
+      throw e;
+    }
     return {
       resource: this.expectBody(res, 'POST', resource.resourceType),
       outcome: res.status === 201 ? 'created' : 'existing',

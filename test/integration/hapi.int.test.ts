@@ -229,4 +229,68 @@ describe('HAPI FHIR JPA through the FHIR port', () => {
     const types = res.body?.entry?.map((e) => e.resource?.resourceType).sort();
     expect(types).toEqual(['EpisodeOfCare', 'Patient']);
   });
+
+  describe('the rest of the FHIR port', () => {
+    it('when ten conditional creates race then all resolve to one resource (HAPI-2745 conflicts are re-read)', async () => {
+      const mrn = uniq();
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          fhir.create(patient(mrn), { ifNoneExist: { identifier: `${SYS}|${mrn}` } }),
+        ),
+      );
+      expect(new Set(results.map((r) => r.resource.id)).size).toBe(1);
+      expect(results.filter((r) => r.outcome === 'created')).toHaveLength(1);
+      expect(
+        await fhir.searchAll('Patient', { identifier: `${SYS}|${mrn}` }, { noCache: true }),
+      ).toHaveLength(1);
+    });
+
+    it('when a conditional update runs twice then it creates once and then updates the same resource', async () => {
+      const mrn = uniq();
+      const a = await fhir.conditionalUpdate(patient(mrn), { identifier: `${SYS}|${mrn}` });
+      const b = await fhir.conditionalUpdate(
+        { ...patient(mrn), gender: 'female' },
+        { identifier: `${SYS}|${mrn}` },
+      );
+      expect([a.outcome, b.outcome]).toEqual(['created', 'updated']);
+      expect(b.resource.id).toBe(a.resource.id);
+      expect(b.versionId).toBe('2');
+      const v1 = await fhir.vread<Patient>('Patient', a.resource.id ?? '', '1');
+      expect(v1.gender).toBe('unknown');
+    });
+
+    it('when a batch has a failing entry then the other entries still apply', async () => {
+      const res = await fhir.batch({
+        resourceType: 'Bundle',
+        type: 'batch',
+        entry: [
+          { resource: patient(uniq()), request: { method: 'POST', url: 'Patient' } },
+          { request: { method: 'GET', url: 'Patient/definitely-missing-id' } },
+        ],
+      });
+      expect(res.entry?.map((e) => e.response?.status.slice(0, 3))).toEqual(['201', '404']);
+    });
+
+    it('when results span pages then searchAll follows next links', async () => {
+      const tag = uniq();
+      for (let i = 0; i < 5; i++) {
+        await fhir.create({
+          ...patient(uniq()),
+          meta: { tag: [{ system: 'urn:careway:test:tag', code: tag }] },
+        });
+      }
+      const all = await fhir.searchAll(
+        'Patient',
+        { _tag: `urn:careway:test:tag|${tag}`, _count: 2 },
+        { noCache: true },
+      );
+      expect(all).toHaveLength(5);
+    });
+
+    it('when a read misses then a typed not-found error carries the OperationOutcome', async () => {
+      const err = (await fhir.read('Patient', `missing-${uniq()}`).catch((e: unknown) => e)) as FhirError;
+      expect(err.isNotFound).toBe(true);
+      expect(err.outcome?.resourceType).toBe('OperationOutcome');
+    });
+  });
 });
