@@ -4,19 +4,27 @@
  * Upload is idempotent by canonical URL and version: one transaction of conditional creates
  * (`If-None-Exist: url=…&version=…`). A replay creates nothing, and an already stored version is never
  * edited in place (HAPI caches StructureDefinitions without expiry; a change needs a new version).
- * Order matters to validators: CodeSystems, then ValueSets, then StructureDefinitions.
+ * Order matters to validators: CodeSystems, then ValueSets, then StructureDefinitions, then SearchParameters.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Bundle, BundleEntry, CodeSystem, StructureDefinition, ValueSet } from 'fhir/r4.js';
+import type {
+  Bundle,
+  BundleEntry,
+  CodeSystem,
+  SearchParameter,
+  StructureDefinition,
+  ValueSet,
+} from 'fhir/r4.js';
 import type { FhirPort } from './client.js';
 
-export type ConformanceResource = CodeSystem | ValueSet | StructureDefinition;
+export type ConformanceResource = CodeSystem | ValueSet | StructureDefinition | SearchParameter;
 
 const ORDER: Record<ConformanceResource['resourceType'], number> = {
   CodeSystem: 0,
   ValueSet: 1,
   StructureDefinition: 2,
+  SearchParameter: 3,
 };
 
 /** Reads every `*.json` at the top of `dir` (examples live in a subfolder and are not uploaded). */

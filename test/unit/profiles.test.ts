@@ -10,13 +10,18 @@ import { projectRoot } from '../../src/shared/paths.js';
 const dir = join(projectRoot(), 'profiles');
 
 describe('profiles/', () => {
-  it('when loaded then code systems come before value sets before structure definitions', async () => {
+  it('when loaded then code systems, value sets, structure definitions and search parameters come in that order', async () => {
     const res = await loadConformanceResources(dir);
     expect(res.map((r) => r.resourceType)).toEqual([
       'CodeSystem',
       'ValueSet',
       'StructureDefinition',
       'StructureDefinition',
+      'StructureDefinition',
+      'StructureDefinition',
+      'SearchParameter',
+      'SearchParameter',
+      'SearchParameter',
     ]);
     for (const r of res) expect(r.version).toBe(PROFILES_VERSION);
   });
