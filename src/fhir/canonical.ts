@@ -12,7 +12,15 @@ export const canonical = {
   journeyStageCodeSystem: `${CANONICAL_BASE}/CodeSystem/journey-stage`,
   journeyStageValueSet: `${CANONICAL_BASE}/ValueSet/journey-stage`,
   journeyStageExtension: `${CANONICAL_BASE}/StructureDefinition/journey-stage`,
+  journeyStageHistoryExtension: `${CANONICAL_BASE}/StructureDefinition/journey-stage-history`,
+  journeyReferenceExtension: `${CANONICAL_BASE}/StructureDefinition/journey`,
   journeyEpisodeOfCare: `${CANONICAL_BASE}/StructureDefinition/journey-episode-of-care`,
+  /** Identifier system for journeys keyed on the referral that started them. */
+  journeyForReferralSystem: `${CANONICAL_BASE}/sid/journey-for-referral`,
+  /** Careway's own code systems. */
+  provenanceActivity: `${CANONICAL_BASE}/CodeSystem/provenance-activity`,
+  communicationCategory: `${CANONICAL_BASE}/CodeSystem/communication-category`,
+  agentSubject: `${CANONICAL_BASE}/sid/token-subject`,
 } as const;
 
 /** `url|version`, the form to validate against and to reference from other definitions. */

@@ -46,6 +46,12 @@ export const ERRORS = {
   'method-not-allowed': { status: 405, issue: 'not-supported', severity: 'error' },
   'not-supported': { status: 400, issue: 'not-supported', severity: 'error' },
   conflict: { status: 409, issue: 'conflict', severity: 'error' },
+  'invalid-parameters': { status: 400, issue: 'invalid', severity: 'error' },
+  'unknown-reference': { status: 422, issue: 'not-found', severity: 'error' },
+  'rule-violation': { status: 422, issue: 'business-rule', severity: 'error' },
+  'journey-closed': { status: 409, issue: 'business-rule', severity: 'error' },
+  'not-a-journey': { status: 422, issue: 'business-rule', severity: 'error' },
+  'concurrent-update': { status: 409, issue: 'conflict', severity: 'error' },
   'rate-limited': { status: 429, issue: 'throttled', severity: 'error' },
   'upstream-unavailable': { status: 502, issue: 'transient', severity: 'error' },
   'upstream-timeout': { status: 504, issue: 'timeout', severity: 'error' },
@@ -62,11 +68,13 @@ export class CarewayError extends Error {
   readonly issue: IssueCode;
   /** Extra headers the HTTP layer should send, e.g. WWW-Authenticate on 401. */
   readonly headers: Readonly<Record<string, string>>;
+  /** A finer code than the registry's for machines (e.g. the journey rule that refused a change). */
+  readonly detailsCode: string;
 
   constructor(
     code: ErrorCode,
     diagnostics: string,
-    options?: { cause?: unknown; headers?: Record<string, string> },
+    options?: { cause?: unknown; headers?: Record<string, string>; detailsCode?: string },
   ) {
     super(diagnostics, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'CarewayError';
@@ -74,10 +82,11 @@ export class CarewayError extends Error {
     this.status = ERRORS[code].status;
     this.issue = ERRORS[code].issue;
     this.headers = options?.headers ?? {};
+    this.detailsCode = options?.detailsCode ?? code;
   }
 
   toOperationOutcome(): OperationOutcome {
-    return operationOutcome(ERRORS[this.code].severity, this.issue, this.message, this.code);
+    return operationOutcome(ERRORS[this.code].severity, this.issue, this.message, this.detailsCode);
   }
 }
 

@@ -1,0 +1,73 @@
+/**
+ * Per-key mutual exclusion across Careway instances, on Redis: `SET key token NX PX ttl` to take, a
+ * compare-and-delete script to release (only the holder's token frees the key, so a lock that expired
+ * and was taken by another holder is never released by the first).
+ *
+ * Used to serialise writes for one patient: HAPI's conditional create is not race-safe, and two journey
+ * changes computed from the same version would otherwise make one of them retry.
+ * The TTL bounds how long a crashed holder blocks others; work under the lock must finish well inside it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { CarewayError } from '../shared/errors.js';
+
+const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+
+export interface KeyedLock {
+  withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
+}
+
+export interface RedisLockOptions {
+  /** Lock lifetime; the holder must finish before it. */
+  ttlMs?: number;
+  /** How long to wait for a busy lock before giving up with 409. */
+  waitMs?: number;
+  prefix?: string;
+}
+
+export function redisLock(redis: Redis, options: RedisLockOptions = {}): KeyedLock {
+  const ttl = options.ttlMs ?? 30_000;
+  const wait = options.waitMs ?? 15_000;
+  const prefix = options.prefix ?? 'careway:lock:';
+  return {
+    async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+      const k = prefix + key;
+      const token = randomUUID();
+      const deadline = Date.now() + wait;
+      for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+        const ok = await redis.set(k, token, 'PX', ttl, 'NX');
+        if (ok === 'OK') break;
+        if (Date.now() > deadline) {
+          throw new CarewayError(
+            'concurrent-update',
+            'another change for this patient is in progress; retry shortly',
+          );
+        }
+        await new Promise((r) => setTimeout(r, delay + Math.random() * delay));
+      }
+      try {
+        return await fn();
+      } finally {
+        await redis.eval(RELEASE, 1, k, token).catch(() => undefined);
+      }
+    },
+  };
+}
+
+/** In-process lock with the same contract, for single-process tools and unit tests. */
+export function localLock(): KeyedLock {
+  const tails = new Map<string, Promise<unknown>>();
+  return {
+    async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+      const prev = tails.get(key) ?? Promise.resolve();
+      const run = prev.then(fn, fn);
+      const tail = run.catch(() => undefined);
+      tails.set(key, tail);
+      try {
+        return await run;
+      } finally {
+        if (tails.get(key) === tail) tails.delete(key);
+      }
+    },
+  };
+}
