@@ -17,6 +17,8 @@ import profiles from './http/plugins/profiles.js';
 import requestLog from './http/plugins/request-log.js';
 import healthRoutes from './http/routes/health.js';
 import fhirRoutes from './http/routes/fhir.js';
+import journeyRoutes, { JOURNEY_OPERATIONS } from './http/routes/journeys.js';
+import journeys from './http/plugins/journeys.js';
 import type { TokenVerifier } from './http/auth/verifier.js';
 import { VERSION } from './shared/version.js';
 
@@ -59,7 +61,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(auth, deps.verifier ? { verifier: deps.verifier } : {});
   await app.register(metrics);
   await app.register(profiles);
+  await app.register(journeys);
   await app.register(healthRoutes);
-  await app.register(fhirRoutes, { version: VERSION });
+  await app.register(fhirRoutes, { version: VERSION, operations: JOURNEY_OPERATIONS });
+  await app.register(journeyRoutes);
   return app;
 }

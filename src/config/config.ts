@@ -5,6 +5,7 @@
  * round instead of one error per restart. Values are parsed into typed form here; nothing else reads
  * `process.env`.
  */
+import { isJourneyStage, type JourneyStage } from '../journey/stages.js';
 
 export interface QuietHours {
   /** Minutes after local midnight when quiet time starts (inclusive). */
@@ -26,6 +27,13 @@ export interface AuthConfig {
   readonly publicKey?: string;
   readonly issuer: string;
   readonly audience: string;
+}
+
+/** Targets the timeline measures pain points against. */
+export interface JourneyTargets {
+  readonly stageMs: Partial<Record<JourneyStage, number>>;
+  readonly referralToFirstAppointmentMs: number;
+  readonly messageReplyMs: number;
 }
 
 export interface Config {
@@ -52,6 +60,7 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   /** Upload profiles/ to the FHIR server at start. */
   readonly uploadProfiles: boolean;
+  readonly journeyTargets: JourneyTargets;
 }
 
 export class ConfigError extends Error {
@@ -246,6 +255,38 @@ export function loadConfig(env: Env): Config {
   if (logLevel !== levelRaw)
     problems.push(`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')} (got "${levelRaw}")`);
 
+  const duration = (key: string, fallback: string): number => {
+    const raw = str(key) ?? fallback;
+    const v = parseIsoDuration(raw);
+    if (v === undefined) {
+      problems.push(`${key}: "${raw}" is not an ISO 8601 duration like P14D or PT48H`);
+      return parseIsoDuration(fallback) ?? 0;
+    }
+    return v;
+  };
+  const stageMs: Partial<Record<JourneyStage, number>> = {};
+  const stageRaw =
+    str('JOURNEY_STAGE_TARGETS') ?? 'awareness=P14D,consideration=P14D,access=P21D,care=P90D,recovery=P90D';
+  for (const part of stageRaw
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    const [stage, d] = part.split('=').map((x) => x.trim());
+    const v = d === undefined ? undefined : parseIsoDuration(d);
+    if (!stage || !isJourneyStage(stage) || v === undefined) {
+      problems.push(
+        `JOURNEY_STAGE_TARGETS: "${part}" must be <stage>=<ISO 8601 duration> with a journey stage code`,
+      );
+      continue;
+    }
+    stageMs[stage] = v;
+  }
+  const journeyTargets: JourneyTargets = {
+    stageMs,
+    referralToFirstAppointmentMs: duration('REFERRAL_WAIT_TARGET', 'P14D'),
+    messageReplyMs: duration('MESSAGE_REPLY_TARGET', 'PT48H'),
+  };
+
   const uploadRaw = str('CAREWAY_UPLOAD_PROFILES') ?? 'true';
   if (!['true', 'false'].includes(uploadRaw)) problems.push('CAREWAY_UPLOAD_PROFILES: must be true or false');
 
@@ -274,6 +315,7 @@ export function loadConfig(env: Env): Config {
     fhirTimeoutMs: positiveInt('FHIR_TIMEOUT_MS', 15000),
     shutdownTimeoutMs: positiveInt('SHUTDOWN_TIMEOUT_MS', 10000),
     uploadProfiles: uploadRaw !== 'false',
+    journeyTargets,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -7,15 +7,13 @@ import type { Bundle, CapabilityStatement, CapabilityStatementRestResource } fro
 /** Interactions the facade serves today; the CapabilityStatement must not promise more. */
 export const FACADE_INTERACTIONS = ['read', 'vread', 'search-type'] as const;
 
-/** Operations Careway adds; each capability issue appends its own here. */
+/** An operation Careway adds to the FHIR API, for the CapabilityStatement. */
 export interface CarewayOperation {
   readonly name: string;
   readonly definition: string;
   readonly resourceType?: string;
   readonly documentation: string;
 }
-
-export const CAREWAY_OPERATIONS: CarewayOperation[] = [];
 
 export interface CapabilityOptions {
   publicBase: string;
@@ -31,7 +29,7 @@ export function carewayCapabilityStatement(
   server: CapabilityStatement,
   opts: CapabilityOptions,
 ): CapabilityStatement {
-  const ops = opts.operations ?? CAREWAY_OPERATIONS;
+  const ops = opts.operations ?? [];
   const rest = server.rest?.find((r) => r.mode === 'server') ?? { mode: 'server' as const };
   const resources: CapabilityStatementRestResource[] = (rest.resource ?? []).map((r) => {
     const own = ops.filter((o) => o.resourceType === r.type);

@@ -22,6 +22,7 @@ export default fp(
         components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
         tags: [
           { name: 'fhir', description: 'The FHIR REST facade' },
+          { name: 'journeys', description: 'Patient journeys: operations, timeline and pain points' },
           { name: 'operations', description: 'Health, readiness and metrics' },
         ],
       },

@@ -17,7 +17,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Bundle, BundleEntry, CapabilityStatement } from 'fhir/r4.js';
 import { Type } from 'typebox';
 import { CarewayError, operationOutcome } from '../../shared/errors.js';
-import { carewayCapabilityStatement, rebaseBundle } from '../../fhir/facade.js';
+import { carewayCapabilityStatement, rebaseBundle, type CarewayOperation } from '../../fhir/facade.js';
 import { compartmentParams, confiningParam, patientAccessFor } from '../../fhir/compartment.js';
 import type { FhirResponse } from '../../fhir/client.js';
 import { decide, type Permission } from '../auth/scopes.js';
@@ -43,6 +43,8 @@ const fhirResponses = {
 
 export interface FhirRoutesOptions {
   version: string;
+  /** Careway's own operations, listed in the CapabilityStatement. */
+  operations?: readonly CarewayOperation[];
   /** Key for signing paging links; random per process unless given. */
   pagingKey?: Buffer;
 }
@@ -189,9 +191,13 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
     },
     async (request, reply) => {
       const { server } = await serverCapability();
-      return reply
-        .type(FHIR_JSON)
-        .send(carewayCapabilityStatement(server, { publicBase: publicBase(request), version: opts.version }));
+      return reply.type(FHIR_JSON).send(
+        carewayCapabilityStatement(server, {
+          publicBase: publicBase(request),
+          version: opts.version,
+          ...(opts.operations ? { operations: opts.operations } : {}),
+        }),
+      );
     },
   );
 
