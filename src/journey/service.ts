@@ -308,9 +308,9 @@ export class JourneyService {
   }
 
   /**
-   * `$journey`: the journey with everything linked to it, in two requests: one search with `_include` and
-   * `_revinclude` for the journey's own links, one for the patient's active allergies (shown as alerts,
-   * because they matter in every stage even when recorded outside the journey).
+   * `$journey`: the journey with everything linked to it, in one search: `_include` for the journey's own
+   * references, `_revinclude` for resources that point at it, and `_revinclude:iterate` for the patient's
+   * allergies (shown as alerts, because they matter in every stage even when recorded outside the journey).
    */
   async journeyBundle(
     id: string,
@@ -320,6 +320,7 @@ export class JourneyService {
       params.append('_include', `EpisodeOfCare:${inc}`);
     params.append('_revinclude', 'Encounter:episode-of-care');
     for (const t of JOURNEY_LINKED_TYPES) params.append('_revinclude', `${t}:journey`);
+    params.append('_revinclude:iterate', 'AllergyIntolerance:patient');
     const main = await this.fhir.search('EpisodeOfCare', params, { noCache: true });
     const episode = main.entry?.find(
       (e) => e.resource?.resourceType === 'EpisodeOfCare' && e.resource.id === id,
@@ -333,14 +334,9 @@ export class JourneyService {
       throw e;
     }
     const pid = patientIdOf(episode);
-    const allergies = await this.fhir.searchAll(
-      'AllergyIntolerance',
-      { patient: `Patient/${pid}`, _count: 200 },
-      { noCache: true, maxPages: 5 },
-    );
     const seen = new Set<string>();
     const resources: Resource[] = [];
-    for (const r of [...(main.entry ?? []).map((e) => e.resource), ...allergies]) {
+    for (const r of (main.entry ?? []).map((e) => e.resource)) {
       if (!r?.id) continue;
       const key = `${r.resourceType}/${r.id}`;
       if (seen.has(key)) continue;

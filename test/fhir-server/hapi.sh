@@ -40,9 +40,14 @@ build() {
 			up_to_date && exit 0 # another process built it while we waited
 		fi
 		echo "hapi.sh: building FHIR server launcher (mvn package)..." >&2
-		# Drop old jars first: copy-dependencies never deletes, and two versions of one library on
-		# the classpath (e.g. after a version bump) break start-up in confusing ways.
-		rm -rf target/lib "$STAMP"
+		# Drop old jars when pom.xml changed: copy-dependencies never deletes, and two versions of
+		# one library on the classpath (e.g. after a version bump) break start-up in confusing ways.
+		# A change under src/ alone keeps target/lib, so a server already running from this
+		# directory does not lose its jars under its feet.
+		if [[ ! -f "$STAMP" || pom.xml -nt "$STAMP" ]]; then
+			rm -rf target/lib
+		fi
+		rm -f "$STAMP"
 		mvn -q -B -DskipTests package >&2
 		touch "$STAMP"
 	) 9>"target/.build.lock"

@@ -12,6 +12,8 @@ import { canonical, versioned } from '../../src/fhir/canonical.js';
 import { join } from 'node:path';
 import { projectRoot } from '../../src/shared/paths.js';
 import { uniq } from '../support/harness.js';
+import { newJourneyEpisode } from '../../src/journey/episode.js';
+import { initialState } from '../../src/journey/rules.js';
 
 const fhir = new FhirClient({ baseUrl: inject('fhirBaseUrl') });
 afterAll(() => fhir.close());
@@ -141,21 +143,17 @@ describe('HAPI FHIR JPA through the FHIR port', () => {
 
   it('8. when the profiles are uploaded then $validate fails an unknown stage and passes a valid journey', async () => {
     await uploadProfiles(fhir, await loadConformanceResources(join(projectRoot(), 'profiles')));
-    const valid: EpisodeOfCare = {
-      resourceType: 'EpisodeOfCare',
-      extension: [
-        {
-          url: canonical.journeyStageExtension,
-          valueCoding: { system: canonical.journeyStageCodeSystem, code: 'care' },
-        },
-      ],
-      status: 'active',
+    // A journey as the domain writes it; only the current stage differs between the two.
+    const valid: EpisodeOfCare = newJourneyEpisode({
+      identifier: { system: 'urn:careway:test:journey', value: uniq() },
       patient: { reference: 'Patient/example' },
-    };
+      state: initialState('care', 'active', new Date().toISOString()),
+    });
     const ok = await fhir.validate(valid, versioned(canonical.journeyEpisodeOfCare));
     expect(ok.issue.filter((i) => i.severity === 'error' || i.severity === 'fatal')).toEqual([]);
     const bad = structuredClone(valid);
     bad.extension![0]!.valueCoding!.code = 'not-a-stage';
+    expect(bad.extension![0]!.url).toBe(canonical.journeyStageExtension);
     const ko = await fhir.validate(bad, versioned(canonical.journeyEpisodeOfCare));
     expect(ko.issue.some((i) => i.severity === 'error')).toBe(true);
   });

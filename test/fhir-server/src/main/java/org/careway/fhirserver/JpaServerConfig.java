@@ -1,6 +1,8 @@
 package org.careway.fhirserver;
 
+import ca.uhn.fhir.batch2.api.IJobMaintenanceService;
 import ca.uhn.fhir.batch2.jobs.config.Batch2JobsConfig;
+import ca.uhn.fhir.batch2.maintenance.JobMaintenanceServiceImpl;
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
 import ca.uhn.fhir.jpa.api.config.ThreadPoolFactoryConfig;
@@ -66,6 +68,9 @@ public class JpaServerConfig {
 	/** Fresh in-memory database per process; DB_CLOSE_DELAY=-1 keeps it alive while the pool cycles connections. */
 	static final String JDBC_URL = "jdbc:h2:mem:hapi;DB_CLOSE_DELAY=-1";
 
+	/** batch2 maintenance pass interval (HAPI's default is 60 s); see batch2MaintenanceInterval(). */
+	static final long BATCH2_MAINTENANCE_INTERVAL_MS = 2_000;
+
 	@Bean(destroyMethod = "close")
 	public BasicDataSource dataSource() {
 		BasicDataSource ds = new BasicDataSource();
@@ -118,8 +123,19 @@ public class JpaServerConfig {
 		s.setAllowMultipleDelete(false);
 		s.setExpungeEnabled(true); // handy for test clean-up
 
-		// Load the SearchParameters / profiles we upload; keep HAPI's built-in ones authoritative.
-		s.setDefaultSearchParamsCanBeOverridden(false);
+		// Must stay true (HAPI's default). Despite its name, false makes the registry ignore EVERY
+		// SearchParameter stored on the server, not just ones that redefine a built-in parameter
+		// (SearchParamRegistryImpl skips all DB SearchParameters), so custom ones answer HAPI-0524.
+		s.setDefaultSearchParamsCanBeOverridden(true);
+		// Creating/changing a SearchParameter starts a batch2 reindex job over its base types
+		// (HAPI's default), so resources stored BEFORE the SearchParameter become searchable too.
+		// Resources written after it are indexed at write time and need no reindex. Fast tracking
+		// lets a small gated job (like reindex) run its next step as soon as the previous one ends
+		// instead of one step per maintenance pass; with batch2MaintenanceInterval below, a reindex
+		// of a test-sized database finishes about 2 s after the SearchParameter is created. With
+		// HAPI's defaults it took minutes (one step per 60 s pass, and reindex has four steps).
+		s.setMarkResourcesForReindexingUponSearchParameterChange(true);
+		s.setJobFastTrackingEnabled(true);
 		return s;
 	}
 
@@ -176,6 +192,23 @@ public class JpaServerConfig {
 	@Bean
 	public JpaTransactionManager transactionManager(EntityManagerFactory theEntityManagerFactory) {
 		return new JpaTransactionManager(theEntityManagerFactory);
+	}
+
+	/**
+	 * Runs the batch2 maintenance pass every 2 s instead of every 60 s. The pass is what picks up a
+	 * newly queued job (e.g. the reindex started by a SearchParameter create) and moves it between
+	 * steps. It is a couple of small queries when no job is running. Must be set before the
+	 * context refresh, when HAPI schedules the job; a bean method runs early enough.
+	 */
+	@Bean
+	public Object batch2MaintenanceInterval(IJobMaintenanceService theJobMaintenanceService) {
+		if (theJobMaintenanceService instanceof JobMaintenanceServiceImpl impl) {
+			impl.setScheduledJobFrequencyMillis(BATCH2_MAINTENANCE_INTERVAL_MS);
+		} else {
+			ourLog.warn("Unexpected batch2 maintenance service {}; keeping its default interval",
+					theJobMaintenanceService.getClass().getName());
+		}
+		return BATCH2_MAINTENANCE_INTERVAL_MS;
 	}
 
 	/** Required by the subscription processor's email channel, which we never use. */

@@ -5,6 +5,7 @@ import ca.uhn.fhir.context.support.IValidationSupport;
 import ca.uhn.fhir.interceptor.api.IInterceptorService;
 import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
 import ca.uhn.fhir.jpa.api.dao.IFhirSystemDao;
+import ca.uhn.fhir.jpa.dao.tx.IHapiTransactionService;
 import ca.uhn.fhir.rest.server.provider.ResourceProviderFactory;
 import ca.uhn.fhir.jpa.provider.IJpaSystemProvider;
 import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
@@ -41,6 +42,7 @@ public class RestServerConfig {
 			ISearchParamRegistry theSearchParamRegistry,
 			IValidationSupport theValidationSupport,
 			ConformanceCacheInvalidator theConformanceCacheInvalidator,
+			SearchParameterRefresher theSearchParameterRefresher,
 			IInterceptorService theJpaInterceptorService) {
 
 		RestfulServer server = new RestfulServer(theFhirContext);
@@ -70,11 +72,18 @@ public class RestServerConfig {
 		// Storage-level hook (not a server hook), so it goes on the JPA interceptor service, which
 		// also sees writes made inside transactions and by HAPI's own DAOs.
 		theJpaInterceptorService.registerInterceptor(theConformanceCacheInvalidator);
+		theJpaInterceptorService.registerInterceptor(theSearchParameterRefresher);
 		return server;
 	}
 
 	@Bean
 	public ConformanceCacheInvalidator conformanceCacheInvalidator(IValidationSupport theValidationSupport) {
 		return new ConformanceCacheInvalidator(theValidationSupport);
+	}
+
+	@Bean
+	public SearchParameterRefresher searchParameterRefresher(
+			ISearchParamRegistry theSearchParamRegistry, IHapiTransactionService theTransactionService) {
+		return new SearchParameterRefresher(theSearchParamRegistry, theTransactionService);
 	}
 }
