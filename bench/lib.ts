@@ -1,0 +1,120 @@
+/**
+ * Shared parts of the benchmarks: the stack (HAPI, Redis and a Careway process, all real and local), a dev
+ * token, medians, and writing results. Each benchmark measures its comparator in the same run.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { startHapi, startRedis, freePort, type LocalService } from '../src/devstack/processes.js';
+import { projectRoot } from '../src/shared/paths.js';
+import { FhirClient } from '../src/fhir/client.js';
+import { mintDevToken } from '../src/cli/dev-key-token.js';
+import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevKey } from '../src/cli/dev-key.js';
+
+export interface Stack {
+  readonly hapi: string;
+  readonly redis: string;
+  readonly careway: string;
+  readonly fhir: FhirClient;
+  token(scope: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+};
+
+export const percentile = (xs: readonly number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
+};
+
+export function machine(): Record<string, unknown> {
+  return {
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+  };
+}
+
+/** Starts HAPI and Redis (unless FHIR_BASE_URL / REDIS_URL are given) and a Careway process on them. */
+export async function startStack(): Promise<Stack> {
+  const started: LocalService[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.allSettled(started.reverse().map((s) => s.stop()));
+  };
+  try {
+    const [redis, hapi] = await Promise.all([
+      process.env['REDIS_URL'] ?? startRedis().then((r) => (started.push(r), r.url)),
+      process.env['FHIR_BASE_URL'] ??
+        startHapi({ onProgress: (m) => process.stderr.write(`${m}\n`) }).then(
+          (h) => (started.push(h), h.url),
+        ),
+    ]);
+    const port = await freePort();
+    const key = loadOrCreateDevKey();
+    const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
+      env: {
+        ...process.env,
+        FHIR_BASE_URL: hapi,
+        REDIS_URL: redis,
+        AUTH_PUBLIC_KEY: key.publicPem,
+        AUTH_ISSUER: DEV_ISSUER,
+        AUTH_AUDIENCE: DEV_AUDIENCE,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    started.push({
+      url: '',
+      pid: child.pid,
+      logFile: '',
+      stop: async () => {
+        if (child.exitCode !== null) return;
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      },
+    });
+    const careway = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const ok = await fetch(`${careway}/ready`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error('Careway did not become ready');
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const fhir = new FhirClient({ baseUrl: hapi });
+    return {
+      hapi,
+      redis,
+      careway,
+      fhir,
+      token: (scope) => mintDevToken({ scope }),
+      stop: async () => {
+        await fhir.close();
+        await stop();
+      },
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+export function writeResult(id: string, result: Record<string, unknown>): string {
+  const at = new Date().toISOString();
+  const dir = join(projectRoot(), 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${id}-${at.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify({ id, at, machine: machine(), ...result }, null, 2)}\n`);
+  return file;
+}
