@@ -397,6 +397,16 @@ export class JourneyService {
     return all.filter((e) => e.extension?.some((x) => x.url === canonical.journeyStageExtension));
   }
 
+  /** Active allergy alerts for a patient: the one call booking and care-plan operations use. */
+  async allergyAlertsFor(patientId: string): Promise<Alert[]> {
+    const all = await this.fhir.searchAll(
+      'AllergyIntolerance',
+      { patient: `Patient/${patientId}`, _count: 200 },
+      { noCache: true, maxPages: 5 },
+    );
+    return allergyAlerts(all);
+  }
+
   /** The timeline with pain points and alerts. */
   async timeline(id: string): Promise<Timeline> {
     const { episode, state, linked } = await this.journeyBundle(id);

@@ -39,6 +39,13 @@ export const JOURNEY_OPERATIONS: CarewayOperation[] = [
       'POST [id]/$advance-stage Parameters(stage: code, reason?: string; reason required to move back). Returns the EpisodeOfCare, or 409/422 naming the rule.',
   },
   {
+    name: 'close-journey',
+    definition: `${CANONICAL_BASE}/OperationDefinition/EpisodeOfCare-close-journey`,
+    resourceType: 'EpisodeOfCare',
+    documentation:
+      'POST [id]/$close-journey Parameters(status: finished | cancelled, reason?: string; reason required to cancel).',
+  },
+  {
     name: 'journey',
     definition: `${CANONICAL_BASE}/OperationDefinition/EpisodeOfCare-journey`,
     resourceType: 'EpisodeOfCare',
@@ -52,6 +59,10 @@ export const JOURNEY_OPERATIONS: CarewayOperation[] = [
     documentation: "GET Patient/[id]/$journeys: the patient's journeys with current stage and status.",
   },
 ];
+
+function doc(name: string): string {
+  return JOURNEY_OPERATIONS.find((o) => o.name === name)?.documentation ?? '';
+}
 
 const IdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9\\-.]{1,64}$' }) });
 const FhirBody = Type.Object({ resourceType: Type.String() }, { additionalProperties: true });
@@ -126,7 +137,7 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
       schema: {
         tags: ['journeys'],
         summary: 'Start a patient journey (scope: EpisodeOfCare.c)',
-        description: JOURNEY_OPERATIONS[0]?.documentation,
+        description: doc('start-journey'),
         security: [{ bearer: [] }],
         body: FhirBody,
         response: fhirResponses,
@@ -199,7 +210,7 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
       schema: {
         tags: ['journeys'],
         summary: 'Move a journey to another stage (scope: user/ or system/ EpisodeOfCare.u)',
-        description: JOURNEY_OPERATIONS[1]?.documentation,
+        description: doc('advance-stage'),
         security: [{ bearer: [] }],
         params: IdParams,
         body: FhirBody,
@@ -224,6 +235,43 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
         );
       }
       const result = await app.journeys.advanceStage(id, stage, p.reason, actorOf(principal));
+      return reply
+        .code(200)
+        .header('etag', `W/"${result.episode.meta?.versionId ?? ''}"`)
+        .type(FHIR_JSON)
+        .send(result.episode);
+    },
+  );
+
+  app.post(
+    '/fhir/EpisodeOfCare/:id/$close-journey',
+    {
+      schema: {
+        tags: ['journeys'],
+        summary: 'Finish or cancel a journey (scope: user/ or system/ EpisodeOfCare.u)',
+        description: doc('close-journey'),
+        security: [{ bearer: [] }],
+        params: IdParams,
+        body: FhirBody,
+        response: fhirResponses,
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      if (access(principal, 'u').confinedTo) throw forbidden('patient-context tokens cannot close a journey');
+      const { id } = request.params as { id: string };
+      const p = readParameters(
+        request.body,
+        { status: { kind: 'valueCode', required: true }, reason: { kind: 'valueString' } },
+        '$close-journey',
+      );
+      if (p.status !== 'finished' && p.status !== 'cancelled') {
+        throw new CarewayError(
+          'invalid-parameters',
+          '$close-journey: "status" must be finished or cancelled',
+        );
+      }
+      const result = await app.journeys.close(id, p.status, p.reason, actorOf(principal));
       return reply
         .code(200)
         .header('etag', `W/"${result.episode.meta?.versionId ?? ''}"`)
@@ -260,7 +308,7 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
       schema: {
         tags: ['journeys'],
         summary: 'The whole journey as one Bundle (scope: EpisodeOfCare.r)',
-        description: JOURNEY_OPERATIONS[2]?.documentation,
+        description: doc('journey'),
         security: [{ bearer: [] }],
         params: IdParams,
         response: fhirResponses,
@@ -291,7 +339,7 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
       schema: {
         tags: ['journeys'],
         summary: "A patient's journeys with stage and status (scope: EpisodeOfCare.s)",
-        description: JOURNEY_OPERATIONS[3]?.documentation,
+        description: doc('journeys'),
         security: [{ bearer: [] }],
         params: IdParams,
         response: fhirResponses,
