@@ -43,6 +43,7 @@ import { ruleError } from './errors.js';
 import type { JourneyStage } from './stages.js';
 import {
   allergyAlerts,
+  type Alert,
   buildTimeline,
   DEFAULT_TARGETS,
   type Timeline,
