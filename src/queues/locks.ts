@@ -13,6 +13,20 @@ import { CarewayError } from '../shared/errors.js';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
+/** Producers fail fast when Redis is not connected; give a (re)connecting client a moment first. */
+async function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(done, timeoutMs);
+    function done(): void {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      resolve();
+    }
+    redis.once('ready', done);
+  });
+}
+
 export interface KeyedLock {
   withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
 }
@@ -35,7 +49,16 @@ export function redisLock(redis: Redis, options: RedisLockOptions = {}): KeyedLo
       const token = randomUUID();
       const deadline = Date.now() + wait;
       for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
-        const ok = await redis.set(k, token, 'PX', ttl, 'NX');
+        let ok: string | null;
+        try {
+          await whenReady(redis, 1000);
+          ok = await redis.set(k, token, 'PX', ttl, 'NX');
+        } catch (cause) {
+          // No lock means no serialised write: refuse the change rather than risk a duplicate.
+          throw new CarewayError('upstream-unavailable', 'Redis is unavailable; the change was not applied', {
+            cause,
+          });
+        }
         if (ok === 'OK') break;
         if (Date.now() > deadline) {
           throw new CarewayError(

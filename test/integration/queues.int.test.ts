@@ -35,3 +35,43 @@ describe('queue connections', () => {
     await conns.closeAll();
   });
 });
+
+describe('redis lock', () => {
+  it('when two holders want one key then they run one after the other, and a busy lock times out with 409', async () => {
+    const { redisLock } = await import('../../src/queues/locks.js');
+    const conns = createConnections(new URL(inject('redisUrl')));
+    const lock = redisLock(conns.producer, { ttlMs: 5000, waitMs: 300 });
+    const key = `test-${uniq()}`;
+    const order: string[] = [];
+    await Promise.all([
+      lock.withLock(key, async () => {
+        order.push('a-in');
+        await new Promise((r) => setTimeout(r, 100));
+        order.push('a-out');
+      }),
+      lock.withLock(key, async () => {
+        order.push('b-in');
+        order.push('b-out');
+      }),
+    ]);
+    expect([order.slice(0, 2), order.slice(2)].map((x) => x[0]?.[0] === x[1]?.[0])).toEqual([true, true]);
+    const slow = lock.withLock(key, () => new Promise((r) => setTimeout(r, 1000)));
+    await new Promise((r) => setTimeout(r, 20));
+    await expect(lock.withLock(key, async () => 'never')).rejects.toMatchObject({
+      code: 'concurrent-update',
+      status: 409,
+    });
+    await slow;
+    await conns.closeAll();
+  });
+
+  it('when Redis is unreachable then taking the lock fails with 502, not a crash', async () => {
+    const { redisLock } = await import('../../src/queues/locks.js');
+    const conns = createConnections(new URL('redis://127.0.0.1:1'));
+    const lock = redisLock(conns.producer, { waitMs: 100 });
+    await expect(lock.withLock('x', async () => 'never')).rejects.toMatchObject({
+      code: 'upstream-unavailable',
+    });
+    await conns.closeAll();
+  });
+});
