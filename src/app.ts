@@ -19,6 +19,8 @@ import healthRoutes from './http/routes/health.js';
 import fhirRoutes from './http/routes/fhir.js';
 import journeyRoutes, { JOURNEY_OPERATIONS } from './http/routes/journeys.js';
 import journeys from './http/plugins/journeys.js';
+import referrals from './http/plugins/referrals.js';
+import referralRoutes, { REFERRAL_OPERATIONS } from './http/routes/referrals.js';
 import type { TokenVerifier } from './http/auth/verifier.js';
 import { VERSION } from './shared/version.js';
 
@@ -47,6 +49,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
   });
 
+  // Only JSON bodies are accepted (415 otherwise); an edge that needs another type (HL7 ER7) adds its own parser.
+  app.removeContentTypeParser('text/plain');
   // FHIR's JSON media type, parsed by the same hardened parser as application/json (prototype poisoning checks).
   app.addContentTypeParser(
     ['application/fhir+json', 'application/json+fhir'],
@@ -62,8 +66,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(metrics);
   await app.register(profiles);
   await app.register(journeys);
+  await app.register(referrals);
   await app.register(healthRoutes);
-  await app.register(fhirRoutes, { version: VERSION, operations: JOURNEY_OPERATIONS });
+  await app.register(fhirRoutes, {
+    version: VERSION,
+    operations: [...JOURNEY_OPERATIONS, ...REFERRAL_OPERATIONS],
+  });
   await app.register(journeyRoutes);
+  await app.register(referralRoutes);
   return app;
 }

@@ -61,6 +61,21 @@ export interface Config {
   /** Upload profiles/ to the FHIR server at start. */
   readonly uploadProfiles: boolean;
   readonly journeyTargets: JourneyTargets;
+  /** Prefix of every BullMQ key, so several deployments (or test runs) can share one Redis. */
+  readonly queuePrefix: string;
+  readonly referrals: ReferralConfig;
+}
+
+export interface ReferralConfig {
+  /** Origins a referrer's reply address may point at; status updates go nowhere else (no SSRF). */
+  readonly replyAllowlist: readonly string[];
+  /** `Organization/{id}` that owns triage Tasks. */
+  readonly receivingOrganization?: string;
+  readonly maxEntries: number;
+  /** Largest referral body accepted, in bytes (413 beyond). */
+  readonly maxBytes: number;
+  readonly callbackAttempts: number;
+  readonly callbackBackoffMs: number;
 }
 
 export class ConfigError extends Error {
@@ -287,6 +302,35 @@ export function loadConfig(env: Env): Config {
     messageReplyMs: duration('MESSAGE_REPLY_TARGET', 'PT48H'),
   };
 
+  const replyAllowlist: string[] = [];
+  for (const o of (str('REFERRAL_REPLY_ALLOWLIST') ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    try {
+      const u = new URL(o);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
+      replyAllowlist.push(u.origin);
+    } catch {
+      problems.push(`REFERRAL_REPLY_ALLOWLIST: "${o}" is not an http(s) origin`);
+    }
+  }
+  const receivingOrganization = str('REFERRAL_RECEIVING_ORGANIZATION');
+  if (receivingOrganization && !/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(receivingOrganization)) {
+    problems.push('REFERRAL_RECEIVING_ORGANIZATION: must be Organization/{id}');
+  }
+  const queuePrefix = str('QUEUE_PREFIX') ?? 'careway';
+  if (!/^[A-Za-z0-9_-]{1,40}$/.test(queuePrefix))
+    problems.push('QUEUE_PREFIX: letters, digits, _ and - only (at most 40)');
+  const referrals: ReferralConfig = {
+    replyAllowlist,
+    ...(receivingOrganization ? { receivingOrganization } : {}),
+    maxEntries: positiveInt('REFERRAL_MAX_ENTRIES', 100),
+    maxBytes: positiveInt('REFERRAL_MAX_BYTES', 5 * 1024 * 1024),
+    callbackAttempts: positiveInt('REFERRAL_CALLBACK_ATTEMPTS', 12),
+    callbackBackoffMs: positiveInt('REFERRAL_CALLBACK_BACKOFF_MS', 2000),
+  };
+
   const uploadRaw = str('CAREWAY_UPLOAD_PROFILES') ?? 'true';
   if (!['true', 'false'].includes(uploadRaw)) problems.push('CAREWAY_UPLOAD_PROFILES: must be true or false');
 
@@ -316,6 +360,8 @@ export function loadConfig(env: Env): Config {
     shutdownTimeoutMs: positiveInt('SHUTDOWN_TIMEOUT_MS', 10000),
     uploadProfiles: uploadRaw !== 'false',
     journeyTargets,
+    queuePrefix,
+    referrals,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -21,6 +21,11 @@ export const canonical = {
   provenanceActivity: `${CANONICAL_BASE}/CodeSystem/provenance-activity`,
   communicationCategory: `${CANONICAL_BASE}/CodeSystem/communication-category`,
   agentSubject: `${CANONICAL_BASE}/sid/token-subject`,
+  referralProfile: `${CANONICAL_BASE}/StructureDefinition/referral`,
+  /** Identifier system of Careway's triage Task for a referral; value = `<referral system>|<referral value>`. */
+  triageTaskSystem: `${CANONICAL_BASE}/sid/referral-triage`,
+  /** Extension on the triage Task: where the referrer wants status updates. */
+  replyToExtension: `${CANONICAL_BASE}/StructureDefinition/referral-reply-to`,
 } as const;
 
 /** `url|version`, the form to validate against and to reference from other definitions. */

@@ -19,6 +19,10 @@ export interface CapabilityOptions {
   publicBase: string;
   version: string;
   operations?: readonly CarewayOperation[];
+  /** Types Careway accepts `create` for (e.g. ServiceRequest, as referral intake). */
+  createTypes?: readonly string[];
+  /** System interactions Careway serves (e.g. transaction, for referral bundles). */
+  systemInteractions?: readonly ('transaction' | 'batch')[];
 }
 
 /**
@@ -36,7 +40,10 @@ export function carewayCapabilityStatement(
     const out: CapabilityStatementRestResource = {
       type: r.type,
       ...(r.profile ? { profile: r.profile } : {}),
-      interaction: FACADE_INTERACTIONS.map((code) => ({ code })),
+      interaction: [
+        ...FACADE_INTERACTIONS.map((code) => ({ code })),
+        ...((opts.createTypes ?? []).includes(r.type) ? [{ code: 'create' as const }] : []),
+      ],
       versioning: r.versioning ?? 'versioned',
       readHistory: false,
       ...(r.searchInclude ? { searchInclude: r.searchInclude } : {}),
@@ -86,6 +93,9 @@ export function carewayCapabilityStatement(
             'Bearer JWT; scopes patient/, user/ and system/ (SMART App Launch v2). Patient tokens are confined to their compartment.',
         },
         resource: resources,
+        ...(opts.systemInteractions?.length
+          ? { interaction: opts.systemInteractions.map((code) => ({ code })) }
+          : {}),
         ...(systemOps.length
           ? {
               operation: systemOps.map((o) => ({

@@ -68,6 +68,7 @@ export const JOURNEY_LINKED_TYPES = [
   'DiagnosticReport',
   'Observation',
   'ServiceRequest',
+  'DocumentReference',
 ] as const;
 
 export interface StartJourneyInput {
@@ -104,6 +105,15 @@ function idFromLocation(location: string | undefined): string | undefined {
   // "EpisodeOfCare/123/_history/1" or an absolute URL ending the same way.
   const m = /(?:^|\/)EpisodeOfCare\/([^/]+)(?:\/_history\/[^/]+)?$/.exec(location ?? '');
   return m?.[1];
+}
+
+/**
+ * The journey key of a referral: the referrer's business identifier when it has one (so referral intake and
+ * `$start-journey` find the same journey), else the ServiceRequest's id.
+ */
+export function referralKey(referral: ServiceRequest): string {
+  const bid = referral.identifier?.find((i) => i.system && i.value);
+  return bid ? `${bid.system}|${bid.value}` : `ServiceRequest/${referral.id ?? ''}`;
 }
 
 function patientIdOf(eoc: EpisodeOfCare): string {
@@ -149,9 +159,7 @@ export class JourneyService {
     }
     const identifier =
       input.identifier ??
-      (referral
-        ? { system: canonical.journeyForReferralSystem, value: `ServiceRequest/${referral.id}` }
-        : undefined);
+      (referral ? { system: canonical.journeyForReferralSystem, value: referralKey(referral) } : undefined);
     if (!identifier?.system || !identifier.value) {
       throw new CarewayError(
         'invalid-parameters',

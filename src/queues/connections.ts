@@ -43,7 +43,7 @@ function options(url: URL, role: ConnectionRole, name: string): RedisOptions {
     : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false };
 }
 
-export function createConnections(redisUrl: URL): RedisConnections {
+export function createConnections(redisUrl: URL, prefix = 'careway'): RedisConnections {
   const raw: Redis[] = [];
   const queues: Queue[] = [];
   const workers: Worker[] = [];
@@ -63,13 +63,17 @@ export function createConnections(redisUrl: URL): RedisConnections {
     producer,
     create,
     queue<T>(name: string, opts?: Omit<QueueOptions, 'connection'>): Queue<T> {
-      const q = new Queue<T>(name, { ...opts, connection: producer });
+      const q = new Queue<T>(name, { prefix, ...opts, connection: producer });
       q.on('error', () => undefined);
       queues.push(q as Queue);
       return q;
     },
     worker<T>(name: string, processor: Processor<T>, opts?: Omit<WorkerOptions, 'connection'>): Worker<T> {
-      const w = new Worker<T>(name, processor, { ...opts, connection: create('worker', `worker:${name}`) });
+      const w = new Worker<T>(name, processor, {
+        prefix,
+        ...opts,
+        connection: create('worker', `worker:${name}`),
+      });
       w.on('error', () => undefined);
       workers.push(w as Worker);
       return w;

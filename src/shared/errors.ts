@@ -5,7 +5,7 @@
  * Invariant: `diagnostics` never carries PHI. It names the rule, the parameter or the resource type, never
  * a value taken from a patient record.
  */
-import type { OperationOutcome } from 'fhir/r4.js';
+import type { OperationOutcome, OperationOutcomeIssue } from 'fhir/r4.js';
 
 /** FHIR issue-type codes we use (http://hl7.org/fhir/issue-type). */
 export type IssueCode =
@@ -47,6 +47,7 @@ export const ERRORS = {
   'not-supported': { status: 400, issue: 'not-supported', severity: 'error' },
   conflict: { status: 409, issue: 'conflict', severity: 'error' },
   'invalid-parameters': { status: 400, issue: 'invalid', severity: 'error' },
+  unprocessable: { status: 422, issue: 'processing', severity: 'error' },
   'unknown-reference': { status: 422, issue: 'not-found', severity: 'error' },
   'rule-violation': { status: 422, issue: 'business-rule', severity: 'error' },
   'journey-closed': { status: 409, issue: 'business-rule', severity: 'error' },
@@ -70,11 +71,18 @@ export class CarewayError extends Error {
   readonly headers: Readonly<Record<string, string>>;
   /** A finer code than the registry's for machines (e.g. the journey rule that refused a change). */
   readonly detailsCode: string;
+  /** One issue per problem, when a request had several (each with its FHIRPath expression). */
+  readonly issues: readonly OperationOutcomeIssue[] | undefined;
 
   constructor(
     code: ErrorCode,
     diagnostics: string,
-    options?: { cause?: unknown; headers?: Record<string, string>; detailsCode?: string },
+    options?: {
+      cause?: unknown;
+      headers?: Record<string, string>;
+      detailsCode?: string;
+      issues?: readonly OperationOutcomeIssue[];
+    },
   ) {
     super(diagnostics, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'CarewayError';
@@ -83,9 +91,11 @@ export class CarewayError extends Error {
     this.issue = ERRORS[code].issue;
     this.headers = options?.headers ?? {};
     this.detailsCode = options?.detailsCode ?? code;
+    this.issues = options?.issues;
   }
 
   toOperationOutcome(): OperationOutcome {
+    if (this.issues?.length) return { resourceType: 'OperationOutcome', issue: [...this.issues] };
     return operationOutcome(ERRORS[this.code].severity, this.issue, this.message, this.detailsCode);
   }
 }

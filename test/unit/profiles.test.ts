@@ -19,6 +19,7 @@ describe('profiles/', () => {
       'StructureDefinition',
       'StructureDefinition',
       'StructureDefinition',
+      'StructureDefinition',
       'SearchParameter',
       'SearchParameter',
       'SearchParameter',

@@ -23,6 +23,7 @@ export default fp(
         tags: [
           { name: 'fhir', description: 'The FHIR REST facade' },
           { name: 'journeys', description: 'Patient journeys: operations, timeline and pain points' },
+          { name: 'referrals', description: 'Referral intake and triage' },
           { name: 'operations', description: 'Health, readiness and metrics' },
         ],
       },

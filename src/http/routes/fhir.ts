@@ -196,6 +196,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
           publicBase: publicBase(request),
           version: opts.version,
           ...(opts.operations ? { operations: opts.operations } : {}),
+          createTypes: ['ServiceRequest'],
+          systemInteractions: ['transaction'],
         }),
       );
     },

@@ -1,0 +1,600 @@
+/**
+ * The one referral path: whatever shape a referral arrived in, it is validated, matched and written here.
+ *
+ * What one referral creates, in one FHIR transaction: the Patient (matched on identifier), supporting
+ * resources, the ServiceRequest (keyed on the referrer's identifier), a triage Task, the journey
+ * (EpisodeOfCare at `access`, referral linked) and a Provenance.
+ *
+ * Idempotency: the same referral posted again writes nothing and answers with the same ids. A changed
+ * referral (same identifier, different content) updates the ServiceRequest with If-Match, plus a Provenance.
+ * Writes for one patient are serialised with the patient's lock.
+ */
+import type {
+  Bundle,
+  BundleEntry,
+  EpisodeOfCare,
+  Extension,
+  Identifier,
+  OperationOutcomeIssue,
+  Provenance,
+  Resource,
+  ServiceRequest,
+  Task,
+} from 'fhir/r4.js';
+import type { FhirPort } from '../fhir/client.js';
+import { FhirError } from '../fhir/errors.js';
+import { canonical, versioned } from '../fhir/canonical.js';
+import { CarewayError } from '../shared/errors.js';
+import { journeyLink, newJourneyEpisode } from '../journey/episode.js';
+import { initialState } from '../journey/rules.js';
+import { journeyProvenance, type Actor } from '../journey/provenance.js';
+import type { JourneyLock, JourneyService } from '../journey/service.js';
+import type { Problem, Submission } from './submission.js';
+
+/** A refused referral: one OperationOutcome issue per problem, each with its FHIRPath expression. */
+export function referralRejected(status: 400 | 422, issues: OperationOutcomeIssue[]): CarewayError {
+  return new CarewayError(
+    status === 400 ? 'bad-request' : 'unprocessable',
+    issues[0]?.diagnostics ?? 'referral refused',
+    {
+      issues,
+    },
+  );
+}
+
+export function rejectProblems(problems: readonly Problem[]): CarewayError {
+  const status = problems.some((p) => p.status === 400) ? 400 : 422;
+  return referralRejected(
+    status,
+    problems.map((p) => ({
+      severity: 'error',
+      code: p.status === 400 ? 'structure' : 'business-rule',
+      diagnostics: p.message,
+      expression: [p.expression],
+    })),
+  );
+}
+
+export type IntakeOutcome = 'created' | 'unchanged' | 'updated';
+
+export interface IntakeResult {
+  readonly outcome: IntakeOutcome;
+  readonly serviceRequest: ServiceRequest;
+  readonly task: Task;
+  readonly episode: EpisodeOfCare;
+  /** One entry per stored resource, in the order of a transaction-response. */
+  readonly response: Bundle;
+}
+
+export type TriageAction = 'accept' | 'reject' | 'start' | 'complete';
+
+const TASK_STATUS: Record<TriageAction, Task['status']> = {
+  accept: 'accepted',
+  reject: 'rejected',
+  start: 'in-progress',
+  complete: 'completed',
+};
+
+/** Triage moves allowed from each Task status. */
+const TRIAGE_FROM: Readonly<Record<string, readonly Task['status'][]>> = {
+  requested: ['accepted', 'rejected'],
+  received: ['accepted', 'rejected'],
+  accepted: ['in-progress', 'completed', 'rejected'],
+  'in-progress': ['completed'],
+};
+
+export interface ReferralServiceOptions {
+  readonly fhir: FhirPort;
+  readonly lock: JourneyLock;
+  readonly journeys: JourneyService;
+  /** Organization/{id} that owns triage Tasks, when configured. */
+  readonly receivingOrganization?: string;
+  /** Origins Careway may send status updates to (a referrer's reply address must be on this list). */
+  readonly replyAllowlist: readonly string[];
+  /** Called after a triage change is stored, to queue the update to the referrer. */
+  readonly onStatusChange?: (taskId: string, version: string) => Promise<void>;
+  readonly clock?: () => Date;
+}
+
+const ident = (i: Identifier): string => `${i.system ?? ''}|${i.value ?? ''}`;
+const businessId = (r: { identifier?: Identifier[] }): Identifier | undefined =>
+  r.identifier?.find((i) => i.system && i.value);
+const query = (i: Identifier): string => new URLSearchParams({ identifier: ident(i) }).toString();
+
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Same referral content? References are compared as first stored (they were resolved at intake), so only
+ * what a referrer can change counts: status, intent, code, reason, priority, notes, timing and so on. */
+function sameClinicalContent(a: ServiceRequest, b: ServiceRequest): boolean {
+  const pick = (sr: ServiceRequest): Record<string, unknown> => {
+    const copy: Record<string, unknown> = { ...sr };
+    for (const k of [
+      'id',
+      'meta',
+      'text',
+      'subject',
+      'requester',
+      'performer',
+      'reasonReference',
+      'supportingInfo',
+      'encounter',
+      'basedOn',
+      'replaces',
+      'specimen',
+      'insurance',
+      'relevantHistory',
+      'contained',
+    ]) {
+      delete copy[k];
+    }
+    return copy;
+  };
+  return stableJson(pick(a)) === stableJson(pick(b));
+}
+
+function locationOf(r: Resource): string {
+  return `${r.resourceType}/${r.id ?? ''}/_history/${r.meta?.versionId ?? '1'}`;
+}
+
+export class ReferralService {
+  private readonly o: ReferralServiceOptions;
+  private readonly clock: () => Date;
+
+  constructor(options: ReferralServiceOptions) {
+    this.o = options;
+    this.clock = options.clock ?? (() => new Date());
+  }
+
+  /** Validates, matches and stores a referral. Throws a 400/422 CarewayError with every problem found. */
+  async intake(sub: Submission, actor: Actor): Promise<IntakeResult> {
+    await this.validate(sub);
+    await this.checkServerReferences(sub);
+    const srIdent = businessId(sub.serviceRequest.resource);
+    if (!srIdent)
+      throw rejectProblems([
+        { expression: `${sub.serviceRequest.path}.identifier`, message: 'identifier required', status: 422 },
+      ]);
+    const patientIdent = sub.patient ? businessId(sub.patient.resource) : undefined;
+    const lockKey = patientIdent
+      ? `patient-identifier:${ident(patientIdent)}`
+      : `patient:${sub.serviceRequest.resource.subject.reference ?? ''}`;
+
+    return this.o.lock.withLock(lockKey, async () => {
+      const [existing] = await this.o.fhir.searchAll<ServiceRequest>(
+        'ServiceRequest',
+        { identifier: ident(srIdent) },
+        { noCache: true, maxPages: 1 },
+      );
+      if (!existing) return this.create(sub, srIdent, actor);
+      const [task] = await this.o.fhir.searchAll<Task>(
+        'Task',
+        { identifier: `${canonical.triageTaskSystem}|${ident(srIdent)}` },
+        { noCache: true, maxPages: 1 },
+      );
+      const [episode] = await this.o.fhir.searchAll<EpisodeOfCare>(
+        'EpisodeOfCare',
+        { identifier: `${canonical.journeyForReferralSystem}|${ident(srIdent)}` },
+        { noCache: true, maxPages: 1 },
+      );
+      if (!task || !episode) {
+        throw new CarewayError(
+          'conflict',
+          'this referral identifier is already used by a ServiceRequest that Careway did not create',
+        );
+      }
+      const incoming = sub.serviceRequest.resource;
+      if (sameClinicalContent(incoming, existing)) {
+        return {
+          outcome: 'unchanged',
+          serviceRequest: existing,
+          task,
+          episode,
+          response: this.responseBundle([existing, task, episode], '200 OK'),
+        };
+      }
+      return this.update(existing, incoming, task, episode, actor);
+    });
+  }
+
+  private async create(sub: Submission, srIdent: Identifier, actor: Actor): Promise<IntakeResult> {
+    const at = this.clock().toISOString();
+    const urn = (): string => `urn:uuid:${crypto.randomUUID()}`;
+    const entries: BundleEntry[] = [];
+    const srUrl = sub.serviceRequest.fullUrl ?? urn();
+    const eocUrl = urn();
+    const taskUrl = urn();
+    const sr = sub.serviceRequest.resource;
+    const patientRef = sub.patient ? (sub.patient.fullUrl ?? '') : (sr.subject.reference ?? '');
+
+    if (sub.patient) {
+      const pid = businessId(sub.patient.resource);
+      entries.push({
+        fullUrl: sub.patient.fullUrl ?? urn(),
+        resource: sub.patient.resource,
+        request: { method: 'POST', url: 'Patient', ...(pid ? { ifNoneExist: query(pid) } : {}) },
+      });
+    }
+    for (const s of sub.supporting) {
+      const r = s.resource as Resource & { identifier?: Identifier[]; extension?: Extension[] };
+      const linkable = ['Condition', 'DocumentReference', 'QuestionnaireResponse'].includes(r.resourceType);
+      const withLink = linkable
+        ? {
+            ...r,
+            extension: [
+              ...(r.extension ?? []),
+              { ...journeyLink('x'), valueReference: { reference: eocUrl } },
+            ],
+          }
+        : r;
+      const bid = businessId(r);
+      entries.push({
+        fullUrl: s.fullUrl ?? urn(),
+        resource: withLink,
+        request: { method: 'POST', url: r.resourceType, ...(bid ? { ifNoneExist: query(bid) } : {}) },
+      });
+    }
+    entries.push({
+      fullUrl: srUrl,
+      resource: { ...sr, meta: { ...sr.meta, profile: [versioned(canonical.referralProfile)] } },
+      request: { method: 'POST', url: 'ServiceRequest', ifNoneExist: query(srIdent) },
+    });
+    const journeyIdent: Identifier = { system: canonical.journeyForReferralSystem, value: ident(srIdent) };
+    entries.push({
+      fullUrl: eocUrl,
+      resource: newJourneyEpisode({
+        identifier: journeyIdent,
+        patient: { reference: patientRef },
+        referral: { reference: srUrl },
+        state: initialState('access', 'active', at, 'Referral received'),
+      }),
+      request: { method: 'POST', url: 'EpisodeOfCare', ifNoneExist: query(journeyIdent) },
+    });
+    const taskIdent: Identifier = { system: canonical.triageTaskSystem, value: ident(srIdent) };
+    const replyTo = sub.replyTo && this.replyAllowed(sub.replyTo) ? sub.replyTo : undefined;
+    const task: Task = {
+      resourceType: 'Task',
+      identifier: [taskIdent],
+      status: 'requested',
+      intent: 'order',
+      code: {
+        coding: [{ system: 'http://hl7.org/fhir/CodeSystem/task-code', code: 'fulfill' }],
+        text: 'Triage referral',
+      },
+      focus: { reference: srUrl },
+      for: { reference: patientRef },
+      authoredOn: at,
+      lastModified: at,
+      ...(this.o.receivingOrganization ? { owner: { reference: this.o.receivingOrganization } } : {}),
+      extension: [
+        { ...journeyLink('x'), valueReference: { reference: eocUrl } },
+        ...(replyTo ? [{ url: canonical.replyToExtension, valueUrl: replyTo }] : []),
+      ],
+    };
+    entries.push({
+      fullUrl: taskUrl,
+      resource: task,
+      request: { method: 'POST', url: 'Task', ifNoneExist: query(taskIdent) },
+    });
+    const prov: Provenance = journeyProvenance({
+      target: srUrl,
+      at,
+      actor,
+      activity: 'CREATE',
+      reason: 'Referral received',
+      change: `referral:${sub.shape}`,
+    });
+    prov.target = [{ reference: srUrl }, { reference: eocUrl }, { reference: taskUrl }];
+    entries.push({ fullUrl: urn(), resource: prov, request: { method: 'POST', url: 'Provenance' } });
+
+    let res: Bundle;
+    try {
+      res = await this.o.fhir.transaction({ resourceType: 'Bundle', type: 'transaction', entry: entries });
+    } catch (e) {
+      if (e instanceof FhirError && e.kind === 'http' && e.status >= 400 && e.status < 500) {
+        throw referralRejected(
+          422,
+          (e.outcome?.issue ?? []).length
+            ? [...(e.outcome?.issue ?? [])]
+            : [
+                {
+                  severity: 'error',
+                  code: 'processing',
+                  diagnostics: `the FHIR server refused the referral (${e.status})`,
+                },
+              ],
+        );
+      }
+      throw e;
+    }
+    const loc = (i: number): string | undefined => res.entry?.[i]?.response?.location;
+    const idOf = (i: number): string => /\/([^/]+)\/_history\//.exec(loc(i) ?? '')?.[1] ?? '';
+    const n = entries.length;
+    const [storedSr, storedEoc, storedTask] = await Promise.all([
+      this.o.fhir.read<ServiceRequest>('ServiceRequest', idOf(n - 4), { noCache: true }),
+      this.o.fhir.read<EpisodeOfCare>('EpisodeOfCare', idOf(n - 3), { noCache: true }),
+      this.o.fhir.read<Task>('Task', idOf(n - 2), { noCache: true }),
+    ]);
+    const response: Bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction-response',
+      entry: (res.entry ?? []).map((e, i) => ({
+        response: e.response ?? { status: '200 OK' },
+        ...(i === n - 3 ? { resource: storedEoc } : {}),
+      })),
+    };
+    return { outcome: 'created', serviceRequest: storedSr, task: storedTask, episode: storedEoc, response };
+  }
+
+  private async update(
+    existing: ServiceRequest,
+    incoming: ServiceRequest,
+    task: Task,
+    episode: EpisodeOfCare,
+    actor: Actor,
+  ): Promise<IntakeResult> {
+    const at = this.clock().toISOString();
+    const keep = {
+      subject: existing.subject,
+      ...(existing.requester ? { requester: existing.requester } : {}),
+      ...(existing.performer ? { performer: existing.performer } : {}),
+      ...(existing.reasonReference ? { reasonReference: existing.reasonReference } : {}),
+      ...(existing.supportingInfo ? { supportingInfo: existing.supportingInfo } : {}),
+    };
+    const next: ServiceRequest = {
+      ...incoming,
+      ...keep,
+      id: existing.id ?? '',
+      meta: { profile: [versioned(canonical.referralProfile)] },
+    };
+    const tx: Bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        {
+          resource: next,
+          request: {
+            method: 'PUT',
+            url: `ServiceRequest/${existing.id}`,
+            ifMatch: `W/"${existing.meta?.versionId ?? ''}"`,
+          },
+        },
+        {
+          resource: journeyProvenance({
+            target: `ServiceRequest/${existing.id}`,
+            at,
+            actor,
+            activity: 'UPDATE',
+            reason: 'Referral updated by the referrer',
+            change: `referral:update`,
+          }),
+          request: { method: 'POST', url: 'Provenance' },
+        },
+      ],
+    };
+    try {
+      await this.o.fhir.transaction(tx);
+    } catch (e) {
+      if (e instanceof FhirError && e.isConflict)
+        throw new CarewayError('concurrent-update', 'the referral changed while it was being updated; retry');
+      throw e;
+    }
+    const stored = await this.o.fhir.read<ServiceRequest>('ServiceRequest', existing.id ?? '', {
+      noCache: true,
+    });
+    // A referral the referrer withdrew closes its journey.
+    if (
+      (stored.status === 'revoked' || stored.status === 'entered-in-error') &&
+      episode.id &&
+      !['finished', 'cancelled'].includes(episode.status)
+    ) {
+      await this.o.journeys.close(
+        episode.id,
+        'cancelled',
+        `Referral ${stored.status} by the referrer`,
+        actor,
+      );
+    }
+    const freshEpisode = await this.o.fhir.read<EpisodeOfCare>('EpisodeOfCare', episode.id ?? '', {
+      noCache: true,
+    });
+    return {
+      outcome: 'updated',
+      serviceRequest: stored,
+      task,
+      episode: freshEpisode,
+      response: this.responseBundle([stored, task, freshEpisode], '200 OK'),
+    };
+  }
+
+  /** Moves the triage Task; the journey follows, and the referrer is told when it left a reply address. */
+  async triage(
+    taskId: string,
+    action: TriageAction,
+    reason: string | undefined,
+    actor: Actor,
+  ): Promise<Task> {
+    const task = await this.readTask(taskId);
+    const to = TASK_STATUS[action];
+    const journeyRef = task.extension?.find((e) => e.url === canonical.journeyReferenceExtension)
+      ?.valueReference?.reference;
+    const journeyId = /^EpisodeOfCare\/(.+)$/.exec(journeyRef ?? '')?.[1];
+    const patient = task.for?.reference ?? '';
+    if (task.status === to) return task;
+    if (!(TRIAGE_FROM[task.status] ?? []).includes(to)) {
+      throw new CarewayError(
+        'rule-violation',
+        `rule triage-transition: a ${task.status} referral cannot become ${to}`,
+        { detailsCode: 'triage-transition' },
+      );
+    }
+    if (action === 'reject' && !reason?.trim()) {
+      throw new CarewayError('rule-violation', 'rule reason-required: rejecting a referral needs a reason', {
+        detailsCode: 'reason-required',
+      });
+    }
+    const at = this.clock().toISOString();
+    const updated = await this.o.lock.withLock(`patient:${patient.replace(/^Patient\//, '')}`, async () => {
+      const next: Task & { id: string } = {
+        ...task,
+        id: task.id ?? '',
+        status: to,
+        lastModified: at,
+        ...(reason?.trim() ? { statusReason: { text: reason.trim() } } : {}),
+      };
+      try {
+        await this.o.fhir.transaction({
+          resourceType: 'Bundle',
+          type: 'transaction',
+          entry: [
+            {
+              resource: next,
+              request: {
+                method: 'PUT',
+                url: `Task/${task.id}`,
+                ifMatch: `W/"${task.meta?.versionId ?? ''}"`,
+              },
+            },
+            {
+              resource: journeyProvenance({
+                target: `Task/${task.id}`,
+                at,
+                actor,
+                activity: 'UPDATE',
+                reason: reason?.trim() || `Referral ${to}`,
+                change: `triage:${task.status}->${to}`,
+              }),
+              request: { method: 'POST', url: 'Provenance' },
+            },
+          ],
+        });
+      } catch (e) {
+        if (e instanceof FhirError && e.isConflict)
+          throw new CarewayError('concurrent-update', 'the triage task changed meanwhile; re-read and retry');
+        throw e;
+      }
+      return this.o.fhir.read<Task>('Task', task.id ?? '', { noCache: true });
+    });
+    // The journey follows (outside the lock: the journey service takes the same patient lock itself).
+    if (journeyId) {
+      if (to === 'accepted')
+        await this.o.journeys.applyEvent(journeyId, 'referral-accepted', actor, {
+          reference: `Task/${task.id}`,
+        });
+      if (to === 'rejected')
+        await this.o.journeys.close(
+          journeyId,
+          'cancelled',
+          `Referral rejected: ${reason?.trim() ?? ''}`,
+          actor,
+        );
+    }
+    if (this.o.onStatusChange && updated.extension?.some((e) => e.url === canonical.replyToExtension)) {
+      await this.o.onStatusChange(updated.id ?? '', updated.meta?.versionId ?? '');
+    }
+    return updated;
+  }
+
+  async readTask(taskId: string): Promise<Task> {
+    let task: Task;
+    try {
+      task = await this.o.fhir.read<Task>('Task', taskId, { noCache: true });
+    } catch (e) {
+      if (e instanceof FhirError && e.isNotFound)
+        throw new CarewayError('not-found', `Task/${taskId} does not exist`);
+      throw e;
+    }
+    if (!task.identifier?.some((i) => i.system === canonical.triageTaskSystem)) {
+      throw new CarewayError(
+        'rule-violation',
+        'rule not-a-triage-task: this Task is not a Careway referral triage task',
+        { detailsCode: 'not-a-triage-task' },
+      );
+    }
+    return task;
+  }
+
+  replyAllowed(endpoint: string): boolean {
+    try {
+      const origin = new URL(endpoint).origin;
+      return this.o.replyAllowlist.includes(origin);
+    } catch {
+      return false;
+    }
+  }
+
+  /** `$validate` on the FHIR server: the ServiceRequest against the referral profile, the rest against R4. */
+  private async validate(sub: Submission): Promise<void> {
+    const all = [sub.serviceRequest, ...(sub.patient ? [sub.patient] : []), ...sub.supporting];
+    const outcomes = await Promise.all(
+      all.map((e) =>
+        this.o.fhir.validate(
+          e.resource,
+          e === sub.serviceRequest ? versioned(canonical.referralProfile) : undefined,
+        ),
+      ),
+    );
+    const issues: OperationOutcomeIssue[] = [];
+    outcomes.forEach((oo, i) => {
+      const entry = all[i];
+      if (!entry) return;
+      for (const issue of oo.issue) {
+        if (issue.severity !== 'error' && issue.severity !== 'fatal') continue;
+        // References to other bundle entries cannot resolve when a resource is validated on its own.
+        if (
+          /urn:uuid|resolve|Unable to find a match for profile/i.test(issue.diagnostics ?? '') &&
+          /reference/i.test(issue.diagnostics ?? '')
+        )
+          continue;
+        const type = entry.resource.resourceType;
+        const expression = (issue.expression ?? issue.location ?? [type]).map((x) =>
+          x.startsWith(type) ? entry.path + x.slice(type.length) : `${entry.path}.${x}`,
+        );
+        issues.push({ ...issue, expression });
+      }
+    });
+    if (issues.length > 0) throw referralRejected(422, issues);
+  }
+
+  /** `Type/id` references must exist on the server: one batch of reads. */
+  private async checkServerReferences(sub: Submission): Promise<void> {
+    if (sub.serverReferences.length === 0) return;
+    const unique = [...new Map(sub.serverReferences.map((r) => [r.reference, r])).values()];
+    const res = await this.o.fhir.batch({
+      resourceType: 'Bundle',
+      type: 'batch',
+      entry: unique.map((r) => ({ request: { method: 'GET', url: `${r.reference}?_elements=id` } })),
+    });
+    const problems: Problem[] = [];
+    unique.forEach((r, i) => {
+      const status = res.entry?.[i]?.response?.status ?? '';
+      if (!status.startsWith('200')) {
+        problems.push({
+          expression: r.expression,
+          message: `${r.reference} does not exist on the server`,
+          status: 422,
+        });
+      }
+    });
+    if (problems.length) throw rejectProblems(problems);
+  }
+
+  private responseBundle(resources: Resource[], status: string): Bundle {
+    return {
+      resourceType: 'Bundle',
+      type: 'transaction-response',
+      entry: resources.map((r) => ({
+        response: { status, location: locationOf(r) },
+        ...(r.resourceType === 'EpisodeOfCare' ? { resource: r } : {}),
+      })),
+    };
+  }
+}

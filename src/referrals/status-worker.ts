@@ -1,0 +1,118 @@
+/**
+ * Queue `referral-status`: tells the referrer each time its referral's triage Task changes.
+ *
+ * - Job data is ids only (Task id and version), never PHI. The job id is `task-<id>-v<version>`, so one
+ *   status change is queued once however often it is reported.
+ * - `exec` re-reads the Task and sends its current state with `PUT {reply-to}/Task/{id}`: a late or
+ *   repeated delivery never moves the referrer backwards past what Careway holds now.
+ * - Retries with exponential backoff while the referrer is down; a referrer that answers 4xx (other than
+ *   408/429) cannot be helped by retrying, and the job goes straight to the dead-letter queue, as does a job
+ *   that used its last attempt. Dead letters keep the ids and the reason for an operator to replay.
+ * - The reply address is only ever one the Task carries, which intake only stores when it is on
+ *   REFERRAL_REPLY_ALLOWLIST.
+ */
+import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
+import { request } from 'undici';
+import type { Task } from 'fhir/r4.js';
+import type { FhirPort } from '../fhir/client.js';
+import { FhirError } from '../fhir/errors.js';
+import { canonical } from '../fhir/canonical.js';
+import type { RedisConnections } from '../queues/connections.js';
+
+export const REFERRAL_STATUS_QUEUE = 'referral-status';
+export const REFERRAL_STATUS_DEAD_QUEUE = 'referral-status-dead';
+
+export interface ReferralStatusJob {
+  readonly taskId: string;
+  readonly version: string;
+}
+
+export interface DeadLetter extends ReferralStatusJob {
+  readonly reason: string;
+  readonly attempts: number;
+}
+
+export interface StatusDeps {
+  readonly fhir: FhirPort;
+  readonly attempts: number;
+  readonly backoffMs: number;
+  readonly timeoutMs?: number;
+}
+
+export interface StatusQueue {
+  readonly queue: Queue<ReferralStatusJob>;
+  readonly dead: Queue<DeadLetter>;
+  readonly worker: Worker<ReferralStatusJob>;
+  add(data: ReferralStatusJob): Promise<void>;
+}
+
+/** Sends the Task's current state to its reply address. Throws to retry, UnrecoverableError to give up. */
+export async function exec(
+  job: Pick<Job<ReferralStatusJob>, 'data'>,
+  deps: StatusDeps,
+): Promise<'sent' | 'no-reply-address'> {
+  let task: Task;
+  try {
+    task = await deps.fhir.read<Task>('Task', job.data.taskId, { noCache: true });
+  } catch (e) {
+    if (e instanceof FhirError && e.isNotFound)
+      throw new UnrecoverableError(`Task/${job.data.taskId} no longer exists`);
+    throw e;
+  }
+  const endpoint = task.extension?.find((x) => x.url === canonical.replyToExtension)?.valueUrl;
+  if (!endpoint) return 'no-reply-address';
+  const url = `${endpoint.replace(/\/+$/, '')}/Task/${encodeURIComponent(task.id ?? '')}`;
+  let status: number;
+  try {
+    const res = await request(url, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(task),
+      signal: AbortSignal.timeout(deps.timeoutMs ?? 10_000),
+    });
+    status = res.statusCode;
+    await res.body.dump();
+  } catch (e) {
+    throw new Error(`referrer unreachable: ${e instanceof Error ? e.message : 'error'}`);
+  }
+  if (status >= 200 && status < 300) return 'sent';
+  if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+    throw new UnrecoverableError(`referrer refused the update with ${status}`);
+  }
+  throw new Error(`referrer answered ${status}`);
+}
+
+export function init(conns: RedisConnections, deps: StatusDeps): StatusQueue {
+  const queue = conns.queue<ReferralStatusJob>(REFERRAL_STATUS_QUEUE, {
+    defaultJobOptions: {
+      attempts: deps.attempts,
+      backoff: { type: 'exponential', delay: deps.backoffMs },
+      removeOnComplete: { count: 1000 },
+      removeOnFail: { count: 5000 },
+    },
+  });
+  const dead = conns.queue<DeadLetter>(REFERRAL_STATUS_DEAD_QUEUE);
+  const worker = conns.worker<ReferralStatusJob>(REFERRAL_STATUS_QUEUE, (job) => exec(job, deps), {
+    concurrency: 4,
+  });
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+    if (!final) return;
+    void dead
+      .add(
+        'dead',
+        { ...job.data, reason: err.message, attempts: job.attemptsMade },
+        { jobId: `${job.id ?? 'job'}-dead` },
+      )
+      .catch(() => undefined);
+  });
+  return {
+    queue,
+    dead,
+    worker,
+    async add(data: ReferralStatusJob): Promise<void> {
+      await queue.add('status', data, { jobId: `task-${data.taskId}-v${data.version}` });
+    },
+  };
+}
