@@ -69,6 +69,8 @@ export interface Config {
 export interface ReferralConfig {
   /** Origins a referrer's reply address may point at; status updates go nowhere else (no SSRF). */
   readonly replyAllowlist: readonly string[];
+  /** Per-referrer reply endpoints: referral identifier system → base URL (also allowed for replies). */
+  readonly endpoints: Readonly<Record<string, string>>;
   /** `Organization/{id}` that owns triage Tasks. */
   readonly receivingOrganization?: string;
   readonly maxEntries: number;
@@ -315,6 +317,20 @@ export function loadConfig(env: Env): Config {
       problems.push(`REFERRAL_REPLY_ALLOWLIST: "${o}" is not an http(s) origin`);
     }
   }
+  const endpoints: Record<string, string> = {};
+  for (const part of (str('REFERRAL_ENDPOINTS') ?? '').split(/\s+/).filter(Boolean)) {
+    const eq = part.lastIndexOf('=');
+    const system = eq > 0 ? part.slice(0, eq) : '';
+    const url = eq > 0 ? part.slice(eq + 1) : '';
+    try {
+      const u = new URL(url);
+      if (!system || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new Error('bad');
+      endpoints[system] = url;
+      if (!replyAllowlist.includes(u.origin)) replyAllowlist.push(u.origin);
+    } catch {
+      problems.push(`REFERRAL_ENDPOINTS: "${part}" must be <referral identifier system>=<http(s) URL>, space-separated`);
+    }
+  }
   const receivingOrganization = str('REFERRAL_RECEIVING_ORGANIZATION');
   if (receivingOrganization && !/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(receivingOrganization)) {
     problems.push('REFERRAL_RECEIVING_ORGANIZATION: must be Organization/{id}');
@@ -324,6 +340,7 @@ export function loadConfig(env: Env): Config {
     problems.push('QUEUE_PREFIX: letters, digits, _ and - only (at most 40)');
   const referrals: ReferralConfig = {
     replyAllowlist,
+    endpoints,
     ...(receivingOrganization ? { receivingOrganization } : {}),
     maxEntries: positiveInt('REFERRAL_MAX_ENTRIES', 100),
     maxBytes: positiveInt('REFERRAL_MAX_BYTES', 5 * 1024 * 1024),

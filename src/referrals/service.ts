@@ -91,6 +91,8 @@ export interface ReferralServiceOptions {
   readonly receivingOrganization?: string;
   /** Origins Careway may send status updates to (a referrer's reply address must be on this list). */
   readonly replyAllowlist: readonly string[];
+  /** Configured reply endpoints per referral identifier system (used when a referral carries none). */
+  readonly endpoints?: Readonly<Record<string, string>>;
   /** Called after a triage change is stored, to queue the update to the referrer. */
   readonly onStatusChange?: (taskId: string, version: string) => Promise<void>;
   readonly clock?: () => Date;
@@ -259,7 +261,8 @@ export class ReferralService {
       request: { method: 'POST', url: 'EpisodeOfCare', ifNoneExist: query(journeyIdent) },
     });
     const taskIdent: Identifier = { system: canonical.triageTaskSystem, value: ident(srIdent) };
-    const replyTo = sub.replyTo && this.replyAllowed(sub.replyTo) ? sub.replyTo : undefined;
+    const requested = sub.replyTo ?? this.o.endpoints?.[srIdent.system ?? ''];
+    const replyTo = requested && this.replyAllowed(requested) ? requested : undefined;
     const task: Task = {
       resourceType: 'Task',
       identifier: [taskIdent],

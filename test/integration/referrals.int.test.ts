@@ -26,12 +26,26 @@ import { readState } from '../../src/journey/episode.js';
 let h: Harness;
 let token: string;
 let receiverPort: number;
+let refusingPort: number;
+let refusing: Server;
+const refused: string[] = [];
+const CONFIGURED = 'urn:example:configured-referrer';
 const REFERRER = 'urn:oid:2.16.840.1.113883.19.5.1';
 const MRN = 'urn:oid:2.16.840.1.113883.19.5.99';
 
 beforeAll(async () => {
   receiverPort = await freePort();
+  // A referrer endpoint that refuses every update: its jobs must end in the dead-letter queue.
+  refusing = createServer((req, res) => {
+    refused.push(req.url ?? '');
+    req.resume();
+    res.writeHead(400).end();
+  });
+  await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', () => resolve()));
+  const addr = refusing.address();
+  refusingPort = typeof addr === 'object' && addr ? addr.port : 0;
   h = await startHarness({
+    REFERRAL_ENDPOINTS: `${CONFIGURED}=http://127.0.0.1:${refusingPort}/fhir`,
     QUEUE_PREFIX: `t${uniq()}`,
     REFERRAL_REPLY_ALLOWLIST: `http://127.0.0.1:${receiverPort}`,
     REFERRAL_CALLBACK_BACKOFF_MS: '200',
@@ -46,6 +60,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await h.close();
+  await new Promise((r) => refusing.close(r));
 });
 
 interface Referral {
@@ -497,5 +512,71 @@ describe('triage and the closed loop', () => {
     expect(res.json<OperationOutcome>().issue[0]?.diagnostics).toMatch(
       /requested referral cannot become completed/,
     );
+  });
+
+  it('when triage comes as a PUT or a JSON Patch of the Task then it moves the same way; other fields cannot change', async () => {
+    const r = fresh();
+    await post('/fhir', transaction(r));
+    const task = (await stored(r)).tasks[0]!;
+    const auth = { authorization: `Bearer ${token}` };
+    const put = (body: unknown, headers: Record<string, string> = {}) =>
+      h.app.inject({
+        method: 'PUT',
+        url: `/fhir/Task/${task.id}`,
+        headers: { ...auth, 'content-type': 'application/fhir+json', ...headers },
+        payload: JSON.stringify(body),
+      });
+    const sneaky = await put({ ...task, status: 'accepted', priority: 'stat' });
+    expect(sneaky.statusCode).toBe(422);
+    expect(sneaky.json<OperationOutcome>().issue[0]?.details?.coding?.[0]?.code).toBe('triage-fields');
+    expect((await put({ ...task, status: 'accepted' }, { 'if-match': 'W/"99"' })).statusCode).toBe(409);
+    const ok = await put({ ...task, status: 'accepted' }, { 'if-match': `W/"${task.meta?.versionId}"` });
+    expect(ok.statusCode, ok.body).toBe(200);
+    expect(ok.json<Task>().status).toBe('accepted');
+    const patch = (ops: unknown) =>
+      h.app.inject({
+        method: 'PATCH',
+        url: `/fhir/Task/${task.id}`,
+        headers: { ...auth, 'content-type': 'application/json-patch+json' },
+        payload: JSON.stringify(ops),
+      });
+    expect(
+      (await patch([{ op: 'replace', path: '/owner', value: { reference: 'Organization/x' } }])).statusCode,
+    ).toBe(422);
+    const started = await patch([{ op: 'replace', path: '/status', value: 'in-progress' }]);
+    expect(started.statusCode, started.body).toBe(200);
+    expect(started.json<Task>().status).toBe('in-progress');
+  });
+
+  it('when the configured referrer endpoint refuses updates then the job goes to the dead-letter queue with the reason', async () => {
+    const r = fresh();
+    const tx = transaction(r);
+    const srEntry = tx.entry?.find((e) => e.resource?.resourceType === 'ServiceRequest');
+    (srEntry!.resource as ServiceRequest).identifier = [{ system: CONFIGURED, value: r.refId }];
+    expect((await post('/fhir', tx)).statusCode).toBe(200);
+    const [task] = await h.fhir.searchAll<Task>(
+      'Task',
+      { identifier: `${canonical.triageTaskSystem}|${CONFIGURED}|${r.refId}` },
+      { noCache: true },
+    );
+    expect(task?.extension?.find((e) => e.url === canonical.replyToExtension)?.valueUrl).toBe(
+      `http://127.0.0.1:${refusingPort}/fhir`,
+    );
+    expect((await post(`/fhir/Task/${task?.id}/$accept`, { resourceType: 'Parameters' })).statusCode).toBe(
+      200,
+    );
+    const deadline = Date.now() + 15_000;
+    let dead: { taskId: string; reason: string }[] = [];
+    while (Date.now() < deadline) {
+      dead = (
+        await h.app.referralStatus.dead.getJobs(['waiting', 'delayed', 'completed', 'failed', 'active'])
+      ).map((j) => j.data);
+      if (dead.some((d) => d.taskId === task?.id)) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const mine = dead.filter((d) => d.taskId === task?.id);
+    expect(mine).toHaveLength(1);
+    expect(mine[0]?.reason).toMatch(/refused the update with 400/);
+    expect(refused.filter((u) => u === `/fhir/Task/${task?.id}`)).toHaveLength(1);
   });
 });

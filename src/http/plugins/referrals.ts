@@ -31,6 +31,7 @@ export default fp(
         lock: redisLock(app.redis.producer),
         journeys: app.journeys,
         replyAllowlist: cfg.replyAllowlist,
+        endpoints: cfg.endpoints,
         ...(cfg.receivingOrganization ? { receivingOrganization: cfg.receivingOrganization } : {}),
         onStatusChange: (taskId, version) => status.add({ taskId, version }),
       }),
