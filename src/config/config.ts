@@ -328,7 +328,9 @@ export function loadConfig(env: Env): Config {
       endpoints[system] = url;
       if (!replyAllowlist.includes(u.origin)) replyAllowlist.push(u.origin);
     } catch {
-      problems.push(`REFERRAL_ENDPOINTS: "${part}" must be <referral identifier system>=<http(s) URL>, space-separated`);
+      problems.push(
+        `REFERRAL_ENDPOINTS: "${part}" must be <referral identifier system>=<http(s) URL>, space-separated`,
+      );
     }
   }
   const receivingOrganization = str('REFERRAL_RECEIVING_ORGANIZATION');

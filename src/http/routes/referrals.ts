@@ -173,21 +173,41 @@ export default async function referralRoutes(app: FastifyInstance): Promise<void
   };
   // Triage through plain FHIR writes, for systems that do not call operations: PUT of the Task with a new
   // status, or a JSON Patch of /status. Only status and statusReason may change this way.
-  const ACTION_FOR: Record<string, TriageAction> = { accepted: 'accept', rejected: 'reject', 'in-progress': 'start', completed: 'complete' };
-  const triageTo = async (request: FastifyRequest, id: string, status: unknown, reason: string | undefined): Promise<Task> => {
+  const ACTION_FOR: Record<string, TriageAction> = {
+    accepted: 'accept',
+    rejected: 'reject',
+    'in-progress': 'start',
+    completed: 'complete',
+  };
+  const triageTo = async (
+    request: FastifyRequest,
+    id: string,
+    status: unknown,
+    reason: string | undefined,
+  ): Promise<Task> => {
     const principal = principalOf(request);
     requireScope(principal, 'Task', 'u');
     const current = await app.referrals.readTask(id);
     const ifMatch = request.headers['if-match'];
-    if (typeof ifMatch === 'string' && ifMatch.replace(/^W\//, '').replace(/"/g, '') !== current.meta?.versionId) {
-      throw new CarewayError('conflict', `If-Match ${ifMatch} does not match the current version ${current.meta?.versionId ?? '?'}`);
+    if (
+      typeof ifMatch === 'string' &&
+      ifMatch.replace(/^W\//, '').replace(/"/g, '') !== current.meta?.versionId
+    ) {
+      throw new CarewayError(
+        'conflict',
+        `If-Match ${ifMatch} does not match the current version ${current.meta?.versionId ?? '?'}`,
+      );
     }
     const action = typeof status === 'string' ? ACTION_FOR[status] : undefined;
     if (!action) {
       if (status === current.status) return current;
-      throw new CarewayError('rule-violation', `rule triage-transition: status must become one of ${Object.keys(ACTION_FOR).join(', ')}`, {
-        detailsCode: 'triage-transition',
-      });
+      throw new CarewayError(
+        'rule-violation',
+        `rule triage-transition: status must become one of ${Object.keys(ACTION_FOR).join(', ')}`,
+        {
+          detailsCode: 'triage-transition',
+        },
+      );
     }
     return app.referrals.triage(id, action, reason, actorOf(principal));
   };
@@ -216,16 +236,24 @@ export default async function referralRoutes(app: FastifyInstance): Promise<void
         return JSON.stringify(rest, Object.keys(rest).sort());
       };
       if (strip({ ...body, id }) !== strip(current)) {
-        throw new CarewayError('rule-violation', 'rule triage-fields: only status and statusReason of a triage Task can change', {
-          detailsCode: 'triage-fields',
-        });
+        throw new CarewayError(
+          'rule-violation',
+          'rule triage-fields: only status and statusReason of a triage Task can change',
+          {
+            detailsCode: 'triage-fields',
+          },
+        );
       }
       const task = await triageTo(request, id, body.status, body.statusReason?.text);
       return reply.code(200).type(FHIR_JSON).send(task);
     },
   );
 
-  app.addContentTypeParser('application/json-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  app.addContentTypeParser(
+    'application/json-patch+json',
+    { parseAs: 'string' },
+    app.getDefaultJsonParser('error', 'error'),
+  );
   app.patch(
     '/fhir/Task/:id',
     {
@@ -240,14 +268,26 @@ export default async function referralRoutes(app: FastifyInstance): Promise<void
     async (request, reply) => {
       const { id } = request.params as { id: string };
       const ops = request.body as { op?: string; path?: string; value?: unknown }[];
-      if (!Array.isArray(ops) || ops.length === 0) throw new CarewayError('bad-request', 'the body must be a JSON Patch array');
+      if (!Array.isArray(ops) || ops.length === 0)
+        throw new CarewayError('bad-request', 'the body must be a JSON Patch array');
       let status: unknown;
       let reason: string | undefined;
       for (const op of ops) {
         if ((op.op === 'replace' || op.op === 'add') && op.path === '/status') status = op.value;
-        else if ((op.op === 'replace' || op.op === 'add') && op.path === '/statusReason/text' && typeof op.value === 'string') reason = op.value;
-        else if ((op.op === 'replace' || op.op === 'add') && op.path === '/statusReason') reason = (op.value as { text?: string } | undefined)?.text;
-        else throw new CarewayError('rule-violation', `rule triage-fields: a triage Task patch may only set /status and /statusReason (got ${String(op.op)} ${String(op.path)})`, { detailsCode: 'triage-fields' });
+        else if (
+          (op.op === 'replace' || op.op === 'add') &&
+          op.path === '/statusReason/text' &&
+          typeof op.value === 'string'
+        )
+          reason = op.value;
+        else if ((op.op === 'replace' || op.op === 'add') && op.path === '/statusReason')
+          reason = (op.value as { text?: string } | undefined)?.text;
+        else
+          throw new CarewayError(
+            'rule-violation',
+            `rule triage-fields: a triage Task patch may only set /status and /statusReason (got ${String(op.op)} ${String(op.path)})`,
+            { detailsCode: 'triage-fields' },
+          );
       }
       const task = await triageTo(request, id, status, reason);
       return reply.code(200).type(FHIR_JSON).send(task);
