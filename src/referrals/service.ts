@@ -499,6 +499,12 @@ export class ReferralService {
           `Referral rejected: ${reason?.trim() ?? ''}`,
           actor,
         );
+      // A completed referral means the patient was seen for it: the first visit is fulfilled.
+      if (to === 'completed') {
+        await this.o.journeys.applyEvent(journeyId, 'visit-fulfilled', actor, {
+          reference: `Task/${task.id}`,
+        });
+      }
     }
     if (this.o.onStatusChange && updated.extension?.some((e) => e.url === canonical.replyToExtension)) {
       await this.o.onStatusChange(updated.id ?? '', updated.meta?.versionId ?? '');

@@ -379,6 +379,54 @@ describe('message Bundle and single ServiceRequest intake', () => {
     expect(s.tasks[0]?.extension?.some((e) => e.url === canonical.replyToExtension)).toBe(false);
   });
 
+  it('when a referral message is sent again with changed content then the referral is updated', async () => {
+    const r = fresh();
+    const first = message(r, 'x');
+    expect((await post('/fhir/$process-message', first)).statusCode).toBe(200);
+    const changed = structuredClone(first);
+    const sr = changed.entry?.find((e) => e.resource?.resourceType === 'ServiceRequest')
+      ?.resource as ServiceRequest;
+    sr.priority = 'asap';
+    expect((await post('/fhir/$process-message', changed)).statusCode).toBe(200);
+    const s2 = await stored(r);
+    expect(s2.srs[0]).toMatchObject({ priority: 'asap', meta: { versionId: '2' } });
+    expect([s2.tasks.length, s2.eocs.length]).toEqual([1, 1]);
+  });
+
+  const badMessages: [string, (r: Referral) => unknown, number, RegExp][] = [
+    ['a transaction sent as a message', (r) => transaction(r), 400, /Bundle.type "message"/],
+    [
+      'a message without its MessageHeader first',
+      (r) => ({ ...message(r, 'x'), entry: message(r, 'x').entry?.slice(1) }),
+      400,
+      /starts with its MessageHeader/,
+    ],
+    [
+      'a message whose Task focuses elsewhere',
+      (r) => {
+        const m = message(r, 'x');
+        (m.entry![1]!.resource as Task).focus = {
+          reference: 'urn:uuid:11111111-1111-4111-8111-111111111111',
+        };
+        return m;
+      },
+      422,
+      /must focus on the ServiceRequest/,
+    ],
+  ];
+  it.each(badMessages)('when given %s then a 4xx and nothing is written', async (_l, mk, status, text) => {
+    const r = fresh();
+    const res = await post('/fhir/$process-message', mk(r));
+    expect(res.statusCode, res.body).toBe(status);
+    expect(
+      res
+        .json<OperationOutcome>()
+        .issue.map((i) => i.diagnostics)
+        .join(' '),
+    ).toMatch(text);
+    expect((await stored(r)).srs).toHaveLength(0);
+  });
+
   it('when the message event is not a referral then 422 and nothing is written', async () => {
     const r = fresh();
     const res = await post('/fhir/$process-message', message(r, 'x', 'lab-result'));
@@ -409,6 +457,13 @@ describe('message Bundle and single ServiceRequest intake', () => {
     const replay = await post('/fhir/ServiceRequest', sr);
     expect(replay.statusCode).toBe(200);
     expect(replay.json<ServiceRequest>().id).toBe(res.json<ServiceRequest>().id);
+    const changed = await post('/fhir/ServiceRequest', { ...sr, priority: 'urgent' });
+    expect(changed.statusCode).toBe(200);
+    expect(changed.json<ServiceRequest>()).toMatchObject({ priority: 'urgent', meta: { versionId: '2' } });
+    const noIdent = await post('/fhir/ServiceRequest', { ...sr, identifier: undefined });
+    expect(noIdent.statusCode).toBe(422);
+    expect(noIdent.json<OperationOutcome>().issue[0]?.expression).toEqual(['ServiceRequest.identifier']);
+    expect((await post('/fhir/ServiceRequest', { resourceType: 'Patient' })).statusCode).toBe(400);
     const missing = await post('/fhir/ServiceRequest', {
       ...sr,
       identifier: [{ system: REFERRER, value: uniq() }],
@@ -442,9 +497,11 @@ describe('triage and the closed loop', () => {
     expect(accept.json<Task>().status).toBe('accepted');
     const done = await post(`/fhir/Task/${task.id}/$complete`, { resourceType: 'Parameters' });
     expect(done.json<Task>().status).toBe('completed');
-    // The journey followed: accepted keeps it at access (it started there), and it is still active.
+    // The journey followed: accepted keeps it at access (it started there); completed means the patient was
+    // seen, so it moved on to care.
     const eoc = (await stored(r)).eocs[0]!;
-    expect([readState(eoc).stage, eoc.status]).toEqual(['access', 'active']);
+    expect([readState(eoc).stage, eoc.status]).toEqual(['care', 'active']);
+    expect(readState(eoc).stageHistory.map((x) => x.stage)).toEqual(['access', 'care']);
 
     await new Promise((resolve) => setTimeout(resolve, 1500)); // the referrer is down; updates are retrying
     server = createServer((req, resp) => {
