@@ -100,8 +100,8 @@ export class Hl7Message {
   static parse(text: string): Hl7Message {
     const lines = text.split(/\r\n|\r|\n/).filter((l) => l.length > 0);
     const first = lines[0];
-    if (!first?.startsWith('MSH') || first.length < 8)
-      throw new Hl7ParseError('the message does not start with an MSH segment');
+    if (!first?.startsWith('MSH')) throw new Hl7ParseError('the message does not start with an MSH segment');
+    if (first.length < 8) throw new Hl7ParseError('MSH-1/MSH-2 do not define valid delimiters', '102');
     const field = first[3] ?? '';
     const encoding = first.slice(4, first.indexOf(field, 4) === -1 ? undefined : first.indexOf(field, 4));
     if (!field || /[A-Za-z0-9\s]/.test(field) || encoding.length < 3 || encoding.length > 5) {

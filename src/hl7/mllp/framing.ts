@@ -21,6 +21,8 @@ export class MllpDecoder {
   private size = 0;
   private inFrame = false;
   private dead = false;
+  /** The last read ended right after FS: a CR opening the next read belongs to that frame. */
+  private pendingCr = false;
 
   constructor(maxFrameBytes: number) {
     this.max = maxFrameBytes;
@@ -31,6 +33,8 @@ export class MllpDecoder {
     const events: FrameEvent[] = [];
     let i = 0;
     let garbage = 0;
+    if (this.pendingCr && data[0] === CR) i = 1;
+    this.pendingCr = false;
     while (i < data.length) {
       if (!this.inFrame) {
         const start = data.indexOf(VT, i);
@@ -60,6 +64,7 @@ export class MllpDecoder {
       if (end === -1) break;
       // FS must be followed by CR; tolerate a missing CR at the end of a read (it may come in the next one).
       const next = data[end + 1];
+      if (end + 1 === data.length) this.pendingCr = true;
       i = end + 1 + (next === CR ? 1 : 0);
       this.inFrame = false;
       events.push({ kind: 'frame', payload: Buffer.concat(this.chunks, this.size) });
