@@ -1,0 +1,194 @@
+/**
+ * HL7 intake, shared by MLLP and `POST /hl7`: bytes in, one ACK per message out.
+ *
+ * The ACK is positive only **after** the message is durably in Redis (a BullMQ job). Order per message:
+ * charset (MSH-18) → parse → MSH-9/MSH-10 present → message type supported → deduplicate on sender
+ * (MSH-3^MSH-4) + MSH-10 → enqueue → AA. Anything that fails before the enqueue gets AR with an ERR segment;
+ * a Redis failure gets AE (never AA), so the sender resends.
+ *
+ * The job carries the sender, type and control id (not PHI) and the raw message sealed with AES-GCM.
+ * The job id is a hash of sender + MSH-10: a resend after a lost ACK finds the job and is answered AA without
+ * a second enqueue.
+ *
+ * Acknowledgment modes: with MSH-15 empty, original mode (AA/AE/AR). With MSH-15 set, enhanced mode (CA/CE/CR),
+ * honouring AL (always), NE (never), ER (only on error) and SU (only on success).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { Queue } from 'bullmq';
+import { buildAck, type AckCode, type AckError } from './ack.js';
+import { splitBatch } from './batch.js';
+import { decodeMessage, UnsupportedCharsetError, type Charset } from './charset.js';
+import { Hl7Message, Hl7ParseError } from './message.js';
+import { seal, type Sealed } from './seal.js';
+
+export const HL7_INBOUND_QUEUE = 'hl7-inbound';
+
+/** The floor of message types Careway takes (docs: hl7.md). */
+export const SUPPORTED_TYPES: ReadonlySet<string> = new Set([
+  ...['A01', 'A02', 'A03', 'A04', 'A05', 'A06', 'A07', 'A08', 'A11', 'A12', 'A13', 'A28', 'A31', 'A40'].map(
+    (t) => `ADT^${t}`,
+  ),
+  ...['S12', 'S13', 'S14', 'S15', 'S17', 'S26'].map((t) => `SIU^${t}`),
+  ...['I12', 'I13', 'I14'].map((t) => `REF^${t}`),
+  'ORU^R01',
+]);
+
+export interface InboundJob {
+  readonly sender: string;
+  readonly controlId: string;
+  readonly type: string;
+  readonly receivedAt: string;
+  readonly charset: Charset;
+  readonly raw: Sealed;
+}
+
+export interface IntakeOptions {
+  readonly queue: Queue<InboundJob>;
+  /** 32-byte AES key for sealing raw messages. */
+  readonly key: Buffer;
+  readonly defaultCharset?: Charset;
+  readonly supported?: ReadonlySet<string>;
+  readonly clock?: () => Date;
+  /** Longest wait for Redis before answering AE (a resend later is deduplicated, so this is safe). */
+  readonly storeTimeoutMs?: number;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('redis timeout')), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface IntakeResult {
+  /** The ACK text to send, or undefined when MSH-15 says not to answer. */
+  readonly ack: string | undefined;
+  readonly code: AckCode;
+  readonly duplicate: boolean;
+  readonly jobId?: string;
+}
+
+type Mode = { enhanced: false } | { enhanced: true; when: 'AL' | 'NE' | 'ER' | 'SU' };
+
+function modeOf(msg: Hl7Message | undefined): Mode {
+  const v = msg?.msh.get(15).toUpperCase() ?? '';
+  if (v === 'AL' || v === 'NE' || v === 'ER' || v === 'SU') return { enhanced: true, when: v };
+  return { enhanced: false };
+}
+
+export function jobIdFor(sender: string, controlId: string): string {
+  return createHash('sha256').update(`${sender}\u0000${controlId}`).digest('hex').slice(0, 40);
+}
+
+export class Hl7Intake {
+  private readonly o: IntakeOptions;
+  private readonly supported: ReadonlySet<string>;
+  private readonly clock: () => Date;
+
+  constructor(options: IntakeOptions) {
+    if (options.key.length !== 32) throw new Error('the HL7 sealing key must be 32 bytes');
+    this.o = options;
+    this.supported = options.supported ?? SUPPORTED_TYPES;
+    this.clock = options.clock ?? (() => new Date());
+  }
+
+  /** A frame or an HTTP body: one message or a batch. One result per message. */
+  async receive(bytes: Buffer): Promise<IntakeResult[]> {
+    let text: string;
+    let charset: Charset;
+    try {
+      ({ text, charset } = decodeMessage(bytes, this.o.defaultCharset ?? 'utf-8'));
+    } catch (e) {
+      const msg = e instanceof UnsupportedCharsetError ? e.message : 'the message could not be decoded';
+      return [this.answer(undefined, 'reject', { code: '102', text: msg })];
+    }
+    const messages = splitBatch(text);
+    if (messages.length === 0)
+      return [this.answer(undefined, 'reject', { code: '100', text: 'empty message' })];
+    const out: IntakeResult[] = [];
+    // Messages in a batch are taken in order, one after another: order matters per patient.
+    for (const m of messages) out.push(await this.one(m, charset));
+    return out;
+  }
+
+  private async one(text: string, charset: Charset): Promise<IntakeResult> {
+    let msg: Hl7Message;
+    try {
+      msg = Hl7Message.parse(text);
+    } catch (e) {
+      const err = e instanceof Hl7ParseError ? e : new Hl7ParseError('unparseable message');
+      return this.answer(undefined, 'reject', { code: err.hl7Code, text: err.message });
+    }
+    const { code, trigger } = msg.type;
+    if (!code || !trigger)
+      return this.answer(msg, 'reject', {
+        code: '101',
+        text: 'MSH-9 (message type and trigger event) is required',
+      });
+    if (!msg.controlId)
+      return this.answer(msg, 'reject', { code: '101', text: 'MSH-10 (message control id) is required' });
+    const type = `${code}^${trigger}`;
+    if (!this.supported.has(type))
+      return this.answer(msg, 'reject', { code: '200', text: `message type ${type} is not supported` });
+
+    const sender = `${msg.sender.application}^${msg.sender.facility}`;
+    const jobId = jobIdFor(sender, msg.controlId);
+    try {
+      const wait = this.o.storeTimeoutMs ?? 2000;
+      const existing = await withTimeout(this.o.queue.getJob(jobId), wait);
+      if (existing) return { ...this.answer(msg, 'accept'), duplicate: true, jobId };
+      await withTimeout(
+        this.o.queue.add(
+          type,
+          {
+            sender,
+            controlId: msg.controlId,
+            type,
+            receivedAt: this.clock().toISOString(),
+            charset,
+            raw: seal(Buffer.from(text, 'utf8'), this.o.key),
+          },
+          { jobId },
+        ),
+        wait,
+      );
+    } catch {
+      // Not stored: the sender must resend. Never AA here.
+      return this.answer(msg, 'error', { code: '207', text: 'the message could not be stored; resend it' });
+    }
+    return { ...this.answer(msg, 'accept'), jobId };
+  }
+
+  private answer(
+    msg: Hl7Message | undefined,
+    outcome: 'accept' | 'error' | 'reject',
+    error?: AckError,
+  ): IntakeResult {
+    const mode = modeOf(msg);
+    const code: AckCode = mode.enhanced
+      ? outcome === 'accept'
+        ? 'CA'
+        : outcome === 'error'
+          ? 'CE'
+          : 'CR'
+      : outcome === 'accept'
+        ? 'AA'
+        : outcome === 'error'
+          ? 'AE'
+          : 'AR';
+    const send =
+      !mode.enhanced ||
+      mode.when === 'AL' ||
+      (mode.when === 'ER' && outcome !== 'accept') ||
+      (mode.when === 'SU' && outcome === 'accept');
+    const ack = send
+      ? buildAck(msg, code, {
+          controlId: randomUUID().replace(/-/g, '').slice(0, 20),
+          now: this.clock(),
+          ...(error ? { error } : {}),
+        })
+      : undefined;
+    return { ack, code, duplicate: false };
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * The MLLP listener: transport only. It frames, hands each message to the intake, and writes the ACK back
+ * on the same connection in the order the messages came (messages on one connection are processed one after
+ * another, so a sender's order is kept).
+ *
+ * Robustness: bytes outside frames are dropped; a frame past the size limit gets AR and the connection is
+ * closed (the stream can no longer be trusted); idle connections are closed; a socket error or a failing
+ * handler never takes the process down (a failing handler answers AE).
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { buildAck } from '../ack.js';
+import { frame, MllpDecoder } from './framing.js';
+
+export interface MllpLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface MllpServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly maxFrameBytes: number;
+  readonly idleTimeoutMs: number;
+  /** One ACK (or none) per message in the frame. */
+  readonly handle: (payload: Buffer) => Promise<(string | undefined)[]>;
+  readonly log?: MllpLog;
+}
+
+export class MllpServer {
+  private readonly o: MllpServerOptions;
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(options: MllpServerOptions) {
+    this.o = options;
+    this.server = createServer((socket) => this.connection(socket));
+    this.server.on('error', (err) => options.log?.warn({ err }, 'MLLP server error'));
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.o.port, this.o.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = this.server.address();
+    return typeof addr === 'object' && addr ? addr.port : this.o.port;
+  }
+
+  /** Stops accepting, then ends open connections (after the ACKs already being written). */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.sockets) s.end();
+    const force = setTimeout(() => {
+      for (const s of this.sockets) s.destroy();
+    }, 2000);
+    force.unref();
+    await closed;
+    clearTimeout(force);
+  }
+
+  private connection(socket: Socket): void {
+    this.sockets.add(socket);
+    const decoder = new MllpDecoder(this.o.maxFrameBytes);
+    let chain: Promise<void> = Promise.resolve();
+    socket.setTimeout(this.o.idleTimeoutMs, () => socket.end());
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('data', (data: Buffer) => {
+      for (const ev of decoder.push(data)) {
+        if (ev.kind === 'garbage') {
+          this.o.log?.warn(
+            { bytes: ev.bytes, remote: socket.remoteAddress },
+            'MLLP bytes outside a frame dropped',
+          );
+        } else if (ev.kind === 'oversize') {
+          chain = chain.then(() => {
+            const ack = buildAck(undefined, 'AR', {
+              controlId: `R${Date.now()}`,
+              error: { code: '100', text: `frame exceeds ${this.o.maxFrameBytes} bytes` },
+            });
+            socket.end(frame(ack));
+          });
+        } else {
+          const payload = ev.payload;
+          chain = chain.then(async () => {
+            let acks: (string | undefined)[];
+            try {
+              acks = await this.o.handle(payload);
+            } catch {
+              acks = [
+                buildAck(undefined, 'AE', {
+                  controlId: `E${Date.now()}`,
+                  error: { code: '207', text: 'internal error; resend' },
+                }),
+              ];
+            }
+            for (const a of acks) if (a !== undefined && !socket.destroyed) socket.write(frame(a));
+          });
+        }
+      }
+    });
+  }
+}

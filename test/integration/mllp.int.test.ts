@@ -1,0 +1,183 @@
+/**
+ * The MLLP listener and HL7 intake on real sockets with a real Redis: framing edge cases, ACK semantics
+ * (AA only after the message is a durable job), duplicates, rejects with ERR, and Redis down → no AA.
+ */
+import { randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createConnections, type RedisConnections } from '../../src/queues/connections.js';
+import { Hl7Intake, type InboundJob } from '../../src/hl7/intake.js';
+import { MllpServer } from '../../src/hl7/mllp/server.js';
+import { frame, MllpDecoder } from '../../src/hl7/mllp/framing.js';
+import { Hl7Message } from '../../src/hl7/message.js';
+import { unseal } from '../../src/hl7/seal.js';
+import { uniq } from '../support/harness.js';
+
+const key = randomBytes(32);
+let conns: RedisConnections;
+let server: MllpServer;
+let port: number;
+let queueName: string;
+
+const msg = (id: string, type = 'ADT^A04', extra = '') =>
+  `MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20240115083015-0500||${type}|${id}|P|2.5${extra}\rPID|1||MRN-${id}^^^MAINHOSP^MR||Doe^Jane||19700101|F`;
+
+beforeAll(async () => {
+  conns = createConnections(new URL(inject('redisUrl')), `t${uniq()}`);
+  queueName = `hl7-${uniq()}`;
+  const intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key });
+  server = new MllpServer({
+    host: '127.0.0.1',
+    port: 0,
+    maxFrameBytes: 64 * 1024,
+    idleTimeoutMs: 1500,
+    handle: async (payload) => (await intake.receive(payload)).map((r) => r.ack),
+  });
+  port = await server.listen();
+});
+afterAll(async () => {
+  await server.close();
+  await conns.closeAll();
+});
+
+/** A client that collects ACKs as they arrive. */
+function client(p = port): {
+  socket: Socket;
+  acks: Hl7Message[];
+  closed: Promise<void>;
+  next(n: number): Promise<Hl7Message[]>;
+} {
+  const socket = connect(p, '127.0.0.1');
+  const decoder = new MllpDecoder(1 << 20);
+  const acks: Hl7Message[] = [];
+  socket.on('data', (d: Buffer) => {
+    for (const e of decoder.push(d))
+      if (e.kind === 'frame') acks.push(Hl7Message.parse(e.payload.toString('utf8')));
+  });
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return {
+    socket,
+    acks,
+    closed,
+    async next(n: number) {
+      const deadline = Date.now() + 10_000;
+      while (acks.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      return acks.slice(0, n);
+    },
+  };
+}
+
+const msa = (ack: Hl7Message | undefined) => [ack?.segment('MSA')?.get(1), ack?.segment('MSA')?.get(2)];
+
+describe('MLLP listener', () => {
+  it('when a message arrives one byte at a time then it is ACKed AA after it became a job, with the raw message sealed', async () => {
+    const id = uniq();
+    const c = client();
+    for (const b of frame(msg(id))) {
+      c.socket.write(Buffer.from([b]));
+    }
+    const [ack] = await c.next(1);
+    expect(msa(ack)).toEqual(['AA', id]);
+    const jobs = await conns.queue<InboundJob>(queueName).getJobs(['waiting', 'delayed', 'active']);
+    const job = jobs.find((j) => j.data.controlId === id);
+    expect(job?.data).toMatchObject({ sender: 'EPIC^MAINHOSP', type: 'ADT^A04', controlId: id });
+    expect(JSON.stringify(job?.data)).not.toContain('Doe');
+    expect(unseal(job!.data.raw, key).toString()).toContain('Doe^Jane');
+    c.socket.end();
+  });
+
+  it('when three messages arrive in one write then three ACKs come back in order', async () => {
+    const ids = [uniq(), uniq(), uniq()];
+    const c = client();
+    c.socket.write(Buffer.concat(ids.map((i) => frame(msg(i)))));
+    const acks = await c.next(3);
+    expect(acks.map((a) => msa(a)[1])).toEqual(ids);
+    c.socket.end();
+  });
+
+  it('when the same message is sent twice then both get AA and there is one job', async () => {
+    const id = uniq();
+    const c = client();
+    c.socket.write(frame(msg(id)));
+    c.socket.write(frame(msg(id)));
+    const acks = await c.next(2);
+    expect(acks.map((a) => msa(a)[0])).toEqual(['AA', 'AA']);
+    const jobs = (await conns.queue<InboundJob>(queueName).getJobs(['waiting', 'delayed', 'active'])).filter(
+      (j) => j.data.controlId === id,
+    );
+    expect(jobs).toHaveLength(1);
+    c.socket.end();
+  });
+
+  it('when a frame holds garbage, an unsupported type or no MSH-10 then AR with ERR, and the connection keeps serving', async () => {
+    const c = client();
+    c.socket.write(frame('this is not HL7 at all'));
+    c.socket.write(frame(msg(uniq(), 'ADT^Z99')));
+    c.socket.write(frame(msg('', 'ADT^A04')));
+    const good = uniq();
+    c.socket.write(Buffer.concat([Buffer.from('noise outside any frame'), frame(msg(good))]));
+    const acks = await c.next(4);
+    expect(acks.map((a) => a.segment('MSA')?.get(1))).toEqual(['AR', 'AR', 'AR', 'AA']);
+    expect(acks.slice(0, 3).map((a) => a.segment('ERR')?.get(3, 1))).toEqual(['100', '200', '101']);
+    expect(msa(acks[3])[1]).toBe(good);
+    c.socket.end();
+  });
+
+  it('when a frame is larger than the limit then AR and the connection is closed', async () => {
+    const c = client();
+    c.socket.write(frame(msg(uniq(), 'ADT^A04', `\rNTE|1||${'x'.repeat(70 * 1024)}`)));
+    await c.closed;
+    expect(c.acks.map((a) => a.segment('MSA')?.get(1))).toEqual(['AR']);
+    expect(c.acks[0]?.segment('ERR')?.get(8)).toMatch(/exceeds/);
+  });
+
+  it('when a client is slow between halves of a frame it is still served; an idle one is closed', async () => {
+    const id = uniq();
+    const c = client();
+    const bytes = frame(msg(id));
+    c.socket.write(bytes.subarray(0, 20));
+    await new Promise((r) => setTimeout(r, 500));
+    c.socket.write(bytes.subarray(20));
+    expect(msa((await c.next(1))[0])).toEqual(['AA', id]);
+    const t0 = Date.now();
+    await c.closed; // idle timeout 1.5 s
+    expect(Date.now() - t0).toBeGreaterThan(1000);
+  });
+
+  it('when MSH-15 asks for enhanced acknowledgment then CA is sent, and NE sends nothing', async () => {
+    const c = client();
+    const al = uniq();
+    c.socket.write(frame(msg(al, 'ADT^A04', '|||AL|NE')));
+    c.socket.write(frame(msg(uniq(), 'ADT^A04', '|||NE|NE')));
+    const last = uniq();
+    c.socket.write(frame(msg(last)));
+    const acks = await c.next(2);
+    expect(acks.map((a) => msa(a))).toEqual([
+      ['CA', al],
+      ['AA', last],
+    ]);
+    c.socket.end();
+  });
+
+  it('when Redis is down then the answer is AE, never AA', async () => {
+    const dead = createConnections(new URL('redis://127.0.0.1:1'));
+    const intake = new Hl7Intake({ queue: dead.queue<InboundJob>('hl7-dead-test'), key });
+    const s = new MllpServer({
+      host: '127.0.0.1',
+      port: 0,
+      maxFrameBytes: 65536,
+      idleTimeoutMs: 5000,
+      handle: async (p) => (await intake.receive(p)).map((r) => r.ack),
+    });
+    const p = await s.listen();
+    const c = client(p);
+    const id = uniq();
+    c.socket.write(frame(msg(id)));
+    const [ack] = await c.next(1);
+    expect(msa(ack)).toEqual(['AE', id]);
+    expect(ack?.segment('ERR')?.get(3, 1)).toBe('207');
+    c.socket.end();
+    await s.close();
+    await dead.closeAll();
+  });
+});
