@@ -5,7 +5,8 @@
  * defaults when it could not be parsed.
  */
 import { escapeHl7 } from './escape.js';
-import { DEFAULT_DELIMITERS, type Delimiters, type Hl7Message } from './message.js';
+import { DEFAULT_DELIMITERS, type Delimiters } from './delimiters.js';
+import type { Hl7Message } from './message.js';
 
 export type AckCode = 'AA' | 'AE' | 'AR' | 'CA' | 'CE' | 'CR';
 

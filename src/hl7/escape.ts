@@ -4,7 +4,7 @@
  * else Latin-1), \.br\ line break. Formatting commands (\H\ \N\ \.sp\ \.in\ …) and unknown sequences are
  * dropped rather than shown to people as codes; a lone escape character with no closing one is kept as is.
  */
-import type { Delimiters } from './message.js';
+import type { Delimiters } from './delimiters.js';
 
 export function unescapeHl7(value: string, d: Delimiters): string {
   const e = d.escape;

@@ -10,22 +10,9 @@
  * Segments may end in CR, LF or CRLF.
  */
 import { unescapeHl7 } from './escape.js';
+import type { Delimiters } from './delimiters.js';
 
-export interface Delimiters {
-  readonly field: string;
-  readonly component: string;
-  readonly repetition: string;
-  readonly escape: string;
-  readonly subcomponent: string;
-}
-
-export const DEFAULT_DELIMITERS: Delimiters = {
-  field: '|',
-  component: '^',
-  repetition: '~',
-  escape: '\\',
-  subcomponent: '&',
-};
+export { DEFAULT_DELIMITERS, type Delimiters } from './delimiters.js';
 
 export class Hl7ParseError extends Error {
   /** HL7 table 0357 error code: 100 segment sequence, 101 required field missing, 102 data type error. */
