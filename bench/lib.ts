@@ -3,6 +3,7 @@
  * token, medians, and writing results. Each benchmark measures its comparator in the same run.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -68,6 +69,8 @@ export async function startStack(): Promise<Stack> {
         PORT: String(port),
         HOST: '127.0.0.1',
         LOG_LEVEL: 'warn',
+        MLLP_PORT: '0',
+        HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
       },
       stdio: ['ignore', 'ignore', 'inherit'],
     });

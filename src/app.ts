@@ -20,6 +20,8 @@ import fhirRoutes from './http/routes/fhir.js';
 import journeyRoutes, { JOURNEY_OPERATIONS } from './http/routes/journeys.js';
 import journeys from './http/plugins/journeys.js';
 import referrals from './http/plugins/referrals.js';
+import hl7 from './http/plugins/hl7.js';
+import hl7Routes from './http/routes/hl7.js';
 import referralRoutes, { REFERRAL_OPERATIONS } from './http/routes/referrals.js';
 import type { TokenVerifier } from './http/auth/verifier.js';
 import { VERSION } from './shared/version.js';
@@ -67,6 +69,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(profiles);
   await app.register(journeys);
   await app.register(referrals);
+  await app.register(hl7);
   await app.register(healthRoutes);
   await app.register(fhirRoutes, {
     version: VERSION,
@@ -74,5 +77,6 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   });
   await app.register(journeyRoutes);
   await app.register(referralRoutes);
+  await app.register(hl7Routes);
   return app;
 }

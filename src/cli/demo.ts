@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { startHapi, startRedis, type LocalService } from '../devstack/processes.js';
-import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevKey } from './dev-key.js';
+import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevHl7Key, loadOrCreateDevKey } from './dev-key.js';
 import { projectRoot } from '../shared/paths.js';
 
 const started: LocalService[] = [];
@@ -55,6 +55,7 @@ async function main(): Promise<void> {
     env['AUTH_ISSUER'] ??= DEV_ISSUER;
     env['AUTH_AUDIENCE'] ??= DEV_AUDIENCE;
   }
+  env['HL7_ENCRYPTION_KEY'] ??= loadOrCreateDevHl7Key();
   env['HOST'] ??= '127.0.0.1';
   env['PORT'] ??= '8080';
 
@@ -95,6 +96,7 @@ async function main(): Promise<void> {
       `  API docs       ${base}/docs`,
       `  FHIR facade    ${base}/fhir  (metadata is public)`,
       `  Readiness      ${base}/ready`,
+      `  MLLP (HL7 v2)  ${env['HOST']}:${env['MLLP_PORT'] ?? '2575'}`,
       `  FHIR server    ${env['FHIR_BASE_URL'] ?? ''}`,
       `  Redis          ${env['REDIS_URL'] ?? ''}`,
       '',

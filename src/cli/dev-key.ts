@@ -3,7 +3,7 @@
  * Generated on first use into .careway/ (git-ignored, mode 0600); never committed, never used in production,
  * where tokens come from the hospital's authorization server (AUTH_JWKS_URL).
  */
-import { generateKeyPairSync, createPrivateKey, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../shared/paths.js';
@@ -39,4 +39,14 @@ export function loadOrCreateDevKey(): DevKey {
     publicPem: string;
   };
   return { privateKey: createPrivateKey(record.privatePem), publicPem: record.publicPem, kid: record.kid };
+}
+
+/** The demo's key for sealing raw HL7 messages (HL7_ENCRYPTION_KEY), generated once into .careway/. */
+export function loadOrCreateDevHl7Key(): string {
+  const path = join(projectRoot(), '.careway', 'hl7.key');
+  if (!existsSync(path)) {
+    mkdirSync(join(projectRoot(), '.careway'), { recursive: true, mode: 0o700 });
+    writeFileSync(path, randomBytes(32).toString('base64'), { mode: 0o600 });
+  }
+  return readFileSync(path, 'utf8').trim();
 }

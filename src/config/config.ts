@@ -64,6 +64,15 @@ export interface Config {
   /** Prefix of every BullMQ key, so several deployments (or test runs) can share one Redis. */
   readonly queuePrefix: string;
   readonly referrals: ReferralConfig;
+  readonly hl7: Hl7Config;
+}
+
+export interface Hl7Config {
+  /** AES-256 key sealing raw messages kept for replay. */
+  readonly encryptionKey: Buffer;
+  readonly maxFrameBytes: number;
+  readonly idleTimeoutMs: number;
+  readonly defaultCharset: 'utf-8' | 'latin1';
 }
 
 export interface ReferralConfig {
@@ -350,6 +359,28 @@ export function loadConfig(env: Env): Config {
     callbackBackoffMs: positiveInt('REFERRAL_CALLBACK_BACKOFF_MS', 2000),
   };
 
+  const keyRaw = str('HL7_ENCRYPTION_KEY');
+  let encryptionKey = Buffer.alloc(32);
+  if (!keyRaw)
+    problems.push(
+      'HL7_ENCRYPTION_KEY: is required (32 random bytes, base64) to seal raw HL7 messages kept for replay',
+    );
+  else {
+    const k = Buffer.from(keyRaw, 'base64');
+    if (k.length !== 32)
+      problems.push('HL7_ENCRYPTION_KEY: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)');
+    else encryptionKey = k;
+  }
+  const charsetRaw = (str('HL7_DEFAULT_CHARSET') ?? 'UTF-8').toUpperCase();
+  if (!['UTF-8', '8859/1', 'LATIN1'].includes(charsetRaw))
+    problems.push('HL7_DEFAULT_CHARSET: must be UTF-8 or 8859/1');
+  const hl7: Hl7Config = {
+    encryptionKey,
+    maxFrameBytes: positiveInt('HL7_MAX_FRAME_BYTES', 1024 * 1024),
+    idleTimeoutMs: positiveInt('HL7_IDLE_TIMEOUT_MS', 300_000),
+    defaultCharset: charsetRaw === 'UTF-8' ? 'utf-8' : 'latin1',
+  };
+
   const uploadRaw = str('CAREWAY_UPLOAD_PROFILES') ?? 'true';
   if (!['true', 'false'].includes(uploadRaw)) problems.push('CAREWAY_UPLOAD_PROFILES: must be true or false');
 
@@ -381,6 +412,7 @@ export function loadConfig(env: Env): Config {
     journeyTargets,
     queuePrefix,
     referrals,
+    hl7,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -2,7 +2,7 @@
  * Test harness: builds the real app (real HAPI, real Redis) with a throwaway signing key, mints tokens, and
  * captures log lines so tests can assert that no PHI reached them.
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { SignJWT } from 'jose';
 import { inject } from 'vitest';
@@ -56,6 +56,9 @@ export function testEnv(keys: Keys, extra: Record<string, string> = {}): Record<
     AUTH_ISSUER: ISSUER,
     AUTH_AUDIENCE: AUDIENCE,
     LOG_LEVEL: 'info',
+    MLLP_PORT: '0',
+    HOST: '127.0.0.1',
+    HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     ...extra,
   };
 }

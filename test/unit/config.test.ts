@@ -7,6 +7,7 @@ const good = {
   AUTH_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\\nMFkw\\n-----END PUBLIC KEY-----',
   AUTH_ISSUER: 'https://auth.example',
   AUTH_AUDIENCE: 'careway',
+  HL7_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
 };
 
 function problems(env: Record<string, string>): string[] {
@@ -62,9 +63,10 @@ describe('loadConfig', () => {
         'LOG_LEVEL',
         'SMTP_FROM',
         'SMS_WEBHOOK_SECRET',
+        'HL7_ENCRYPTION_KEY',
       ]),
     );
-    expect(p.length).toBe(14);
+    expect(p.length).toBe(15);
   });
 
   it('when both key sources are set then that is refused', () => {
@@ -87,7 +89,7 @@ describe('loadConfig', () => {
       expect.unreachable();
     } catch (e) {
       expect((e as Error).message).toMatch(
-        /^Invalid configuration \(5 problems\):\n {2}- FHIR_BASE_URL: is required/,
+        /^Invalid configuration \(6 problems\):\n {2}- FHIR_BASE_URL: is required/,
       );
     }
   });

@@ -24,6 +24,7 @@ export default fp(
           { name: 'fhir', description: 'The FHIR REST facade' },
           { name: 'journeys', description: 'Patient journeys: operations, timeline and pain points' },
           { name: 'referrals', description: 'Referral intake and triage' },
+          { name: 'hl7', description: 'HL7 v2 intake (also over MLLP)' },
           { name: 'operations', description: 'Health, readiness and metrics' },
         ],
       },

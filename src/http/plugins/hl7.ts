@@ -1,0 +1,67 @@
+/**
+ * HL7 v2 intake: the MLLP listener on MLLP_PORT (bound to HOST) and the shared intake behind it and behind
+ * `POST /hl7`. Messages become sealed jobs on the `hl7-inbound` queue before any positive ACK.
+ * The listener starts when the app is ready and stops, after its connections, when the app closes.
+ */
+import fp from 'fastify-plugin';
+import type { FastifyInstance } from 'fastify';
+import type { Queue } from 'bullmq';
+import { Counter } from 'prom-client';
+import { Hl7Intake, HL7_INBOUND_QUEUE, type InboundJob, type IntakeResult } from '../../hl7/intake.js';
+import { MllpServer } from '../../hl7/mllp/server.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    hl7: {
+      intake: Hl7Intake;
+      queue: Queue<InboundJob>;
+      receive(bytes: Buffer, via: 'mllp' | 'http'): Promise<IntakeResult[]>;
+      mllpPort(): number | undefined;
+    };
+  }
+}
+
+export default fp(
+  async function hl7(app: FastifyInstance) {
+    const cfg = app.config.hl7;
+    const queue = app.redis.queue<InboundJob>(HL7_INBOUND_QUEUE, {
+      // Completed jobs are kept a week: they are the dedupe record for resends and the replay source.
+      defaultJobOptions: {
+        removeOnComplete: { age: 7 * 86400 },
+        removeOnFail: { age: 30 * 86400 },
+        attempts: 8,
+        backoff: { type: 'exponential', delay: 1000 },
+      },
+    });
+    const intake = new Hl7Intake({ queue, key: cfg.encryptionKey, defaultCharset: cfg.defaultCharset });
+    const received = new Counter({
+      name: 'careway_hl7_messages_total',
+      help: 'HL7 messages received, by channel and acknowledgment code',
+      labelNames: ['via', 'code'] as const,
+      registers: [app.metrics],
+    });
+    const receive = async (bytes: Buffer, via: 'mllp' | 'http'): Promise<IntakeResult[]> => {
+      const results = await intake.receive(bytes);
+      for (const r of results) received.inc({ via, code: r.code });
+      return results;
+    };
+    let port: number | undefined;
+    const server = new MllpServer({
+      host: app.config.host,
+      port: app.config.mllpPort,
+      maxFrameBytes: cfg.maxFrameBytes,
+      idleTimeoutMs: cfg.idleTimeoutMs,
+      handle: async (payload) => (await receive(payload, 'mllp')).map((r) => r.ack),
+      log: app.log,
+    });
+    app.decorate('hl7', { intake, queue, receive, mllpPort: () => port });
+    app.addHook('onReady', async () => {
+      port = await server.listen();
+      app.log.info({ port }, 'MLLP listener ready');
+    });
+    app.addHook('onClose', async () => {
+      await server.close();
+    });
+  },
+  { name: 'careway-hl7', dependencies: ['careway-infrastructure', 'careway-metrics'] },
+);

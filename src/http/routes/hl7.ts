@@ -1,0 +1,99 @@
+/**
+ * `POST /hl7`: an ER7 body (one message or an FHS/BHS batch) through the same intake as MLLP; the response
+ * is the ACK (one per message, in order). HTTP status follows the worst ACK: 200 accepted, 400 rejected (AR),
+ * 503 not stored (AE: resend later).
+ *
+ * `GET /hl7/messages`: the latest inbound messages with status, type, sender and time; no PHI.
+ *
+ * Scope: a user/ or system/ token with `MessageHeader.c` (send) or `MessageHeader.r` (list).
+ */
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import { requireUnconfined } from '../plugins/auth.js';
+
+const ER7_TYPES = ['x-application/hl7-v2+er7', 'application/hl7-v2', 'text/plain'];
+
+export default async function hl7Routes(app: FastifyInstance): Promise<void> {
+  // Encapsulated to this plugin: only /hl7 takes ER7 bodies.
+  app.addContentTypeParser(
+    ER7_TYPES,
+    { parseAs: 'buffer', bodyLimit: app.config.hl7.maxFrameBytes * 16 },
+    (_req, body, done) => done(null, body),
+  );
+
+  app.post(
+    '/hl7',
+    {
+      schema: {
+        tags: ['hl7'],
+        summary: 'Send HL7 v2 (ER7) messages; the response is the ACK(s)',
+        security: [{ bearer: [] }],
+        consumes: ER7_TYPES,
+        produces: ['x-application/hl7-v2+er7'],
+      },
+    },
+    async (request, reply) => {
+      requireUnconfined(request, 'MessageHeader', 'c');
+      const body = request.body as Buffer;
+      const results = await app.hl7.receive(Buffer.isBuffer(body) ? body : Buffer.from(String(body)), 'http');
+      const codes = results.map((r) => r.code);
+      const status = codes.some((c) => c === 'AE' || c === 'CE')
+        ? 503
+        : codes.some((c) => c === 'AR' || c === 'CR')
+          ? 400
+          : 200;
+      const text = results.map((r) => r.ack ?? '').join('');
+      return reply.code(status).type('x-application/hl7-v2+er7; charset=utf-8').send(text);
+    },
+  );
+
+  const Listing = Type.Object({
+    messages: Type.Array(
+      Type.Object({
+        id: Type.String(),
+        type: Type.String(),
+        sender: Type.String(),
+        controlId: Type.String(),
+        receivedAt: Type.String(),
+        status: Type.String(),
+        error: Type.Optional(Type.String()),
+      }),
+    ),
+  });
+
+  app.get(
+    '/hl7/messages',
+    {
+      schema: {
+        tags: ['hl7'],
+        summary: 'Latest inbound HL7 messages (no PHI): status, type, sender, time',
+        security: [{ bearer: [] }],
+        querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }),
+        response: { 200: Listing },
+      },
+    },
+    async (request) => {
+      requireUnconfined(request, 'MessageHeader', 'r');
+      const { limit = 100 } = request.query as { limit?: number };
+      const jobs = await app.hl7.queue.getJobs(
+        ['waiting', 'delayed', 'active', 'completed', 'failed'],
+        0,
+        limit - 1,
+        false,
+      );
+      const rows = await Promise.all(
+        jobs.map(async (j) => ({
+          id: j.id ?? '',
+          type: j.data.type,
+          sender: j.data.sender,
+          controlId: j.data.controlId,
+          receivedAt: j.data.receivedAt,
+          status: await j.getState(),
+          ...(j.failedReason ? { error: j.failedReason.slice(0, 200) } : {}),
+        })),
+      );
+      rows.sort((a, b) => b.receivedAt.localeCompare(a.receivedAt));
+      return { messages: rows.slice(0, limit) };
+    },
+  );
+}

@@ -1,0 +1,97 @@
+/**
+ * HL7 intake wired into the app: `POST /hl7` (single and batch), the MLLP listener on the app's MLLP port,
+ * `GET /hl7/messages` without PHI, and scopes.
+ */
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, uniq, type Harness } from '../support/harness.js';
+import { frame, MllpDecoder } from '../../src/hl7/mllp/framing.js';
+import { Hl7Message } from '../../src/hl7/message.js';
+
+let h: Harness;
+let token: string;
+const msg = (id: string, type = 'ADT^A04') =>
+  `MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20240115083015-0500||${type}|${id}|P|2.5\rPID|1||MRN-${id}^^^MAINHOSP^MR||Zedekiah^Quill||19700101|F\r`;
+
+beforeAll(async () => {
+  h = await startHarness({ QUEUE_PREFIX: `t${uniq()}` });
+  token = await h.token({ scope: 'system/MessageHeader.cr', sub: 'interface-engine' });
+});
+afterAll(async () => {
+  await h.close();
+});
+
+const post = (body: string, t = token) =>
+  h.app.inject({
+    method: 'POST',
+    url: '/hl7',
+    headers: { authorization: `Bearer ${t}`, 'content-type': 'x-application/hl7-v2+er7' },
+    payload: body,
+  });
+
+describe('POST /hl7', () => {
+  it('when one message is posted then the ACK is AA and the message is listed without PHI', async () => {
+    const id = uniq();
+    const res = await post(msg(id));
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/hl7-v2\+er7/);
+    const ack = Hl7Message.parse(res.body);
+    expect([ack.segment('MSA')?.get(1), ack.segment('MSA')?.get(2)]).toEqual(['AA', id]);
+    const list = await h.app.inject({
+      method: 'GET',
+      url: '/hl7/messages',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(list.statusCode).toBe(200);
+    const row = list
+      .json<{ messages: { controlId: string; type: string; sender: string; status: string }[] }>()
+      .messages.find((m) => m.controlId === id);
+    expect(row).toMatchObject({ type: 'ADT^A04', sender: 'EPIC^MAINHOSP', status: 'waiting' });
+    expect(list.body).not.toContain('Zedekiah');
+    expect(h.rawLogs.join('\n')).not.toContain('Zedekiah');
+  });
+
+  it('when a batch is posted then each message gets its ACK, in order; a rejected one makes the status 400', async () => {
+    const [a, b] = [uniq(), uniq()];
+    const batch = `FHS|^~\\&|EPIC\rBHS|^~\\&|EPIC\r${msg(a)}${msg(b, 'ADT^Z99')}BTS|2\rFTS|1\r`;
+    const res = await post(batch);
+    expect(res.statusCode).toBe(400);
+    const acks = res.body.split(/(?=MSH\|)/).map((t) => Hl7Message.parse(t));
+    expect(acks.map((x) => [x.segment('MSA')?.get(1), x.segment('MSA')?.get(2)])).toEqual([
+      ['AA', a],
+      ['AR', b],
+    ]);
+  });
+
+  it('when the token lacks the scope or is a patient token then 403', async () => {
+    expect((await post(msg(uniq()), await h.token({ scope: 'system/Patient.c' }))).statusCode).toBe(403);
+    expect(
+      (await post(msg(uniq()), await h.token({ scope: 'patient/*.cruds', patient: 'p' }))).statusCode,
+    ).toBe(403);
+  });
+});
+
+describe('MLLP on the app', () => {
+  it('when a message is sent to the MLLP port then it is ACKed AA and counted in the metrics', async () => {
+    const port = h.app.hl7.mllpPort();
+    expect(port).toBeGreaterThan(0);
+    const id = uniq();
+    const socket = connect(port!, '127.0.0.1');
+    const decoder = new MllpDecoder(1 << 20);
+    const ack = await new Promise<Hl7Message>((resolve) => {
+      socket.on('data', (d: Buffer) => {
+        for (const e of decoder.push(d))
+          if (e.kind === 'frame') resolve(Hl7Message.parse(e.payload.toString()));
+      });
+      socket.write(frame(msg(id)));
+    });
+    socket.end();
+    expect([ack.segment('MSA')?.get(1), ack.segment('MSA')?.get(2)]).toEqual(['AA', id]);
+    const metrics = await h.app.inject({
+      method: 'GET',
+      url: '/metrics',
+      headers: { authorization: `Bearer ${await h.token({ scope: 'system/*.r' })}` },
+    });
+    expect(metrics.body).toMatch(/careway_hl7_messages_total\{[^}]*via="mllp"[^}]*code="AA"[^}]*\} [1-9]/);
+  });
+});
