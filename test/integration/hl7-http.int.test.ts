@@ -2,7 +2,12 @@
  * HL7 intake wired into the app: `POST /hl7` (single and batch), the MLLP listener on the app's MLLP port,
  * `GET /hl7/messages` without PHI, and scopes.
  */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { projectRoot } from '../../src/shared/paths.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, uniq, type Harness } from '../support/harness.js';
 import { frame, MllpDecoder } from '../../src/hl7/mllp/framing.js';
@@ -93,5 +98,36 @@ describe('MLLP on the app', () => {
       headers: { authorization: `Bearer ${await h.token({ scope: 'system/*.r' })}` },
     });
     expect(metrics.body).toMatch(/careway_hl7_messages_total\{[^}]*via="mllp"[^}]*code="AA"[^}]*\} [1-9]/);
+  });
+});
+
+describe('npx careway hl7 send', () => {
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [join(projectRoot(), 'bin', 'careway.mjs'), ...args],
+        (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+
+  it('when a batch file and a single message are sent then every ACK code is summarised and rejects are listed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'careway-cli-'));
+    const [a, b, c] = [uniq(), uniq(), uniq()];
+    writeFileSync(
+      join(dir, 'batch.hl7'),
+      `FHS|^~\\&|EPIC\nBHS|^~\\&|EPIC\n${msg(a).replace(/\r/g, '\n')}${msg(b, 'ADT^Z99').replace(/\r/g, '\n')}BTS|2\nFTS|1\n`,
+    );
+    writeFileSync(join(dir, 'one.hl7'), msg(c));
+    const port = String(h.app.hl7.mllpPort());
+    const res = await run(['hl7', 'send', join(dir, 'batch.hl7'), join(dir, 'one.hl7'), '--port', port]);
+    expect(res.code).toBe(1);
+    expect(res.stdout).toContain('AA: 2');
+    expect(res.stdout).toContain('AR: 1');
+    expect(res.stdout).toMatch(new RegExp(`batch\\.hl7 ${b}: AR 200`));
+    const good = await run(['hl7', 'send', join(dir, 'one.hl7'), '--port', port]);
+    expect([good.code, good.stdout.trim()]).toEqual([0, 'AA: 1']);
+    expect((await run(['hl7', 'nope'])).code).toBe(2);
   });
 });
