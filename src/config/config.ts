@@ -73,6 +73,8 @@ export interface Hl7Config {
   readonly maxFrameBytes: number;
   readonly idleTimeoutMs: number;
   readonly defaultCharset: 'utf-8' | 'latin1';
+  /** A site's own maps (same layout as mappings/), added to or overriding the built-in ones. */
+  readonly mappingsDir?: string;
 }
 
 export interface ReferralConfig {
@@ -379,6 +381,7 @@ export function loadConfig(env: Env): Config {
     maxFrameBytes: positiveInt('HL7_MAX_FRAME_BYTES', 1024 * 1024),
     idleTimeoutMs: positiveInt('HL7_IDLE_TIMEOUT_MS', 300_000),
     defaultCharset: charsetRaw === 'UTF-8' ? 'utf-8' : 'latin1',
+    ...(str('MAPPINGS_DIR') ? { mappingsDir: str('MAPPINGS_DIR') } : {}),
   };
 
   const uploadRaw = str('CAREWAY_UPLOAD_PROFILES') ?? 'true';

@@ -17,7 +17,7 @@ import { parse as parseYaml } from 'yaml';
 import { hl7ToFhirDateTime } from '../datetime.js';
 import { unescapeHl7 } from '../escape.js';
 import type { Delimiters } from '../delimiters.js';
-import type { Hl7Segment } from '../message.js';
+import type { Hl7Message, Hl7Segment } from '../message.js';
 import { setPath } from './paths.js';
 
 export interface Rule {
@@ -44,6 +44,22 @@ export interface DatatypeMap {
   readonly target: string;
   readonly rules: readonly Rule[];
 }
+export interface MessageResource {
+  readonly id: string;
+  readonly segment: string;
+  readonly map: string;
+  readonly required?: boolean;
+  readonly key?: string;
+  readonly refs?: Readonly<Record<string, string>>;
+}
+export interface MessageMap {
+  readonly kind: 'message';
+  readonly source: string;
+  readonly target: 'Bundle';
+  readonly triggers: readonly string[];
+  readonly resources: readonly MessageResource[];
+  readonly byTrigger?: Readonly<Record<string, Readonly<Record<string, Readonly<Record<string, unknown>>>>>>;
+}
 export interface SegmentMap {
   readonly kind: 'segment';
   readonly source: string;
@@ -51,7 +67,7 @@ export interface SegmentMap {
   readonly fixed?: Readonly<Record<string, unknown>>;
   readonly rules: readonly Rule[];
 }
-type MapFile = VocabMap | DatatypeMap | SegmentMap;
+type MapFile = VocabMap | DatatypeMap | SegmentMap | MessageMap;
 
 export class MappingError extends Error {
   constructor(message: string) {
@@ -64,9 +80,10 @@ export interface Mappings {
   readonly vocab: ReadonlyMap<string, VocabMap>;
   readonly datatypes: ReadonlyMap<string, DatatypeMap>;
   readonly segments: ReadonlyMap<string, SegmentMap>;
+  readonly messages: ReadonlyMap<string, MessageMap>;
 }
 
-const TIERS = { vocab: 'vocab', datatypes: 'datatype', segments: 'segment' } as const;
+const TIERS = { vocab: 'vocab', datatypes: 'datatype', segments: 'segment', messages: 'message' } as const;
 
 /** Loads and validates every map under the given roots; later roots override earlier ones by name. */
 export async function loadMappings(roots: readonly string[], schemaPath: string): Promise<Mappings> {
@@ -76,6 +93,7 @@ export async function loadMappings(roots: readonly string[], schemaPath: string)
     vocab: new Map<string, VocabMap>(),
     datatypes: new Map<string, DatatypeMap>(),
     segments: new Map<string, SegmentMap>(),
+    messages: new Map<string, MessageMap>(),
   };
   const problems: string[] = [];
   for (const root of roots) {
@@ -118,8 +136,39 @@ export async function loadMappings(roots: readonly string[], schemaPath: string)
   };
   for (const [n, m] of out.datatypes) check(n, m.rules);
   for (const [n, m] of out.segments) check(n, m.rules);
+  for (const [n, m] of out.messages) {
+    const ids = new Set(m.resources.map((r) => r.id));
+    for (const r of m.resources) {
+      const seg = out.segments.get(r.map);
+      if (!seg) problems.push(`${n}: unknown segment map ${r.map}`);
+      else if (seg.source !== r.segment) problems.push(`${n}: ${r.map} maps ${seg.source}, not ${r.segment}`);
+      for (const target of Object.values(r.refs ?? {}))
+        if (!ids.has(target)) problems.push(`${n}: ${r.id} refers to unknown resource ${target}`);
+    }
+    for (const [t, sets] of Object.entries(m.byTrigger ?? {})) {
+      for (const id of Object.keys(sets))
+        if (!ids.has(id)) problems.push(`${n}: byTrigger ${t} names unknown resource ${id}`);
+    }
+  }
   if (problems.length) throw new MappingError(`invalid mappings:\n  - ${problems.join('\n  - ')}`);
   return out;
+}
+
+type Obj = Record<string, unknown>;
+
+export interface MappedResource {
+  readonly id: string;
+  readonly resource: Obj;
+  /** Path of the business identifier list the resource is matched on. */
+  readonly key?: string;
+  readonly refs: Readonly<Record<string, string>>;
+  readonly required: boolean;
+}
+
+export interface MappedMessage {
+  readonly structure: string;
+  readonly trigger: string;
+  readonly resources: readonly MappedResource[];
 }
 
 export interface MapContext {
@@ -127,8 +176,6 @@ export interface MapContext {
   readonly zone: string;
   readonly delimiters: Delimiters;
 }
-
-type Obj = Record<string, unknown>;
 
 export class Mapper {
   private readonly m: Mappings;
@@ -163,6 +210,45 @@ export class Mapper {
       }
     }
     return resource;
+  }
+
+  /** The message map for an incoming message: by MSH-9.3 structure, else the map whose triggers include the event. */
+  messageMap(code: string, trigger: string, structure: string): MessageMap | undefined {
+    const byStructure = structure ? this.m.messages.get(`${structure}[Bundle]`) : undefined;
+    if (byStructure?.triggers.includes(trigger)) return byStructure;
+    for (const m of this.m.messages.values())
+      if (m.source.startsWith(`${code}_`) && m.triggers.includes(trigger)) return m;
+    return undefined;
+  }
+
+  /**
+   * Maps a message: one resource per listed segment occurrence (the first of each), with the trigger's
+   * values applied. References between them are returned as ids for the transaction builder to wire.
+   */
+  message(msg: Hl7Message, ctx: MapContext): MappedMessage {
+    const { code, trigger, structure } = msg.type;
+    const map = this.messageMap(code, trigger, structure);
+    if (!map)
+      throw new MappingError(`no message map for ${code}^${trigger}${structure ? ` (${structure})` : ''}`);
+    const resources: MappedResource[] = [];
+    for (const r of map.resources) {
+      const seg = msg.segment(r.segment);
+      if (!seg) {
+        if (r.required) throw new MappingError(`${map.source}: segment ${r.segment} is required`);
+        continue;
+      }
+      const resource = this.segment(seg, r.map, ctx);
+      for (const [path, value] of Object.entries(map.byTrigger?.[trigger]?.[r.id] ?? {}))
+        setPath(resource, path, structuredClone(value));
+      resources.push({
+        id: r.id,
+        resource,
+        ...(r.key ? { key: r.key } : {}),
+        refs: r.refs ?? {},
+        required: r.required ?? false,
+      });
+    }
+    return { structure: map.source, trigger, resources };
   }
 
   /** Converts one value (its components) by the rule's datatype or vocab. */

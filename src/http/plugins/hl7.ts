@@ -9,12 +9,18 @@ import type { Queue } from 'bullmq';
 import { Counter } from 'prom-client';
 import { Hl7Intake, HL7_INBOUND_QUEUE, type InboundJob, type IntakeResult } from '../../hl7/intake.js';
 import { MllpServer } from '../../hl7/mllp/server.js';
+import { loadMappings, Mapper } from '../../hl7/mapping/engine.js';
+import { init as initInbound, type InboundQueue } from '../../hl7/inbound-worker.js';
+import { redisLock } from '../../queues/locks.js';
+import { projectRoot } from '../../shared/paths.js';
+import { join } from 'node:path';
 
 declare module 'fastify' {
   interface FastifyInstance {
     hl7: {
       intake: Hl7Intake;
       queue: Queue<InboundJob>;
+      inbound: InboundQueue;
       receive(bytes: Buffer, via: 'mllp' | 'http'): Promise<IntakeResult[]>;
       mllpPort(): number | undefined;
     };
@@ -45,6 +51,16 @@ export default fp(
       for (const r of results) received.inc({ via, code: r.code });
       return results;
     };
+    // Maps are validated now: a broken map stops start-up with every problem listed.
+    const roots = [join(projectRoot(), 'mappings'), ...(cfg.mappingsDir ? [cfg.mappingsDir] : [])];
+    const mapper = new Mapper(await loadMappings(roots, join(projectRoot(), 'mappings', 'schema.json')));
+    const inbound = initInbound(app.redis, {
+      fhir: app.fhir,
+      mapper,
+      key: cfg.encryptionKey,
+      lock: redisLock(app.redis.producer),
+      zones: app.config.hl7Timezones,
+    });
     let port: number | undefined;
     const server = new MllpServer({
       host: app.config.host,
@@ -54,7 +70,7 @@ export default fp(
       handle: async (payload) => (await receive(payload, 'mllp')).map((r) => r.ack),
       log: app.log,
     });
-    app.decorate('hl7', { intake, queue, receive, mllpPort: () => port });
+    app.decorate('hl7', { intake, queue, inbound, receive, mllpPort: () => port });
     app.addHook('onReady', async () => {
       port = await server.listen();
       app.log.info({ port }, 'MLLP listener ready');

@@ -1,0 +1,142 @@
+/**
+ * HL7 end to end: message in (POST /hl7), FHIR written on the real HAPI by the inbound worker, through the
+ * declarative maps. Replays change nothing, parallel messages for one MRN make one Patient, an A01 then an
+ * A03 make one finished Encounter, and a message the maps cannot take goes to the dead-letter queue.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Encounter, Patient, Provenance } from 'fhir/r4.js';
+import { startHarness, uniq, type Harness } from '../support/harness.js';
+
+let h: Harness;
+let token: string;
+const SYS = 'urn:oid:2.16.840.1.113883.19.5';
+
+beforeAll(async () => {
+  h = await startHarness({ QUEUE_PREFIX: `t${uniq()}`, HL7_TIMEZONE: 'America/Chicago' });
+  token = await h.token({ scope: 'system/MessageHeader.cr' });
+});
+afterAll(async () => {
+  await h.close();
+});
+
+function adt(
+  trigger: string,
+  controlId: string,
+  mrn: string,
+  visit: string,
+  extra: { sex?: string; discharge?: string } = {},
+): string {
+  const pv1 = Array.from({ length: 46 }, () => '');
+  pv1[0] = 'PV1';
+  pv1[1] = '1';
+  pv1[2] = 'I';
+  pv1[19] = `${visit}^^^MAINHOSP&${SYS}.2&ISO^VN`;
+  pv1[44] = '20240115080000';
+  if (extra.discharge) pv1[45] = extra.discharge;
+  return [
+    `MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20240115083015||ADT^${trigger}^ADT_A01|${controlId}|P|2.5`,
+    `EVN|${trigger}|20240115083015`,
+    `PID|1||${mrn}^^^MAINHOSP&${SYS}&ISO^MR||Kowalczyk^Agnieszka||19800202|${extra.sex ?? 'F'}`,
+    pv1.join('|'),
+    '',
+  ].join('\r');
+}
+
+const post = (body: string) =>
+  h.app.inject({
+    method: 'POST',
+    url: '/hl7',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'x-application/hl7-v2+er7' },
+    payload: body,
+  });
+
+async function settled(): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const counts = await h.app.hl7.queue.getJobCounts('waiting', 'active', 'delayed');
+    if ((counts['waiting'] ?? 0) + (counts['active'] ?? 0) + (counts['delayed'] ?? 0) === 0) return;
+    if (Date.now() > deadline) throw new Error(`inbound queue did not drain: ${JSON.stringify(counts)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const patients = (mrn: string) =>
+  h.fhir.searchAll<Patient>('Patient', { identifier: `${SYS}|${mrn}` }, { noCache: true });
+const encounters = (visit: string) =>
+  h.fhir.searchAll<Encounter>('Encounter', { identifier: `${SYS}.2|${visit}` }, { noCache: true });
+
+describe('HL7 to FHIR', () => {
+  it('when an A04 arrives then the Patient and Encounter are written with a Provenance; a replay writes nothing new', async () => {
+    const [mrn, visit, ctl] = [uniq(), uniq(), uniq()];
+    expect((await post(adt('A04', ctl, mrn, visit))).statusCode).toBe(200);
+    await settled();
+    const [p] = await patients(mrn);
+    expect(p).toMatchObject({
+      name: [{ family: 'Kowalczyk', given: ['Agnieszka'] }],
+      gender: 'female',
+      birthDate: '1980-02-02',
+    });
+    const [e] = await encounters(visit);
+    expect(e).toMatchObject({
+      status: 'arrived',
+      class: { code: 'IMP' },
+      subject: { reference: `Patient/${p?.id}` },
+    });
+    // PV1-44 had no offset: read in the sender's zone (HL7_TIMEZONE = America/Chicago, CST).
+    expect(e?.period?.start).toMatch(/^2024-01-15T08:00:00(\.000)?-06:00$/);
+    const provs = await h.fhir.searchAll<Provenance>(
+      'Provenance',
+      { target: `Patient/${p?.id}` },
+      { noCache: true },
+    );
+    expect(provs).toHaveLength(1);
+
+    // The same message again (a resend with a new MSH-10 too): no new resource, no new version.
+    await post(adt('A04', ctl, mrn, visit));
+    await post(adt('A04', uniq(), mrn, visit));
+    await settled();
+    const again = await patients(mrn);
+    expect(again.map((x) => [x.id, x.meta?.versionId])).toEqual([[p?.id, '1']]);
+    expect((await encounters(visit)).map((x) => x.meta?.versionId)).toEqual(['1']);
+  });
+
+  it('when an A01 and then an A03 arrive then there is one Encounter, finished with its discharge time', async () => {
+    const [mrn, visit] = [uniq(), uniq()];
+    await post(adt('A01', uniq(), mrn, visit));
+    await post(adt('A03', uniq(), mrn, visit, { discharge: '20240120100000' }));
+    await settled();
+    const list = await encounters(visit);
+    expect(list).toHaveLength(1);
+    expect(list[0]).toMatchObject({ status: 'finished' });
+    expect(list[0]?.period?.end).toMatch(/^2024-01-20T10:00:00(\.000)?-06:00$/);
+  });
+
+  it('when 64 A04s for one MRN arrive in parallel then exactly one Patient exists', async () => {
+    const mrn = uniq();
+    const results = await Promise.all(
+      Array.from({ length: 64 }, (_, i) => post(adt('A04', `${mrn}-${i}`, mrn, `${mrn}-v`))),
+    );
+    expect(results.every((r) => r.statusCode === 200)).toBe(true);
+    await settled();
+    expect(await patients(mrn)).toHaveLength(1);
+    expect(await encounters(`${mrn}-v`)).toHaveLength(1);
+  });
+
+  it('when a message cannot be mapped then it goes to the dead-letter queue with the reason, and nothing is written', async () => {
+    const [mrn, ctl] = [uniq(), uniq()];
+    expect((await post(adt('A04', ctl, mrn, uniq(), { sex: 'Q' }))).statusCode).toBe(200);
+    await settled();
+    const deadline = Date.now() + 10_000;
+    let dead: { controlId: string; reason: string }[] = [];
+    while (Date.now() < deadline && !dead.some((d) => d.controlId === ctl)) {
+      dead = (
+        await h.app.hl7.inbound.dead.getJobs(['waiting', 'delayed', 'completed', 'failed', 'active'])
+      ).map((j) => j.data);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const mine = dead.find((d) => d.controlId === ctl);
+    expect(mine?.reason).toMatch(/PID-8: code "Q" is not in HL70001/);
+    expect(JSON.stringify(mine)).not.toContain('Kowalczyk');
+    expect(await patients(mrn)).toHaveLength(0);
+  });
+});
