@@ -4,7 +4,7 @@
  * A03 make one finished Encounter, and a message the maps cannot take goes to the dead-letter queue.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Encounter, Patient, Provenance } from 'fhir/r4.js';
+import type { Appointment, Encounter, Patient, Provenance } from 'fhir/r4.js';
 import { startHarness, uniq, type Harness } from '../support/harness.js';
 
 let h: Harness;
@@ -138,5 +138,48 @@ describe('HL7 to FHIR', () => {
     expect(mine?.reason).toMatch(/PID-8: code "Q" is not in HL70001/);
     expect(JSON.stringify(mine)).not.toContain('Kowalczyk');
     expect(await patients(mrn)).toHaveLength(0);
+  });
+
+  function siu(trigger: string, appt: string, mrn: string, start: string, status = 'Booked'): string {
+    const sch = Array.from({ length: 26 }, () => '');
+    sch[0] = 'SCH';
+    sch[1] = `${appt}^EPIC^${SYS}.3`;
+    sch[7] = 'CONSULT^Consultation^LOCAL';
+    sch[8] = 'FOLLOWUP^Follow-up^LOCAL';
+    sch[11] = `^^^${start}^${start.slice(0, 10)}30`;
+    sch[25] = status;
+    return [
+      `MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20240115083015||SIU^${trigger}^SIU_S12|${uniq()}|P|2.5`,
+      sch.join('|'),
+      `PID|1||${mrn}^^^MAINHOSP&${SYS}&ISO^MR||Nakamura^Ren||19750505|M`,
+      '',
+    ].join('\r');
+  }
+
+  it('when an S12 books, an S13 moves and an S15 cancels then there is one Appointment, moved, then cancelled', async () => {
+    const [appt, mrn] = [uniq(), uniq()];
+    const find = () =>
+      h.fhir.searchAll<Appointment>('Appointment', { identifier: `${SYS}.3|${appt}` }, { noCache: true });
+    await post(siu('S12', appt, mrn, '202402010900'));
+    await settled();
+    const [booked] = await find();
+    const [p] = await patients(mrn);
+    expect(booked).toMatchObject({
+      status: 'booked',
+      appointmentType: { coding: [{ code: 'FOLLOWUP' }] },
+      participant: [{ status: 'accepted', actor: { reference: `Patient/${p?.id}` } }],
+    });
+    expect(booked?.start).toMatch(/^2024-02-01T09:00:00(\.000)?-06:00$/);
+    await post(siu('S13', appt, mrn, '202402031400'));
+    await settled();
+    const moved = await find();
+    expect(moved).toHaveLength(1);
+    expect(moved[0]?.start).toMatch(/^2024-02-03T14:00:00(\.000)?-06:00$/);
+    await post(siu('S15', appt, mrn, '202402031400'));
+    await settled();
+    expect((await find()).map((a) => a.status)).toEqual(['cancelled']);
+    await post(siu('S26', appt, mrn, '202402031400'));
+    await settled();
+    expect((await find()).map((a) => a.status)).toEqual(['noshow']);
   });
 });

@@ -27,6 +27,7 @@ export interface Rule {
   readonly datatype?: string;
   readonly vocab?: string;
   readonly repeat?: boolean;
+  readonly component?: number;
   readonly const?: unknown;
   readonly note?: string;
 }
@@ -51,6 +52,7 @@ export interface MessageResource {
   readonly required?: boolean;
   readonly key?: string;
   readonly refs?: Readonly<Record<string, string>>;
+  readonly merge?: readonly { readonly segment: string; readonly map: string }[];
 }
 export interface MessageMap {
   readonly kind: 'message';
@@ -188,8 +190,15 @@ export class Mapper {
   segment(seg: Hl7Segment, mapName: string, ctx: MapContext): Obj {
     const map = this.m.segments.get(mapName);
     if (!map) throw new MappingError(`no segment map ${mapName}`);
-    if (map.source !== seg.name) throw new MappingError(`${mapName} maps ${map.source}, not ${seg.name}`);
     const resource: Obj = { resourceType: map.target, ...structuredClone(map.fixed ?? {}) };
+    return this.segmentInto(seg, mapName, ctx, resource);
+  }
+
+  /** Applies a segment map's rules onto an existing resource (used to merge e.g. TQ1 into an Appointment). */
+  segmentInto(seg: Hl7Segment, mapName: string, ctx: MapContext, resource: Obj): Obj {
+    const map = this.m.segments.get(mapName);
+    if (!map) throw new MappingError(`no segment map ${mapName}`);
+    if (map.source !== seg.name) throw new MappingError(`${mapName} maps ${map.source}, not ${seg.name}`);
     for (const rule of map.rules) {
       if (rule.field === undefined) throw new MappingError(`${mapName}: a segment rule needs "field"`);
       const reps =
@@ -199,13 +208,10 @@ export class Mapper {
       const used = rule.repeat ? reps : reps.slice(0, 1);
       for (const rep of used) {
         if (rep === '') continue;
-        const value = this.value(
-          rep.split(ctx.delimiters.component),
-          ctx.delimiters.subcomponent,
-          rule,
-          ctx,
-          `${seg.name}-${rule.field}`,
-        );
+        const all = rep.split(ctx.delimiters.component);
+        const parts = rule.component ? [all[rule.component - 1] ?? ''] : all;
+        const where = `${seg.name}-${rule.field}${rule.component ? `.${rule.component}` : ''}`;
+        const value = this.value(parts, ctx.delimiters.subcomponent, rule, ctx, where);
         if (value !== undefined) setPath(resource, rule.to, value);
       }
     }
@@ -238,6 +244,10 @@ export class Mapper {
         continue;
       }
       const resource = this.segment(seg, r.map, ctx);
+      for (const x of r.merge ?? []) {
+        const extra = msg.segment(x.segment);
+        if (extra) this.segmentInto(extra, x.map, ctx, resource);
+      }
       for (const [path, value] of Object.entries(map.byTrigger?.[trigger]?.[r.id] ?? {}))
         setPath(resource, path, structuredClone(value));
       resources.push({
