@@ -10,6 +10,7 @@
  * - Job data holds ids and the sealed message only; logs name job ids, never content.
  */
 import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
+import type { Bundle } from 'fhir/r4.js';
 import type { Hl7Timezones } from '../config/config.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
@@ -19,6 +20,9 @@ import { HL7_INBOUND_QUEUE, type InboundJob } from './intake.js';
 import { Hl7Message, Hl7ParseError } from './message.js';
 import { MappingError, type Mapper } from './mapping/engine.js';
 import { buildTransaction } from './mapping/transaction.js';
+import type { MappedMessage } from './mapping/engine.js';
+import type { JourneyEvent } from '../journey/rules.js';
+import { JOURNEY_EXTENSION_URL } from '../journey/episode.js';
 import { unseal } from './seal.js';
 
 export const HL7_DEAD_QUEUE = 'hl7-dead';
@@ -37,7 +41,27 @@ export interface InboundDeps {
   readonly key: Buffer;
   readonly lock: KeyedLock;
   readonly zones: Hl7Timezones;
+  /** Journey effects; without it messages only write their resources. */
+  readonly journeys?: JourneyEffects;
 }
+
+/**
+ * What a message does to the patient's journey, through the journey rules: A04/A01/A05/S12 start a journey when
+ * the patient has none; A01 → admitted (care), A03 → discharged (recovery), S12 → appointment booked (access).
+ */
+export interface JourneyEffects {
+  /** The patient's open journey id, if any. */
+  openJourney(patientKey: string): Promise<string | undefined>;
+  start(patientId: string, identifier: { system: string; value: string }): Promise<string>;
+  event(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
+}
+
+const STARTS = new Set(['A01', 'A04', 'A05', 'S12']);
+const EVENTS: Readonly<Record<string, JourneyEvent>> = {
+  A01: 'admitted',
+  A03: 'discharged',
+  S12: 'appointment-booked',
+};
 
 export interface InboundResult {
   readonly written: number;
@@ -66,23 +90,89 @@ export async function exec(
       e instanceof Hl7ParseError ? e.message : 'the stored message could not be unsealed',
     );
   }
+  let mapped: MappedMessage;
   let built: ReturnType<typeof buildTransaction>;
+  const facts = {
+    jobId: job.id ?? '',
+    sender: job.data.sender,
+    controlId: job.data.controlId,
+    type: job.data.type,
+    receivedAt: job.data.receivedAt,
+  };
   try {
-    const mapped = deps.mapper.message(msg, { zone: zoneFor(deps.zones, msg), delimiters: msg.delimiters });
-    built = buildTransaction(mapped, {
-      jobId: job.id ?? '',
-      sender: job.data.sender,
-      controlId: job.data.controlId,
-      type: job.data.type,
-      receivedAt: job.data.receivedAt,
-    });
+    mapped = deps.mapper.message(msg, { zone: zoneFor(deps.zones, msg), delimiters: msg.delimiters });
+    built = buildTransaction(mapped, facts);
   } catch (e) {
     if (e instanceof MappingError) throw new UnrecoverableError(`mapping: ${e.message}`);
     throw e;
   }
-  const lockKey = `hl7-patient:${built.keys['patient'] ?? `${job.data.sender}|${job.data.controlId}`}`;
+  const patientKey = built.keys['patient'];
+  const lockKey = `hl7-patient:${patientKey ?? `${job.data.sender}|${job.data.controlId}`}`;
+  const trigger = mapped.trigger;
+  await deps.lock.withLock(lockKey, async () => {
+    // Link what this message writes to the patient's open journey, so later messages keep the link.
+    let journeyId = patientKey && deps.journeys ? await deps.journeys.openJourney(patientKey) : undefined;
+    const post = async (): Promise<Bundle> => {
+      const linked = journeyId ? linkToJourney(mapped, journeyId) : mapped;
+      return postTransaction(deps, buildTransaction(linked, facts).bundle);
+    };
+    const response = await post();
+    if (!deps.journeys || !patientKey) return;
+    if (!journeyId && STARTS.has(trigger)) {
+      // Entries are the written resources in map order (skipped ones left out): find the Patient's position.
+      const patientEntry = mapped.resources
+        .filter((r) => !built.skipped.includes(r.id))
+        .findIndex((r) => r.id === 'patient');
+      const location = response.entry?.[patientEntry]?.response?.location ?? '';
+      const patientId = /Patient\/([^/]+)/.exec(location)?.[1];
+      if (patientId) {
+        journeyId = await deps.journeys.start(patientId, {
+          system: HL7_JOURNEY_SYSTEM,
+          value: `${job.data.sender}|${patientKey}`,
+        });
+        await post(); // again, now linked: an idempotent rewrite that only adds the journey link
+      }
+    }
+    const event = EVENTS[trigger];
+    if (journeyId && event)
+      await deps.journeys.event(journeyId, event, `hl7:${job.data.type}:${job.data.controlId}`);
+  });
+  return { written: built.bundle.entry?.length ?? 0, skipped: built.skipped };
+}
+
+export const HL7_JOURNEY_SYSTEM = 'https://careway.dev/fhir/sid/journey-from-hl7';
+
+/** Adds the journey link: Encounter natively (episodeOfCare), other linked types by the journey extension. */
+function linkToJourney(mapped: MappedMessage, journeyId: string): MappedMessage {
+  const ref = { reference: `EpisodeOfCare/${journeyId}` };
+  return {
+    ...mapped,
+    resources: mapped.resources.map((r) => {
+      const type = r.resource['resourceType'];
+      if (type === 'Encounter') return { ...r, resource: { ...r.resource, episodeOfCare: [ref] } };
+      if (
+        type === 'Appointment' ||
+        type === 'ServiceRequest' ||
+        type === 'Condition' ||
+        type === 'AllergyIntolerance'
+      ) {
+        const ext = (r.resource['extension'] as unknown[] | undefined) ?? [];
+        return {
+          ...r,
+          resource: {
+            ...r.resource,
+            extension: [...ext, { url: JOURNEY_EXTENSION_URL, valueReference: ref }],
+          },
+        };
+      }
+      return r;
+    }),
+  };
+}
+
+async function postTransaction(deps: InboundDeps, bundle: Bundle): Promise<Bundle> {
   try {
-    await deps.lock.withLock(lockKey, () => deps.fhir.transaction(built.bundle, { idempotent: true }));
+    return await deps.fhir.transaction(bundle, { idempotent: true });
   } catch (e) {
     if (
       e instanceof FhirError &&
@@ -101,7 +191,6 @@ export async function exec(
     }
     throw e;
   }
-  return { written: built.bundle.entry?.length ?? 0, skipped: built.skipped };
 }
 
 export interface InboundQueue {

@@ -4,7 +4,9 @@
  * A03 make one finished Encounter, and a message the maps cannot take goes to the dead-letter queue.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Appointment, Encounter, Patient, Provenance } from 'fhir/r4.js';
+import type { Appointment, Encounter, EpisodeOfCare, Patient, Provenance } from 'fhir/r4.js';
+import { readState } from '../../src/journey/episode.js';
+import { canonical } from '../../src/fhir/canonical.js';
 import { startHarness, uniq, type Harness } from '../support/harness.js';
 
 let h: Harness;
@@ -82,6 +84,8 @@ describe('HL7 to FHIR', () => {
       class: { code: 'IMP' },
       subject: { reference: `Patient/${p?.id}` },
     });
+    // The first message of a new journey is written twice: once, then again linked to the journey it started.
+    const encounterVersion = e?.meta?.versionId;
     // PV1-44 had no offset: read in the sender's zone (HL7_TIMEZONE = America/Chicago, CST).
     expect(e?.period?.start).toMatch(/^2024-01-15T08:00:00(\.000)?-06:00$/);
     const provs = await h.fhir.searchAll<Provenance>(
@@ -97,7 +101,7 @@ describe('HL7 to FHIR', () => {
     await settled();
     const again = await patients(mrn);
     expect(again.map((x) => [x.id, x.meta?.versionId])).toEqual([[p?.id, '1']]);
-    expect((await encounters(visit)).map((x) => x.meta?.versionId)).toEqual(['1']);
+    expect((await encounters(visit)).map((x) => x.meta?.versionId)).toEqual([encounterVersion]);
   });
 
   it('when an A01 and then an A03 arrive then there is one Encounter, finished with its discharge time', async () => {
@@ -181,5 +185,39 @@ describe('HL7 to FHIR', () => {
     await post(siu('S26', appt, mrn, '202402031400'));
     await settled();
     expect((await find()).map((a) => a.status)).toEqual(['noshow']);
+  });
+
+  it('when a patient is registered, booked, admitted and discharged then the journey follows: awareness, access, care, recovery', async () => {
+    const [mrn, visit, appt] = [uniq(), uniq(), uniq()];
+    await post(adt('A04', uniq(), mrn, visit));
+    await settled();
+    const [p] = await patients(mrn);
+    const journeys = () =>
+      h.fhir.searchAll<EpisodeOfCare>('EpisodeOfCare', { patient: `Patient/${p?.id}` }, { noCache: true });
+    const [j] = await journeys();
+    expect(readState(j!).stage).toBe('awareness');
+    expect((await encounters(visit))[0]?.episodeOfCare).toEqual([{ reference: `EpisodeOfCare/${j?.id}` }]);
+
+    await post(siu('S12', appt, mrn, '202402010900'));
+    await settled();
+    const [a] = await h.fhir.searchAll<Appointment>(
+      'Appointment',
+      { identifier: `${SYS}.3|${appt}` },
+      { noCache: true },
+    );
+    expect(
+      a?.extension?.find((e) => e.url === canonical.journeyReferenceExtension)?.valueReference?.reference,
+    ).toBe(`EpisodeOfCare/${j?.id}`);
+    await post(adt('A01', uniq(), mrn, visit));
+    await post(adt('A03', uniq(), mrn, visit, { discharge: '20240220100000' }));
+    await settled();
+    const all = await journeys();
+    expect(all).toHaveLength(1);
+    expect(readState(all[0]!).stageHistory.map((x) => x.stage)).toEqual([
+      'awareness',
+      'access',
+      'care',
+      'recovery',
+    ]);
   });
 });

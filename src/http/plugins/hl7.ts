@@ -12,6 +12,7 @@ import { MllpServer } from '../../hl7/mllp/server.js';
 import { loadMappings, Mapper } from '../../hl7/mapping/engine.js';
 import { init as initInbound, type InboundQueue } from '../../hl7/inbound-worker.js';
 import { redisLock } from '../../queues/locks.js';
+import { journeyEffects } from '../../hl7/journey-effects.js';
 import { projectRoot } from '../../shared/paths.js';
 import { join } from 'node:path';
 
@@ -60,6 +61,7 @@ export default fp(
       key: cfg.encryptionKey,
       lock: redisLock(app.redis.producer),
       zones: app.config.hl7Timezones,
+      journeys: journeyEffects(app.fhir, app.journeys),
     });
     let port: number | undefined;
     const server = new MllpServer({
@@ -79,5 +81,5 @@ export default fp(
       await server.close();
     });
   },
-  { name: 'careway-hl7', dependencies: ['careway-infrastructure', 'careway-metrics'] },
+  { name: 'careway-hl7', dependencies: ['careway-infrastructure', 'careway-metrics', 'careway-journeys'] },
 );
