@@ -1,32 +1,33 @@
 /**
- * `npm run bench [-- P5 P6]`: runs the benchmarks (all by default) on one local stack, prints a table per
- * benchmark and writes bench/results/<id>-<time>.json. Every figure is a ratio to a comparator measured in
- * the same run (benchmarks.md), because shared 2-core machines are too noisy for absolute numbers.
+ * `npm run bench [-- P1 P5 P6]`: runs the benchmarks (all by default), prints a table per benchmark and
+ * writes bench/results/<id>-<time>.json. Every figure is a ratio to a comparator measured in the same run
+ * (benchmarks.md), because shared 2-core machines are too noisy for absolute numbers.
  *
- * BENCH_ROUNDS / BENCH_SECONDS tune P5; BENCH_ITERATIONS tunes P6.
+ * BENCH_P1_ITERATIONS tunes P1; BENCH_ROUNDS / BENCH_SECONDS tune P5; BENCH_ITERATIONS tunes P6.
  */
 import { startStack } from './lib.js';
+import { runP1 } from './p1-hl7-map.js';
 import { runP5 } from './p5-facade.js';
 import { runP6 } from './p6-journey.js';
 
 const wanted = new Set(process.argv.slice(2).map((a) => a.toUpperCase()));
-const all = wanted.size === 0;
-const stack = await startStack();
+const pick = (id: string): boolean => wanted.size === 0 || wanted.has(id);
 const lines: string[] = [];
-try {
-  if (all || wanted.has('P5')) {
-    lines.push(
-      '',
-      ...(await runP5(
-        stack,
-        Number(process.env['BENCH_ROUNDS'] ?? 3),
-        Number(process.env['BENCH_SECONDS'] ?? 10),
-      )),
-    );
+
+// P1 needs no servers: run it first, while the machine is quiet.
+if (pick('P1')) lines.push('', ...(await runP1(Number(process.env['BENCH_P1_ITERATIONS'] ?? 50_000))));
+
+if (pick('P5') || pick('P6')) {
+  const stack = await startStack();
+  try {
+    if (pick('P5')) {
+      const rounds = Number(process.env['BENCH_ROUNDS'] ?? 3);
+      const seconds = Number(process.env['BENCH_SECONDS'] ?? 10);
+      lines.push('', ...(await runP5(stack, rounds, seconds)));
+    }
+    if (pick('P6')) lines.push('', ...(await runP6(stack, Number(process.env['BENCH_ITERATIONS'] ?? 200))));
+  } finally {
+    await stack.stop();
   }
-  if (all || wanted.has('P6'))
-    lines.push('', ...(await runP6(stack, Number(process.env['BENCH_ITERATIONS'] ?? 200))));
-} finally {
-  await stack.stop();
 }
 process.stdout.write(`${lines.join('\n')}\n`);

@@ -99,8 +99,8 @@ function build() {
   writeFileSync(stamp, new Date().toISOString());
 }
 
-const node = (file, extra = []) =>
-  process.exit(run(process.execPath, [join(root, file), ...extra], { stdio: 'inherit' }));
+const node = (file, extra = [], flags = []) =>
+  process.exit(run(process.execPath, [...flags, join(root, file), ...extra], { stdio: 'inherit' }));
 
 switch (command) {
   case 'demo':
@@ -113,7 +113,8 @@ switch (command) {
     break;
   case 'bench':
     build();
-    node('dist/bench/run.js', args);
+    // --expose-gc lets P1 measure heap growth exactly.
+    node('dist/bench/run.js', args, ['--expose-gc']);
     break;
   case 'test': {
     if (run('sh', ['-c', 'command -v redis-server >/dev/null']) !== 0) {

@@ -1,0 +1,118 @@
+/**
+ * P1: HL7 parse + map to a transaction Bundle on one core, against parsing alone in the same run.
+ * Targets (benchmarks.md): parse + map ≥ 10,000 msg/s; parse alone ≥ 60,000 msg/s with p99 ≤ 35 µs.
+ * Also P7's second half: heap growth over 1M parse iterations.
+ */
+import { join } from 'node:path';
+import { Hl7Message } from '../src/hl7/message.js';
+import { loadMappings, Mapper } from '../src/hl7/mapping/engine.js';
+import { buildTransaction } from '../src/hl7/mapping/transaction.js';
+import { projectRoot } from '../src/shared/paths.js';
+import { percentile, writeResult } from './lib.js';
+
+const SYS = 'urn:oid:2.16.840.1.113883.19.5';
+
+function corpus(): string[] {
+  const pv1 = Array.from({ length: 46 }, () => '');
+  pv1[0] = 'PV1';
+  pv1[2] = 'I';
+  pv1[19] = `V1^^^H&${SYS}.2&ISO^VN`;
+  pv1[44] = '20240115080000';
+  const sch = Array.from({ length: 26 }, () => '');
+  sch[0] = 'SCH';
+  sch[1] = `A1^EPIC^${SYS}.3`;
+  sch[8] = 'FOLLOWUP^Follow-up^LOCAL';
+  sch[11] = '^^^202402010900^202402010930';
+  sch[25] = 'Booked';
+  const pid = `PID|1||MRN1^^^H&${SYS}&ISO^MR~99-88^^^SSA&http://hl7.org/fhir/sid/us-ssn&URI^SS||Doe^Jane^Q^^Dr||19700101|F|||1 Main St^^Springfield^IL^62701||555-0100`;
+  return [
+    ...['A01', 'A03', 'A04', 'A08'].map(
+      (t) =>
+        `MSH|^~\\&|EPIC|H|CW|CW|20240115083015-0500||ADT^${t}^ADT_A01|1|P|2.5\rEVN|${t}|20240115\r${pid}\r${pv1.join('|')}\r`,
+    ),
+    ...['S12', 'S13', 'S15', 'S26'].map(
+      (t) =>
+        `MSH|^~\\&|EPIC|H|CW|CW|20240115083015-0500||SIU^${t}^SIU_S12|2|P|2.5\r${sch.join('|')}\r${pid}\r`,
+    ),
+  ];
+}
+
+export async function runP1(iterations: number): Promise<string[]> {
+  const root = join(projectRoot(), 'mappings');
+  const mapper = new Mapper(await loadMappings([root], join(root, 'schema.json')));
+  const msgs = corpus();
+  const facts = {
+    jobId: 'j',
+    sender: 'EPIC^H',
+    controlId: '1',
+    type: 'x',
+    receivedAt: '2024-01-01T00:00:00Z',
+  };
+  const fullRun = (m: string): void => {
+    const msg = Hl7Message.parse(m);
+    buildTransaction(mapper.message(msg, { zone: 'America/Chicago', delimiters: msg.delimiters }), facts);
+  };
+  const parseOnly = (m: string): void => {
+    const msg = Hl7Message.parse(m);
+    for (const s of msg.segments) s.get(3);
+  };
+  // Warm-up (JIT), then alternate measured blocks; per-message latency from a sampled subset.
+  for (let i = 0; i < 20_000; i++) {
+    fullRun(msgs[i % msgs.length] ?? '');
+    parseOnly(msgs[i % msgs.length] ?? '');
+  }
+  const rate = (fn: (m: string) => void, n: number): number => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) fn(msgs[i % msgs.length] ?? '');
+    return n / ((performance.now() - t0) / 1000);
+  };
+  const lat = (fn: (m: string) => void, n: number): number[] => {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint();
+      fn(msgs[i % msgs.length] ?? '');
+      out.push(Number(process.hrtime.bigint() - t0) / 1000);
+    }
+    return out;
+  };
+  const mapRates: number[] = [];
+  const parseRates: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    parseRates.push(rate(parseOnly, iterations));
+    mapRates.push(rate(fullRun, iterations));
+  }
+  const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+  const med = (xs: number[]) => sorted(xs)[Math.floor(xs.length / 2)] ?? 0;
+  const parseLat = lat(parseOnly, 50_000);
+  const mapLat = lat(fullRun, 20_000);
+
+  // P7 (second half): heap after 1M parses, against the heap before.
+  global.gc?.();
+  const heapBefore = process.memoryUsage().heapUsed;
+  for (let i = 0; i < 1_000_000; i++) parseOnly(msgs[i % msgs.length] ?? '');
+  global.gc?.();
+  const heapAfter = process.memoryUsage().heapUsed;
+
+  const result = {
+    what: 'HL7 parse + map to a transaction Bundle (ADT and SIU corpus), one core; comparator: parse alone',
+    iterationsPerRound: iterations,
+    mapPerSecond: med(mapRates),
+    parsePerSecond: med(parseRates),
+    parseP99Us: percentile(parseLat, 99),
+    mapP99Us: percentile(mapLat, 99),
+    mapToParseRatio: med(mapRates) / med(parseRates),
+    heapGrowthMiBOver1MParses: (heapAfter - heapBefore) / 2 ** 20,
+    gcExposed: typeof global.gc === 'function',
+    targets: { mapPerSecond: 10_000, parsePerSecond: 60_000, parseP99Us: 35 },
+  };
+  const file = writeResult('P1', result);
+  return [
+    'P1 HL7 parse + map (one core, medians of 5 rounds)',
+    '| step            |   msg/s | p99 µs |',
+    '|-----------------|---------|--------|',
+    `| parse alone     | ${result.parsePerSecond.toFixed(0).padStart(7)} | ${result.parseP99Us.toFixed(1).padStart(6)} |`,
+    `| parse + map + tx| ${result.mapPerSecond.toFixed(0).padStart(7)} | ${result.mapP99Us.toFixed(1).padStart(6)} |`,
+    `targets: map >= 10,000 msg/s, parse >= 60,000 msg/s with p99 <= 35 µs; heap growth over 1M parses ${result.heapGrowthMiBOver1MParses.toFixed(2)} MiB${result.gcExposed ? '' : ' (run with --expose-gc for an exact figure)'}`,
+    `written to ${file}`,
+  ];
+}
