@@ -57,7 +57,10 @@ describe('PID[Patient]', () => {
           country: 'USA',
         },
       ],
-      telecom: [{ value: '555-0100' }, { value: 'mary@example.org' }],
+      telecom: [
+        { value: '555-0100', system: 'phone', use: 'home' },
+        { value: 'mary@example.org', system: 'email', use: 'home' },
+      ],
       // PID-29 without an offset: read in the sender's zone (Chicago, CST in January).
       deceasedDateTime: '2024-01-10T08:30:00-06:00',
     });
