@@ -142,6 +142,22 @@ describe('HL7 to FHIR', () => {
     expect(mine?.reason).toMatch(/PID-8: code "Q" is not in HL70001/);
     expect(JSON.stringify(mine)).not.toContain('Kowalczyk');
     expect(await patients(mrn)).toHaveLength(0);
+
+    // After the site adds the code to its map the message can be replayed; here the cause is not fixed, so the
+    // replay fails again, and a message that is not failed cannot be replayed.
+    const jobs = await h.app.hl7.queue.getJobs(['failed']);
+    const failed = jobs.find((j) => j.data.controlId === ctl);
+    const auth = { authorization: `Bearer ${token}` };
+    const replay = await h.app.inject({
+      method: 'POST',
+      url: `/hl7/messages/${failed?.id}/$replay`,
+      headers: auth,
+    });
+    expect(replay.statusCode).toBe(202);
+    await settled();
+    expect(await (await h.app.hl7.queue.getJob(failed?.id ?? ''))?.getState()).toBe('failed');
+    const missing = await h.app.inject({ method: 'POST', url: '/hl7/messages/nope/$replay', headers: auth });
+    expect(missing.statusCode).toBe(404);
   });
 
   function siu(trigger: string, appt: string, mrn: string, start: string, status = 'Booked'): string {

@@ -10,6 +10,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { requireUnconfined } from '../plugins/auth.js';
+import { CarewayError } from '../../shared/errors.js';
 
 const ER7_TYPES = ['x-application/hl7-v2+er7', 'application/hl7-v2', 'text/plain'];
 
@@ -94,6 +95,37 @@ export default async function hl7Routes(app: FastifyInstance): Promise<void> {
       );
       rows.sort((a, b) => b.receivedAt.localeCompare(a.receivedAt));
       return { messages: rows.slice(0, limit) };
+    },
+  );
+
+  app.post(
+    '/hl7/messages/:id/$replay',
+    {
+      schema: {
+        tags: ['hl7'],
+        summary:
+          'Process a failed (dead-lettered) message again, after its cause was fixed (scope: MessageHeader.c)',
+        security: [{ bearer: [] }],
+        params: Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9-]{1,80}$' }) }),
+        response: { 202: Type.Object({ id: Type.String(), status: Type.String() }) },
+      },
+    },
+    async (request, reply) => {
+      requireUnconfined(request, 'MessageHeader', 'c');
+      const { id } = request.params as { id: string };
+      const job = await app.hl7.queue.getJob(id);
+      if (!job) throw new CarewayError('not-found', `no inbound message ${id}`);
+      const state = await job.getState();
+      if (state !== 'failed') {
+        throw new CarewayError(
+          'conflict',
+          `message ${id} is ${state}; only failed messages are replayed (a processed one would change nothing)`,
+        );
+      }
+      // The same job, same sealed message and same Provenance id: a replay that succeeds writes what the first
+      // run would have, and a second replay is refused above.
+      await job.retry('failed');
+      return reply.code(202).send({ id, status: 'queued' });
     },
   );
 }
