@@ -46,8 +46,9 @@ export interface InboundDeps {
 }
 
 /**
- * What a message does to the patient's journey, through the journey rules: A04/A01/A05/S12 start a journey when
- * the patient has none; A01 → admitted (care), A03 → discharged (recovery), S12 → appointment booked (access).
+ * What a message does to the patient's journey, through the journey rules: A04/A01/A05/S12/I12 start a journey
+ * when the patient has none; A01 → admitted (care), A03 → discharged (recovery), S12 → appointment booked and
+ * I12 → referral (access), R01 → results available (care).
  */
 export interface JourneyEffects {
   /** The patient's open journey id, if any. */
@@ -56,11 +57,13 @@ export interface JourneyEffects {
   event(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
 }
 
-const STARTS = new Set(['A01', 'A04', 'A05', 'S12']);
+const STARTS = new Set(['A01', 'A04', 'A05', 'S12', 'I12']);
 const EVENTS: Readonly<Record<string, JourneyEvent>> = {
   A01: 'admitted',
   A03: 'discharged',
   S12: 'appointment-booked',
+  I12: 'referral-accepted',
+  R01: 'results-available',
 };
 
 export interface InboundResult {
@@ -121,7 +124,7 @@ export async function exec(
     if (!journeyId && STARTS.has(trigger)) {
       // Entries are the written resources in map order (skipped ones left out): find the Patient's position.
       const patientEntry = mapped.resources
-        .filter((r) => !built.skipped.includes(r.id))
+        .filter((r) => !built.skipped.includes(r.instance))
         .findIndex((r) => r.id === 'patient');
       const location = response.entry?.[patientEntry]?.response?.location ?? '';
       const patientId = /Patient\/([^/]+)/.exec(location)?.[1];
@@ -142,6 +145,15 @@ export async function exec(
 
 export const HL7_JOURNEY_SYSTEM = 'https://careway.dev/fhir/sid/journey-from-hl7';
 
+const LINKED_BY_EXTENSION = new Set([
+  'Appointment',
+  'ServiceRequest',
+  'Condition',
+  'AllergyIntolerance',
+  'DiagnosticReport',
+  'Observation',
+]);
+
 /** Adds the journey link: Encounter natively (episodeOfCare), other linked types by the journey extension. */
 function linkToJourney(mapped: MappedMessage, journeyId: string): MappedMessage {
   const ref = { reference: `EpisodeOfCare/${journeyId}` };
@@ -150,12 +162,7 @@ function linkToJourney(mapped: MappedMessage, journeyId: string): MappedMessage 
     resources: mapped.resources.map((r) => {
       const type = r.resource['resourceType'];
       if (type === 'Encounter') return { ...r, resource: { ...r.resource, episodeOfCare: [ref] } };
-      if (
-        type === 'Appointment' ||
-        type === 'ServiceRequest' ||
-        type === 'Condition' ||
-        type === 'AllergyIntolerance'
-      ) {
+      if (typeof type === 'string' && LINKED_BY_EXTENSION.has(type)) {
         const ext = (r.resource['extension'] as unknown[] | undefined) ?? [];
         return {
           ...r,

@@ -28,6 +28,7 @@ export interface Rule {
   readonly vocab?: string;
   readonly repeat?: boolean;
   readonly component?: number;
+  readonly when?: { readonly field: number; readonly equals: readonly string[] };
   readonly const?: unknown;
   readonly note?: string;
 }
@@ -53,6 +54,8 @@ export interface MessageResource {
   readonly key?: string;
   readonly refs?: Readonly<Record<string, string>>;
   readonly merge?: readonly { readonly segment: string; readonly map: string }[];
+  readonly repeat?: boolean;
+  readonly identity?: { readonly system: string; readonly from: readonly string[] };
 }
 export interface MessageMap {
   readonly kind: 'message';
@@ -159,7 +162,12 @@ export async function loadMappings(roots: readonly string[], schemaPath: string)
 type Obj = Record<string, unknown>;
 
 export interface MappedResource {
+  /** The message map's resource id (shared by every instance of a repeating segment). */
   readonly id: string;
+  /** Unique within the message: the id, or `id#n` for the n-th occurrence of a repeating segment. */
+  readonly instance: string;
+  /** Compose a business identifier (system + parts) when the segment carries none. */
+  readonly identity?: { readonly system: string; readonly from: readonly string[] };
   readonly resource: Obj;
   /** Path of the business identifier list the resource is matched on. */
   readonly key?: string;
@@ -201,6 +209,7 @@ export class Mapper {
     if (map.source !== seg.name) throw new MappingError(`${mapName} maps ${map.source}, not ${seg.name}`);
     for (const rule of map.rules) {
       if (rule.field === undefined) throw new MappingError(`${mapName}: a segment rule needs "field"`);
+      if (rule.when && !rule.when.equals.includes(seg.get(rule.when.field))) continue;
       const reps =
         seg.name === 'MSH' && rule.field <= 2
           ? [seg.raw(rule.field)]
@@ -238,24 +247,29 @@ export class Mapper {
       throw new MappingError(`no message map for ${code}^${trigger}${structure ? ` (${structure})` : ''}`);
     const resources: MappedResource[] = [];
     for (const r of map.resources) {
-      const seg = msg.segment(r.segment);
-      if (!seg) {
+      const segs = r.repeat ? msg.all(r.segment) : msg.segment(r.segment) ? [msg.segment(r.segment)!] : [];
+      if (segs.length === 0) {
         if (r.required) throw new MappingError(`${map.source}: segment ${r.segment} is required`);
         continue;
       }
-      const resource = this.segment(seg, r.map, ctx);
-      for (const x of r.merge ?? []) {
-        const extra = msg.segment(x.segment);
-        if (extra) this.segmentInto(extra, x.map, ctx, resource);
-      }
-      for (const [path, value] of Object.entries(map.byTrigger?.[trigger]?.[r.id] ?? {}))
-        setPath(resource, path, structuredClone(value));
-      resources.push({
-        id: r.id,
-        resource,
-        ...(r.key ? { key: r.key } : {}),
-        refs: r.refs ?? {},
-        required: r.required ?? false,
+      segs.forEach((seg, n) => {
+        const resource = this.segment(seg, r.map, ctx);
+        for (const x of r.merge ?? []) {
+          const extra = msg.segment(x.segment);
+          if (extra) this.segmentInto(extra, x.map, ctx, resource);
+        }
+        for (const [path, value] of Object.entries(map.byTrigger?.[trigger]?.[r.id] ?? {})) {
+          setPath(resource, path, structuredClone<unknown>(value));
+        }
+        resources.push({
+          id: r.id,
+          instance: r.repeat ? `${r.id}#${n + 1}` : r.id,
+          resource,
+          ...(r.key ? { key: r.key } : {}),
+          ...(r.identity ? { identity: r.identity } : {}),
+          refs: r.refs ?? {},
+          required: r.required ?? false,
+        });
       });
     }
     return { structure: map.source, trigger, resources };

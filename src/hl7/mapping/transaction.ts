@@ -33,7 +33,44 @@ function businessKey(resource: Record<string, unknown>, path: string): Identifie
   return Array.isArray(list) ? (list as Identifier[]).find((i) => i.system && i.value) : undefined;
 }
 
-export function buildTransaction(mapped: MappedMessage, facts: MessageFacts): BuiltTransaction {
+function getPath(obj: unknown, path: string): unknown {
+  let node: unknown = obj;
+  for (const part of path.split('.')) {
+    const m = /^([A-Za-z][A-Za-z0-9]*)(?:\[(\d+)\])?$/.exec(part);
+    if (!m?.[1] || node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string, unknown>)[m[1]];
+    if (m[2] !== undefined) node = Array.isArray(node) ? node[Number(m[2])] : undefined;
+  }
+  return node;
+}
+
+/** Adds the composed identifier (e.g. patient MRN + allergen code) for segments that carry no identifier. */
+function withIdentity(mapped: MappedMessage): MappedMessage {
+  const patient = mapped.resources.find((r) => r.id === 'patient');
+  const patientValue = patient ? businessKey(patient.resource, 'identifier')?.value : undefined;
+  return {
+    ...mapped,
+    resources: mapped.resources.map((r) => {
+      if (!r.identity) return r;
+      const parts = r.identity.from.map((p) => {
+        if (p === 'patient') return patientValue;
+        // `ref:<id>`: the business identifier value of another resource of the message (e.g. the report).
+        if (p.startsWith('ref:')) {
+          const other = mapped.resources.find((x) => x.id === p.slice(4));
+          return other ? businessKey(other.resource, 'identifier')?.value : undefined;
+        }
+        return getPath(r.resource, p);
+      });
+      if (parts.some((p) => p === undefined || p === '' || typeof p === 'object')) return r;
+      const identifier: Identifier = { system: r.identity.system, value: parts.map(String).join('|') };
+      const existing = (r.resource['identifier'] as Identifier[] | undefined) ?? [];
+      return { ...r, resource: { ...r.resource, identifier: [identifier, ...existing] } };
+    }),
+  };
+}
+
+export function buildTransaction(input: MappedMessage, facts: MessageFacts): BuiltTransaction {
+  const mapped = withIdentity(input);
   const urls = new Map<string, string>();
   const keys: Record<string, string> = {};
   const skipped: string[] = [];
@@ -44,30 +81,32 @@ export function buildTransaction(mapped: MappedMessage, facts: MessageFacts): Bu
         throw new MappingError(
           `${String(r.resource['resourceType'])} (${r.id}) has no business identifier with a system`,
         );
-      skipped.push(r.id);
+      skipped.push(r.instance);
       return false;
     }
-    urls.set(r.id, `urn:uuid:${crypto.randomUUID()}`);
-    keys[r.id] =
+    urls.set(r.instance, `urn:uuid:${crypto.randomUUID()}`);
+    keys[r.instance] =
       `${String(r.resource['resourceType'])}?${new URLSearchParams({ identifier: `${key.system}|${key.value}` }).toString()}`;
     return true;
   });
   const entries: BundleEntry[] = kept.map((r) => {
     const resource = structuredClone(r.resource);
     for (const [path, target] of Object.entries(r.refs)) {
-      const url = urls.get(target);
-      if (url) setPath(resource, path, { reference: url } satisfies Reference);
+      // Every written instance of the target (a repeating segment gives several); a list path takes them all.
+      const targets = kept.filter((k) => k.id === target).map((k) => urls.get(k.instance) ?? '');
+      for (const url of path.endsWith('[]') ? targets : targets.slice(0, 1))
+        setPath(resource, path, { reference: url } satisfies Reference);
     }
     return {
-      fullUrl: urls.get(r.id) ?? '',
+      fullUrl: urls.get(r.instance) ?? '',
       resource: resource as unknown as BundleEntry['resource'] & object,
-      request: { method: 'PUT', url: keys[r.id] ?? '' },
+      request: { method: 'PUT', url: keys[r.instance] ?? '' },
     };
   });
   const provenance: Provenance = {
     resourceType: 'Provenance',
     id: `hl7-${facts.jobId}`,
-    target: kept.map((r) => ({ reference: urls.get(r.id) ?? '' })),
+    target: kept.map((r) => ({ reference: urls.get(r.instance) ?? '' })),
     recorded: facts.receivedAt,
     activity: {
       coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation', code: 'UPDATE' }],
