@@ -10,7 +10,7 @@
  * - Job data holds ids and the sealed message only; logs name job ids, never content.
  */
 import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
-import type { Bundle } from 'fhir/r4.js';
+import type { Bundle, Identifier, Patient } from 'fhir/r4.js';
 import type { Hl7Timezones } from '../config/config.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
@@ -24,6 +24,7 @@ import type { MappedMessage } from './mapping/engine.js';
 import type { JourneyEvent } from '../journey/rules.js';
 import { JOURNEY_EXTENSION_URL } from '../journey/episode.js';
 import { unseal } from './seal.js';
+import { mergePatients } from './merge.js';
 
 export const HL7_DEAD_QUEUE = 'hl7-dead';
 
@@ -115,11 +116,39 @@ export async function exec(
   await deps.lock.withLock(lockKey, async () => {
     // Link what this message writes to the patient's open journey, so later messages keep the link.
     let journeyId = patientKey && deps.journeys ? await deps.journeys.openJourney(patientKey) : undefined;
+    // Patient.link and Patient.active belong to merges, not to the sender's message: keep what is stored.
+    const kept = patientKey ? await preservedPatientFields(deps.fhir, patientKey) : {};
     const post = async (): Promise<Bundle> => {
-      const linked = journeyId ? linkToJourney(mapped, journeyId) : mapped;
+      const withKept: MappedMessage = {
+        ...mapped,
+        resources: mapped.resources.map((r) =>
+          r.id === 'patient' ? { ...r, resource: { ...r.resource, ...kept } } : r,
+        ),
+      };
+      const linked = journeyId ? linkToJourney(withKept, journeyId) : withKept;
       return postTransaction(deps, buildTransaction(linked, facts).bundle);
     };
     const response = await post();
+    if (trigger === 'A40') {
+      const mrg = msg.segment('MRG');
+      const survivor = mapped.resources.find((r) => r.id === 'patient')?.resource['identifier'] as
+        Identifier[] | undefined;
+      const survivorKey = survivor?.find((i) => i.system && i.value);
+      if (!mrg || !survivorKey)
+        throw new UnrecoverableError('mapping: an A40 needs PID-3 and MRG-1 identifiers with a system');
+      const retired = deps.mapper.segment(mrg, 'MRG[Patient]', {
+        zone: zoneFor(deps.zones, msg),
+        delimiters: msg.delimiters,
+      });
+      await mergePatients(
+        deps.fhir,
+        survivorKey,
+        (retired['identifier'] as Identifier[] | undefined) ?? [],
+        `hl7-${facts.jobId}-merge`,
+        facts.receivedAt,
+      );
+      return;
+    }
     if (!deps.journeys || !patientKey) return;
     if (!journeyId && STARTS.has(trigger)) {
       // Entries are the written resources in map order (skipped ones left out): find the Patient's position.
@@ -174,6 +203,20 @@ function linkToJourney(mapped: MappedMessage, journeyId: string): MappedMessage 
       }
       return r;
     }),
+  };
+}
+
+async function preservedPatientFields(fhir: FhirPort, patientKey: string): Promise<Record<string, unknown>> {
+  const token = new URLSearchParams(patientKey.split('?')[1] ?? '').get('identifier');
+  if (!token) return {};
+  const [current] = await fhir.searchAll<Patient>(
+    'Patient',
+    { identifier: token },
+    { noCache: true, maxPages: 1 },
+  );
+  return {
+    ...(current?.link ? { link: current.link } : {}),
+    ...(current?.active !== undefined ? { active: current.active } : {}),
   };
 }
 

@@ -236,4 +236,53 @@ describe('HL7 to FHIR', () => {
       'recovery',
     ]);
   });
+
+  it('when an A40 merges two records then the retired one links to the survivor and its journey moves; a replay changes nothing', async () => {
+    const [keep, gone] = [uniq(), uniq()];
+    await post(adt('A04', uniq(), keep, `${keep}-v`));
+    await post(adt('A04', uniq(), gone, `${gone}-v`));
+    await settled();
+    const [survivor] = await patients(keep);
+    const [retired] = await patients(gone);
+    const a40 = (ctl: string) =>
+      [
+        `MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20240116083015||ADT^A40^ADT_A39|${ctl}|P|2.5`,
+        'EVN|A40|20240116083015',
+        `PID|1||${keep}^^^MAINHOSP&${SYS}&ISO^MR||Kowalczyk^Agnieszka||19800202|F`,
+        `MRG|${gone}^^^MAINHOSP&${SYS}&ISO^MR`,
+        '',
+      ].join('\r');
+    const ctl = uniq();
+    await post(a40(ctl));
+    await settled();
+    const after = await h.fhir.read<Patient>('Patient', retired?.id ?? '', { noCache: true });
+    expect(after.active).toBe(false);
+    expect(after.link).toEqual([{ other: { reference: `Patient/${survivor?.id}` }, type: 'replaced-by' }]);
+    const kept = await h.fhir.read<Patient>('Patient', survivor?.id ?? '', { noCache: true });
+    expect(kept.link).toEqual([{ other: { reference: `Patient/${retired?.id}` }, type: 'replaces' }]);
+    const moved = await h.fhir.searchAll<EpisodeOfCare>(
+      'EpisodeOfCare',
+      { patient: `Patient/${retired?.id}` },
+      { noCache: true },
+    );
+    expect(moved).toHaveLength(0);
+    const survivorJourneys = await h.fhir.searchAll<EpisodeOfCare>(
+      'EpisodeOfCare',
+      { patient: `Patient/${survivor?.id}` },
+      { noCache: true },
+    );
+    expect(survivorJourneys).toHaveLength(2);
+    const version = after.meta?.versionId;
+    const survivorVersion = kept.meta?.versionId;
+    await post(a40(uniq()));
+    // A later update for the survivor keeps the merge link: it belongs to Careway, not to the sender's message.
+    await post(adt('A08', uniq(), keep, `${keep}-v`));
+    await settled();
+    expect(
+      (await h.fhir.read<Patient>('Patient', retired?.id ?? '', { noCache: true })).meta?.versionId,
+    ).toBe(version);
+    const survivorNow = await h.fhir.read<Patient>('Patient', survivor?.id ?? '', { noCache: true });
+    expect(survivorNow.meta?.versionId).toBe(survivorVersion);
+    expect(survivorNow.link).toEqual(kept.link);
+  });
 });
