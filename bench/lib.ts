@@ -17,6 +17,7 @@ export interface Stack {
   readonly hapi: string;
   readonly redis: string;
   readonly careway: string;
+  readonly mllpPort: number;
   readonly fhir: FhirClient;
   token(scope: string): Promise<string>;
   stop(): Promise<void>;
@@ -57,6 +58,7 @@ export async function startStack(): Promise<Stack> {
         ),
     ]);
     const port = await freePort();
+    const mllpPort = await freePort();
     const key = loadOrCreateDevKey();
     const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
       env: {
@@ -69,7 +71,7 @@ export async function startStack(): Promise<Stack> {
         PORT: String(port),
         HOST: '127.0.0.1',
         LOG_LEVEL: 'warn',
-        MLLP_PORT: '0',
+        MLLP_PORT: String(mllpPort),
         HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
       },
       stdio: ['ignore', 'ignore', 'inherit'],
@@ -100,6 +102,7 @@ export async function startStack(): Promise<Stack> {
       hapi,
       redis,
       careway,
+      mllpPort,
       fhir,
       token: (scope) => mintDevToken({ scope }),
       stop: async () => {

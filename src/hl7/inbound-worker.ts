@@ -115,9 +115,13 @@ export async function exec(
   const trigger = mapped.trigger;
   await deps.lock.withLock(lockKey, async () => {
     // Link what this message writes to the patient's open journey, so later messages keep the link.
-    let journeyId = patientKey && deps.journeys ? await deps.journeys.openJourney(patientKey) : undefined;
-    // Patient.link and Patient.active belong to merges, not to the sender's message: keep what is stored.
-    const kept = patientKey ? await preservedPatientFields(deps.fhir, patientKey) : {};
+    // The two reads are independent: run them together (bench P3).
+    const [open, kept] = await Promise.all([
+      patientKey && deps.journeys ? deps.journeys.openJourney(patientKey) : Promise.resolve(undefined),
+      patientKey ? preservedPatientFields(deps.fhir, patientKey) : Promise.resolve({}),
+    ]);
+    let journeyId = open;
+    // Patient.link and Patient.active belong to merges, not to the sender's message: `kept` holds what is stored.
     const post = async (): Promise<Bundle> => {
       const withKept: MappedMessage = {
         ...mapped,
