@@ -99,6 +99,8 @@ describe('MLLP on the app', () => {
       headers: { authorization: `Bearer ${await h.token({ scope: 'system/*.r' })}` },
     });
     expect(metrics.body).toMatch(/careway_hl7_messages_total\{[^}]*via="mllp"[^}]*code="AA"[^}]*\} [1-9]/);
+    expect(metrics.body).toMatch(/careway_hl7_inbound_jobs\{[^}]*state="waiting"[^}]*\} \d+/);
+    expect(metrics.body).toMatch(/careway_hl7_inbound_lag_seconds\{[^}]*\} [\d.]+/);
   });
 });
 

@@ -6,7 +6,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import type { Queue } from 'bullmq';
-import { Counter } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { Hl7Intake, HL7_INBOUND_QUEUE, type InboundJob, type IntakeResult } from '../../hl7/intake.js';
 import { MllpServer } from '../../hl7/mllp/server.js';
 import { loadMappings, Mapper } from '../../hl7/mapping/engine.js';
@@ -62,6 +62,26 @@ export default fp(
       lock: redisLock(app.redis.producer),
       zones: app.config.hl7Timezones,
       journeys: journeyEffects(app.fhir, app.journeys),
+    });
+    // Queue depth and lag are read when Prometheus scrapes, so they are never stale and cost nothing otherwise.
+    new Gauge({
+      name: 'careway_hl7_inbound_jobs',
+      help: 'Inbound HL7 messages by queue state (waiting, active, delayed, failed = dead-lettered)',
+      labelNames: ['state'] as const,
+      registers: [app.metrics],
+      async collect() {
+        const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'careway_hl7_inbound_lag_seconds',
+      help: 'Age of the oldest message still waiting to be written to FHIR',
+      registers: [app.metrics],
+      async collect() {
+        const [oldest] = await queue.getJobs(['waiting'], 0, 0, true);
+        this.set(oldest ? Math.max(0, (Date.now() - oldest.timestamp) / 1000) : 0);
+      },
     });
     let port: number | undefined;
     const server = new MllpServer({
