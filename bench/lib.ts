@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { startHapi, startRedis, freePort, type LocalService } from '../src/devstack/processes.js';
@@ -18,6 +18,8 @@ export interface Stack {
   readonly redis: string;
   readonly careway: string;
   readonly mllpPort: number;
+  /** The Careway process, for memory readings. */
+  readonly carewayPid: number | undefined;
   readonly fhir: FhirClient;
   token(scope: string): Promise<string>;
   stop(): Promise<void>;
@@ -103,6 +105,7 @@ export async function startStack(): Promise<Stack> {
       redis,
       careway,
       mllpPort,
+      carewayPid: child.pid,
       fhir,
       token: (scope) => mintDevToken({ scope }),
       stop: async () => {
@@ -123,4 +126,15 @@ export function writeResult(id: string, result: Record<string, unknown>): string
   const file = join(dir, `${id}-${at.replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, `${JSON.stringify({ id, at, machine: machine(), ...result }, null, 2)}\n`);
   return file;
+}
+
+/** Resident set size of a process in MiB (Linux /proc), or undefined when it cannot be read. */
+export function rssMiB(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m?.[1] ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
 }

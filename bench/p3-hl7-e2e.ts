@@ -13,7 +13,7 @@ import { loadMappings, Mapper } from '../src/hl7/mapping/engine.js';
 import { buildTransaction } from '../src/hl7/mapping/transaction.js';
 import { HL7_INBOUND_QUEUE } from '../src/hl7/intake.js';
 import { projectRoot } from '../src/shared/paths.js';
-import { writeResult, type Stack } from './lib.js';
+import { rssMiB, writeResult, type Stack } from './lib.js';
 
 const SYS = 'urn:oid:2.16.840.1.113883.19.5';
 
@@ -82,6 +82,7 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
     await new Promise((r) => setTimeout(r, 50));
   }
   const carewayRate = count / ((performance.now() - t0) / 1000);
+  const carewayRss = rssMiB(stack.carewayPid);
   const failed = (await queue.getJobCounts('failed'))['failed'] ?? 0;
   await queue.close();
   await redis.quit();
@@ -90,7 +91,7 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
     what: 'ADT A04 over MLLP → committed on HAPI (maps, lock, journey effects) vs direct replay of the same kind of transaction bundles',
     messages: count,
     direct: { perSecond: directRate },
-    careway: { perSecond: carewayRate, failed },
+    careway: { perSecond: carewayRate, failed, rssMiB: carewayRss },
     ratio: carewayRate / directRate,
     targets: { ratio: 0.9, minPerSecond: 40 },
   };
@@ -101,7 +102,7 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
     '|----------------------------------------|--------|',
     `| direct replay of the transactions      | ${directRate.toFixed(1).padStart(6)} |`,
     `| Careway: MLLP → queue → maps → HAPI    | ${carewayRate.toFixed(1).padStart(6)} |`,
-    `ratio ${result.ratio.toFixed(3)} (target >= 0.90, and >= 40 msg/s); failed jobs ${failed}`,
+    `ratio ${result.ratio.toFixed(3)} (target >= 0.90, and >= 40 msg/s); failed jobs ${failed}; Careway RSS after the run ${carewayRss?.toFixed(0) ?? '?'} MiB (P7 target <= 300 MB)`,
     `written to ${file}`,
   ];
 }
