@@ -10,6 +10,7 @@
  * - Job data holds ids and the sealed message only; logs name job ids, never content.
  */
 import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
+import { forwardFinalFailures } from '../queues/dead-letter.js';
 import type { Bundle, Identifier, Patient } from 'fhir/r4.js';
 import type { Hl7Timezones } from '../config/config.js';
 import type { FhirPort } from '../fhir/client.js';
@@ -255,23 +256,12 @@ export interface InboundQueue {
 export function init(conns: RedisConnections, deps: InboundDeps): InboundQueue {
   const dead = conns.queue<DeadMessage>(HL7_DEAD_QUEUE);
   const worker = conns.worker<InboundJob>(HL7_INBOUND_QUEUE, (job) => exec(job, deps), { concurrency: 1 });
-  worker.on('failed', (job, err) => {
-    if (!job) return;
-    const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
-    if (!final) return;
-    void dead
-      .add(
-        'dead',
-        {
-          jobId: job.id ?? '',
-          sender: job.data.sender,
-          controlId: job.data.controlId,
-          type: job.data.type,
-          reason: err.message.slice(0, 1000),
-        },
-        { jobId: `${job.id ?? 'job'}-dead` },
-      )
-      .catch(() => undefined);
-  });
+  forwardFinalFailures(worker, dead, (job, err) => ({
+    jobId: job.id ?? '',
+    sender: job.data.sender,
+    controlId: job.data.controlId,
+    type: job.data.type,
+    reason: err.message.slice(0, 1000),
+  }));
   return { worker, dead };
 }

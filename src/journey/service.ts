@@ -24,6 +24,7 @@ import type {
 } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
+import { versionedUpdate } from '../fhir/bundles.js';
 import { canonical } from '../fhir/canonical.js';
 import { CarewayError } from '../shared/errors.js';
 import { newJourneyEpisode, NotAJourneyError, readState, writeState } from './episode.js';
@@ -439,33 +440,19 @@ export class JourneyService {
         if (result === undefined) return { episode, changed: false };
         if ('ok' in result) throw ruleError(result);
         const updated = writeState(episode, result.state);
-        const tx: Bundle = {
-          resourceType: 'Bundle',
-          type: 'transaction',
-          entry: [
-            {
-              resource: updated,
-              request: {
-                method: 'PUT',
-                url: `EpisodeOfCare/${id}`,
-                ifMatch: `W/"${episode.meta?.versionId ?? ''}"`,
-              },
-            },
-            {
-              fullUrl: `urn:uuid:${crypto.randomUUID()}`,
-              resource: journeyProvenance({
-                target: `EpisodeOfCare/${id}`,
-                at,
-                actor,
-                activity: 'UPDATE',
-                reason: result.reason,
-                change: result.change,
-                ...(trigger ? { trigger } : {}),
-              }),
-              request: { method: 'POST', url: 'Provenance' },
-            },
-          ],
-        };
+        const tx = versionedUpdate(
+          { ...updated, id },
+          episode.meta?.versionId,
+          journeyProvenance({
+            target: `EpisodeOfCare/${id}`,
+            at,
+            actor,
+            activity: 'UPDATE',
+            reason: result.reason,
+            change: result.change,
+            ...(trigger ? { trigger } : {}),
+          }),
+        );
         try {
           // Safe to retry: a replay after a lost response fails its If-Match, and the loop recomputes.
           await this.fhir.transaction(tx, { idempotent: true });

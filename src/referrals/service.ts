@@ -23,6 +23,7 @@ import type {
 } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
+import { versionedUpdate } from '../fhir/bundles.js';
 import { canonical, versioned } from '../fhir/canonical.js';
 import { CarewayError } from '../shared/errors.js';
 import { journeyLink, newJourneyEpisode } from '../journey/episode.js';
@@ -358,31 +359,18 @@ export class ReferralService {
       id: existing.id ?? '',
       meta: { profile: [versioned(canonical.referralProfile)] },
     };
-    const tx: Bundle = {
-      resourceType: 'Bundle',
-      type: 'transaction',
-      entry: [
-        {
-          resource: next,
-          request: {
-            method: 'PUT',
-            url: `ServiceRequest/${existing.id}`,
-            ifMatch: `W/"${existing.meta?.versionId ?? ''}"`,
-          },
-        },
-        {
-          resource: journeyProvenance({
-            target: `ServiceRequest/${existing.id}`,
-            at,
-            actor,
-            activity: 'UPDATE',
-            reason: 'Referral updated by the referrer',
-            change: `referral:update`,
-          }),
-          request: { method: 'POST', url: 'Provenance' },
-        },
-      ],
-    };
+    const tx = versionedUpdate(
+      { ...next, id: existing.id ?? '' },
+      existing.meta?.versionId,
+      journeyProvenance({
+        target: `ServiceRequest/${existing.id}`,
+        at,
+        actor,
+        activity: 'UPDATE',
+        reason: 'Referral updated by the referrer',
+        change: `referral:update`,
+      }),
+    );
     try {
       await this.o.fhir.transaction(tx);
     } catch (e) {
@@ -454,31 +442,20 @@ export class ReferralService {
         ...(reason?.trim() ? { statusReason: { text: reason.trim() } } : {}),
       };
       try {
-        await this.o.fhir.transaction({
-          resourceType: 'Bundle',
-          type: 'transaction',
-          entry: [
-            {
-              resource: next,
-              request: {
-                method: 'PUT',
-                url: `Task/${task.id}`,
-                ifMatch: `W/"${task.meta?.versionId ?? ''}"`,
-              },
-            },
-            {
-              resource: journeyProvenance({
-                target: `Task/${task.id}`,
-                at,
-                actor,
-                activity: 'UPDATE',
-                reason: reason?.trim() || `Referral ${to}`,
-                change: `triage:${task.status}->${to}`,
-              }),
-              request: { method: 'POST', url: 'Provenance' },
-            },
-          ],
-        });
+        await this.o.fhir.transaction(
+          versionedUpdate(
+            next,
+            task.meta?.versionId,
+            journeyProvenance({
+              target: `Task/${task.id}`,
+              at,
+              actor,
+              activity: 'UPDATE',
+              reason: reason?.trim() || `Referral ${to}`,
+              change: `triage:${task.status}->${to}`,
+            }),
+          ),
+        );
       } catch (e) {
         if (e instanceof FhirError && e.isConflict)
           throw new CarewayError('concurrent-update', 'the triage task changed meanwhile; re-read and retry');

@@ -12,6 +12,7 @@
  *   REFERRAL_REPLY_ALLOWLIST.
  */
 import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
+import { forwardFinalFailures } from '../queues/dead-letter.js';
 import { request } from 'undici';
 import type { Task } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
@@ -95,18 +96,11 @@ export function init(conns: RedisConnections, deps: StatusDeps): StatusQueue {
   const worker = conns.worker<ReferralStatusJob>(REFERRAL_STATUS_QUEUE, (job) => exec(job, deps), {
     concurrency: 4,
   });
-  worker.on('failed', (job, err) => {
-    if (!job) return;
-    const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
-    if (!final) return;
-    void dead
-      .add(
-        'dead',
-        { ...job.data, reason: err.message, attempts: job.attemptsMade },
-        { jobId: `${job.id ?? 'job'}-dead` },
-      )
-      .catch(() => undefined);
-  });
+  forwardFinalFailures(worker, dead, (job, err) => ({
+    ...job.data,
+    reason: err.message,
+    attempts: job.attemptsMade,
+  }));
   return {
     queue,
     dead,
