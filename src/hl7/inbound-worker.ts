@@ -26,6 +26,7 @@ import type { JourneyEvent } from '../journey/rules.js';
 import { JOURNEY_EXTENSION_URL } from '../journey/episode.js';
 import { unseal } from './seal.js';
 import { mergePatients } from './merge.js';
+import { CarewayError } from '../shared/errors.js';
 
 export const HL7_DEAD_QUEUE = 'hl7-dead';
 
@@ -45,6 +46,11 @@ export interface InboundDeps {
   readonly zones: Hl7Timezones;
   /** Journey effects; without it messages only write their resources. */
   readonly journeys?: JourneyEffects;
+  /**
+   * Called with the business key of every Appointment a message wrote, after it is committed: the reminder
+   * re-planning hook. A no-op until the reminders capability lands.
+   */
+  readonly onAppointmentChanged?: (appointmentKey: string) => Promise<void>;
 }
 
 /**
@@ -171,9 +177,22 @@ export async function exec(
       }
     }
     const event = EVENTS[trigger];
-    if (journeyId && event)
-      await deps.journeys.event(journeyId, event, `hl7:${job.data.type}:${job.data.controlId}`);
+    if (journeyId && event) {
+      try {
+        await deps.journeys.event(journeyId, event, `hl7:${job.data.type}:${job.data.controlId}`);
+      } catch (e) {
+        // The message's data is committed; a journey rule refusing the event (e.g. a closed journey) is not a
+        // reason to retry or dead-letter it. Transient failures still throw, and the replay is idempotent.
+        if (!(e instanceof CarewayError && e.status < 500)) throw e;
+      }
+    }
   });
+  if (deps.onAppointmentChanged) {
+    for (const r of mapped.resources) {
+      const key = built.keys[r.instance];
+      if (r.resource['resourceType'] === 'Appointment' && key) await deps.onAppointmentChanged(key);
+    }
+  }
   return { written: built.bundle.entry?.length ?? 0, skipped: built.skipped };
 }
 

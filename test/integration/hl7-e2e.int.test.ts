@@ -3,7 +3,14 @@
  * declarative maps. Replays change nothing, parallel messages for one MRN make one Patient, an A01 then an
  * A03 make one finished Encounter, and a message the maps cannot take goes to the dead-letter queue.
  */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exec as execInbound } from '../../src/hl7/inbound-worker.js';
+import { loadMappings, Mapper } from '../../src/hl7/mapping/engine.js';
+import { seal } from '../../src/hl7/seal.js';
+import { localLock } from '../../src/queues/locks.js';
+import { projectRoot } from '../../src/shared/paths.js';
 import type { Appointment, Encounter, EpisodeOfCare, Patient, Provenance } from 'fhir/r4.js';
 import { readState } from '../../src/journey/episode.js';
 import { canonical } from '../../src/fhir/canonical.js';
@@ -284,5 +291,40 @@ describe('HL7 to FHIR', () => {
     const survivorNow = await h.fhir.read<Patient>('Patient', survivor?.id ?? '', { noCache: true });
     expect(survivorNow.meta?.versionId).toBe(survivorVersion);
     expect(survivorNow.link).toEqual(kept.link);
+  });
+
+  it('when a message writes an Appointment then the reminder re-planning hook is called with its key, after the commit', async () => {
+    const root = join(projectRoot(), 'mappings');
+    const key = randomBytes(32);
+    const appt = uniq();
+    const seen: { key: string; stored: number }[] = [];
+    const deps = {
+      fhir: h.fhir,
+      mapper: new Mapper(await loadMappings([root], join(root, 'schema.json'))),
+      key,
+      lock: localLock(),
+      zones: { defaultZone: 'UTC', bySender: {} },
+      onAppointmentChanged: async (k: string) => {
+        const stored = await h.fhir.searchAll(
+          'Appointment',
+          { identifier: `${SYS}.3|${appt}` },
+          { noCache: true },
+        );
+        seen.push({ key: k, stored: stored.length });
+      },
+    };
+    const text = siu('S12', appt, uniq(), '202403010900');
+    const data = {
+      sender: 'EPIC^MAINHOSP',
+      controlId: uniq(),
+      type: 'SIU^S12',
+      receivedAt: new Date().toISOString(),
+      charset: 'utf-8' as const,
+      raw: seal(Buffer.from(text), key),
+    };
+    await execInbound({ id: `hook-${uniq()}`, data }, deps);
+    expect(seen).toEqual([
+      { key: `Appointment?identifier=${encodeURIComponent(`${SYS}.3|${appt}`)}`, stored: 1 },
+    ]);
   });
 });

@@ -62,6 +62,8 @@ export default fp(
       lock: redisLock(app.redis.producer),
       zones: app.config.hl7Timezones,
       journeys: journeyEffects(app.fhir, app.journeys),
+      // Reminder re-planning lands with the reminders capability; the hook is already called on every change.
+      onAppointmentChanged: async () => undefined,
     });
     // Queue depth and lag are read when Prometheus scrapes, so they are never stale and cost nothing otherwise.
     new Gauge({
