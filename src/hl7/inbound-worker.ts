@@ -11,7 +11,8 @@
  */
 import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
 import { forwardFinalFailures } from '../queues/dead-letter.js';
-import type { Bundle, Identifier, Patient } from 'fhir/r4.js';
+import { randomUUID } from 'node:crypto';
+import type { Bundle, Identifier, Patient, Provenance } from 'fhir/r4.js';
 import type { Hl7Timezones } from '../config/config.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
@@ -22,8 +23,9 @@ import { Hl7Message, Hl7ParseError } from './message.js';
 import { MappingError, type Mapper } from './mapping/engine.js';
 import { buildTransaction } from './mapping/transaction.js';
 import type { MappedMessage } from './mapping/engine.js';
-import type { JourneyEvent } from '../journey/rules.js';
-import { JOURNEY_EXTENSION_URL } from '../journey/episode.js';
+import { EVENT_STAGE, initialState, type JourneyEvent } from '../journey/rules.js';
+import type { JourneyStage } from '../journey/stages.js';
+import { JOURNEY_EXTENSION_URL, newJourneyEpisode } from '../journey/episode.js';
 import { unseal } from './seal.js';
 import { mergePatients } from './merge.js';
 import { CarewayError } from '../shared/errors.js';
@@ -54,14 +56,14 @@ export interface InboundDeps {
 }
 
 /**
- * What a message does to the patient's journey, through the journey rules: A04/A01/A05/S12/I12 start a journey
- * when the patient has none; A01 → admitted (care), A03 → discharged (recovery), S12 → appointment booked and
- * I12 → referral (access), R01 → results available (care).
+ * What a message does to the patient's journey, through the journey rules: A04/A01/A05/S12/I12 open a journey
+ * (in the message's own transaction) when the patient has none, at the stage the message implies; on an open
+ * journey, A01 → admitted (care), A03 → discharged (recovery), S12 → appointment booked and I12 → referral
+ * (access), R01 → results available (care).
  */
 export interface JourneyEffects {
   /** The patient's open journey id, if any. */
   openJourney(patientKey: string): Promise<string | undefined>;
-  start(patientId: string, identifier: { system: string; value: string }): Promise<string>;
   event(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
 }
 
@@ -121,25 +123,37 @@ export async function exec(
   const lockKey = `hl7-patient:${patientKey ?? `${job.data.sender}|${job.data.controlId}`}`;
   const trigger = mapped.trigger;
   await deps.lock.withLock(lockKey, async () => {
-    // Link what this message writes to the patient's open journey, so later messages keep the link.
     // The two reads are independent: run them together (bench P3).
     const [open, kept] = await Promise.all([
       patientKey && deps.journeys ? deps.journeys.openJourney(patientKey) : Promise.resolve(undefined),
       patientKey ? preservedPatientFields(deps.fhir, patientKey) : Promise.resolve({}),
     ]);
-    let journeyId = open;
-    // Patient.link and Patient.active belong to merges, not to the sender's message: `kept` holds what is stored.
-    const post = async (): Promise<Bundle> => {
-      const withKept: MappedMessage = {
-        ...mapped,
-        resources: mapped.resources.map((r) =>
-          r.id === 'patient' ? { ...r, resource: { ...r.resource, ...kept } } : r,
-        ),
-      };
-      const linked = journeyId ? linkToJourney(withKept, journeyId) : withKept;
-      return postTransaction(deps, buildTransaction(linked, facts).bundle);
+    // Patient.link and Patient.active belong to merges, not to the sender's message: keep what is stored.
+    const withKept: MappedMessage = {
+      ...mapped,
+      resources: mapped.resources.map((r) =>
+        r.id === 'patient' ? { ...r, resource: { ...r.resource, ...kept } } : r,
+      ),
     };
-    const response = await post();
+    // A first contact opens the journey in the same transaction as the message's data, so the journey, the
+    // links to it and the data commit together (one write instead of five: bench P3).
+    const event = EVENTS[trigger];
+    const opening = !open && !!deps.journeys && !!patientKey && STARTS.has(trigger);
+    const journeyRef = open ? `EpisodeOfCare/${open}` : opening ? `urn:uuid:${randomUUID()}` : undefined;
+    const bundle = buildTransaction(
+      journeyRef ? linkToJourney(withKept, journeyRef) : withKept,
+      facts,
+    ).bundle;
+    if (opening && journeyRef) {
+      addJourney(bundle, journeyRef, {
+        identifier: { system: HL7_JOURNEY_SYSTEM, value: `${job.data.sender}|${patientKey}` },
+        // A first contact that is already a booking, a referral or an admission starts at that stage.
+        stage: event ? EVENT_STAGE[event] : 'awareness',
+        at: facts.receivedAt,
+        reason: `hl7: ${job.data.type}`,
+      });
+    }
+    await postTransaction(deps, bundle);
     if (trigger === 'A40') {
       const mrg = msg.segment('MRG');
       const survivor = mapped.resources.find((r) => r.id === 'patient')?.resource['identifier'] as
@@ -160,26 +174,9 @@ export async function exec(
       );
       return;
     }
-    if (!deps.journeys || !patientKey) return;
-    if (!journeyId && STARTS.has(trigger)) {
-      // Entries are the written resources in map order (skipped ones left out): find the Patient's position.
-      const patientEntry = mapped.resources
-        .filter((r) => !built.skipped.includes(r.instance))
-        .findIndex((r) => r.id === 'patient');
-      const location = response.entry?.[patientEntry]?.response?.location ?? '';
-      const patientId = /Patient\/([^/]+)/.exec(location)?.[1];
-      if (patientId) {
-        journeyId = await deps.journeys.start(patientId, {
-          system: HL7_JOURNEY_SYSTEM,
-          value: `${job.data.sender}|${patientKey}`,
-        });
-        await post(); // again, now linked: an idempotent rewrite that only adds the journey link
-      }
-    }
-    const event = EVENTS[trigger];
-    if (journeyId && event) {
+    if (open && event && deps.journeys) {
       try {
-        await deps.journeys.event(journeyId, event, `hl7:${job.data.type}:${job.data.controlId}`);
+        await deps.journeys.event(open, event, `hl7:${job.data.type}:${job.data.controlId}`);
       } catch (e) {
         // The message's data is committed; a journey rule refusing the event (e.g. a closed journey) is not a
         // reason to retry or dead-letter it. Transient failures still throw, and the replay is idempotent.
@@ -208,8 +205,8 @@ const LINKED_BY_EXTENSION = new Set([
 ]);
 
 /** Adds the journey link: Encounter natively (episodeOfCare), other linked types by the journey extension. */
-function linkToJourney(mapped: MappedMessage, journeyId: string): MappedMessage {
-  const ref = { reference: `EpisodeOfCare/${journeyId}` };
+function linkToJourney(mapped: MappedMessage, journeyRef: string): MappedMessage {
+  const ref = { reference: journeyRef };
   return {
     ...mapped,
     resources: mapped.resources.map((r) => {
@@ -228,6 +225,34 @@ function linkToJourney(mapped: MappedMessage, journeyId: string): MappedMessage 
       return r;
     }),
   };
+}
+
+/** Adds a new journey (conditional on its identifier) to a message transaction, before its Provenance. */
+function addJourney(
+  bundle: Bundle,
+  fullUrl: string,
+  j: { identifier: Identifier; stage: JourneyStage; at: string; reason: string },
+): void {
+  const entries = bundle.entry ?? [];
+  const patientUrl = entries.find((e) => e.resource?.resourceType === 'Patient')?.fullUrl ?? '';
+  const episode = newJourneyEpisode({
+    identifier: j.identifier,
+    patient: { reference: patientUrl },
+    state: initialState(j.stage, 'active', j.at, j.reason),
+  });
+  const provenance = entries.at(-1)?.resource as Provenance | undefined;
+  provenance?.target.push({ reference: fullUrl });
+  entries.splice(entries.length - 1, 0, {
+    fullUrl,
+    resource: episode,
+    request: {
+      method: 'POST',
+      url: 'EpisodeOfCare',
+      ifNoneExist: new URLSearchParams({
+        identifier: `${j.identifier.system}|${j.identifier.value}`,
+      }).toString(),
+    },
+  });
 }
 
 async function preservedPatientFields(fhir: FhirPort, patientKey: string): Promise<Record<string, unknown>> {

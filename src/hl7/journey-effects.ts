@@ -1,7 +1,7 @@
 /**
  * The journey side of HL7 intake, on the journey service: find the patient's open journey by the patient's
- * business identifier, start one, and apply events. Kept apart from the worker so the worker stays about
- * messages and this file about journeys.
+ * business identifier, and apply events through the journey rules. (A new journey is opened inside the
+ * message's own transaction by the worker.) Kept apart so the worker stays about messages.
  */
 import type { EpisodeOfCare } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
@@ -23,10 +23,6 @@ export function journeyEffects(fhir: FhirPort, journeys: JourneyService): Journe
         { noCache: true, maxPages: 1 },
       );
       return found.find((e) => e.extension?.some((x) => x.url === canonical.journeyStageExtension))?.id;
-    },
-    async start(patientId, identifier): Promise<string> {
-      const { episode } = await journeys.startJourney({ patientId, identifier }, ACTOR);
-      return episode.id ?? '';
     },
     async event(journeyId, event, trigger): Promise<void> {
       await journeys.applyEvent(journeyId, event, ACTOR, { display: trigger });
