@@ -12,7 +12,8 @@
 import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
 import { forwardFinalFailures } from '../queues/dead-letter.js';
 import { randomUUID } from 'node:crypto';
-import type { Bundle, Identifier, Patient, Provenance } from 'fhir/r4.js';
+import type { Bundle, EpisodeOfCare, Identifier, Patient, Provenance } from 'fhir/r4.js';
+import { canonical } from '../fhir/canonical.js';
 import type { Hl7Timezones } from '../config/config.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
@@ -62,8 +63,6 @@ export interface InboundDeps {
  * (access), R01 → results available (care).
  */
 export interface JourneyEffects {
-  /** The patient's open journey id, if any. */
-  openJourney(patientKey: string): Promise<string | undefined>;
   event(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
 }
 
@@ -123,11 +122,10 @@ export async function exec(
   const lockKey = `hl7-patient:${patientKey ?? `${job.data.sender}|${job.data.controlId}`}`;
   const trigger = mapped.trigger;
   await deps.lock.withLock(lockKey, async () => {
-    // The two reads are independent: run them together (bench P3).
-    const [open, kept] = await Promise.all([
-      patientKey && deps.journeys ? deps.journeys.openJourney(patientKey) : Promise.resolve(undefined),
-      patientKey ? preservedPatientFields(deps.fhir, patientKey) : Promise.resolve({}),
-    ]);
+    // One read gives both the stored Patient and its journeys (bench P3: every request counts here).
+    const { kept, open } = patientKey
+      ? await patientContext(deps.fhir, patientKey, !!deps.journeys)
+      : { kept: {}, open: undefined };
     // Patient.link and Patient.active belong to merges, not to the sender's message: keep what is stored.
     const withKept: MappedMessage = {
       ...mapped,
@@ -255,17 +253,33 @@ function addJourney(
   });
 }
 
-async function preservedPatientFields(fhir: FhirPort, patientKey: string): Promise<Record<string, unknown>> {
+/**
+ * The stored Patient's merge fields (`link`, `active`: they belong to merges, not to the sender's message) and
+ * the id of its open journey, in one search: `Patient?identifier=…&_revinclude=EpisodeOfCare:patient`.
+ */
+async function patientContext(
+  fhir: FhirPort,
+  patientKey: string,
+  withJourney: boolean,
+): Promise<{ kept: Record<string, unknown>; open: string | undefined }> {
   const token = new URLSearchParams(patientKey.split('?')[1] ?? '').get('identifier');
-  if (!token) return {};
-  const [current] = await fhir.searchAll<Patient>(
-    'Patient',
-    { identifier: token },
-    { noCache: true, maxPages: 1 },
-  );
+  if (!token) return { kept: {}, open: undefined };
+  const params: Record<string, string> = { identifier: token };
+  if (withJourney) params['_revinclude'] = 'EpisodeOfCare:patient';
+  const bundle = await fhir.search('Patient', params, { noCache: true });
+  const resources = (bundle.entry ?? []).map((e) => e.resource);
+  const current = resources.find((r): r is Patient => r?.resourceType === 'Patient');
+  const open = resources
+    .filter((r): r is EpisodeOfCare => r?.resourceType === 'EpisodeOfCare')
+    .filter((e) => ['planned', 'waitlist', 'active', 'onhold'].includes(e.status))
+    .filter((e) => e.extension?.some((x) => x.url === canonical.journeyStageExtension))
+    .sort((a, b) => (b.period?.start ?? '').localeCompare(a.period?.start ?? ''))[0]?.id;
   return {
-    ...(current?.link ? { link: current.link } : {}),
-    ...(current?.active !== undefined ? { active: current.active } : {}),
+    kept: {
+      ...(current?.link ? { link: current.link } : {}),
+      ...(current?.active !== undefined ? { active: current.active } : {}),
+    },
+    open,
   };
 }
 

@@ -61,7 +61,7 @@ export default fp(
       key: cfg.encryptionKey,
       lock: redisLock(app.redis.producer),
       zones: app.config.hl7Timezones,
-      journeys: journeyEffects(app.fhir, app.journeys),
+      journeys: journeyEffects(app.journeys),
       // Reminder re-planning lands with the reminders capability; the hook is already called on every change.
       onAppointmentChanged: async () => undefined,
     });
