@@ -2,6 +2,7 @@
  * `careway` command line.
  *
  *   careway hl7 send <file…> [--host H] [--port P] [--timeout ms]
+ *   careway hl7 replay <message id…> [--url U] [--token T]
  *
  * Sends HL7 v2 files (one message, several, or FHS/BHS batches) over MLLP on one connection, one message at a
  * time, waiting for each ACK (matched on MSA-2). A progress bar goes to stderr; a summary of ACK codes, and a
@@ -15,7 +16,9 @@ import { decodeMessage } from '../hl7/charset.js';
 import { frame, MllpDecoder } from '../hl7/mllp/framing.js';
 import { Hl7Message } from '../hl7/message.js';
 
-const USAGE = 'usage: careway hl7 send <file…> [--host 127.0.0.1] [--port 2575] [--timeout 10000]\n';
+const USAGE =
+  'usage: careway hl7 send <file…> [--host 127.0.0.1] [--port 2575] [--timeout 10000]\n' +
+  '       careway hl7 replay <message id…> [--url http://127.0.0.1:8080] [--token <bearer>, or CAREWAY_TOKEN]\n';
 
 interface Outcome {
   file: string;
@@ -107,8 +110,54 @@ async function send(files: string[], host: string, port: number, timeoutMs: numb
   return ok ? 0 : 1;
 }
 
+/** Asks a running Careway to process failed (dead-lettered) messages again: `POST /hl7/messages/{id}/$replay`. */
+async function replay(ids: string[], base: string, token: string | undefined): Promise<number> {
+  if (!token) {
+    process.stderr.write(
+      'careway: a token is needed (--token or CAREWAY_TOKEN), with scope MessageHeader.c\n',
+    );
+    return 2;
+  }
+  let failures = 0;
+  for (const id of ids) {
+    const res = await fetch(`${base.replace(/\/+$/, '')}/hl7/messages/${encodeURIComponent(id)}/$replay`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const body = (await res.json().catch(() => ({}))) as { issue?: { diagnostics?: string }[] };
+    if (res.status === 202) process.stdout.write(`${id}: queued\n`);
+    else {
+      failures++;
+      process.stdout.write(`${id}: ${res.status} ${body.issue?.[0]?.diagnostics ?? ''}\n`);
+    }
+  }
+  return failures === 0 ? 0 : 1;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [area, verb, ...rest] = argv;
+  if (area === 'hl7' && verb === 'replay') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      options: { url: { type: 'string' }, token: { type: 'string' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length === 0) {
+      process.stderr.write(USAGE);
+      return 2;
+    }
+    try {
+      return await replay(
+        positionals,
+        values.url ?? 'http://127.0.0.1:8080',
+        values.token ?? process.env['CAREWAY_TOKEN'],
+      );
+    } catch (e) {
+      process.stderr.write(`careway: ${e instanceof Error ? e.message : String(e)}\n`);
+      return 1;
+    }
+  }
   if (area !== 'hl7' || verb !== 'send') {
     process.stderr.write(USAGE);
     return 2;

@@ -133,4 +133,23 @@ describe('npx careway hl7 send', () => {
     expect([good.code, good.stdout.trim()]).toEqual([0, 'AA: 1']);
     expect((await run(['hl7', 'nope'])).code).toBe(2);
   });
+
+  it('when careway hl7 replay is given a failed message id then it is queued again; an unknown id fails', async () => {
+    // PID-3 here has no assigning-authority system, so these messages fail mapping and are dead-lettered.
+    const id = uniq();
+    await post(msg(id));
+    let failed: string | undefined;
+    const deadline = Date.now() + 15_000;
+    while (!failed && Date.now() < deadline) {
+      failed = (await h.app.hl7.queue.getJobs(['failed'])).find((j) => j.data.controlId === id)?.id;
+      if (!failed) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(failed).toBeTruthy();
+    const address = await h.app.listen({ port: 0, host: '127.0.0.1' });
+    const ok = await run(['hl7', 'replay', failed!, '--url', address, '--token', token]);
+    expect([ok.code, ok.stdout.trim()]).toEqual([0, `${failed}: queued`]);
+    const missing = await run(['hl7', 'replay', 'no-such-message', '--url', address, '--token', token]);
+    expect(missing.code).toBe(1);
+    expect(missing.stdout).toContain('404');
+  });
 });
