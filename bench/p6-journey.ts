@@ -7,7 +7,7 @@
 import type { Bundle, EpisodeOfCare, Patient, Resource, ServiceRequest } from 'fhir/r4.js';
 import { request } from 'undici';
 import { canonical } from '../src/fhir/canonical.js';
-import { JOURNEY_LINKED_TYPES } from '../src/journey/service.js';
+import { journeyQuery } from '../src/journey/service.js';
 import { median, percentile, writeResult, type Stack } from './lib.js';
 
 const TYPES = [
@@ -102,13 +102,7 @@ export async function runP6(stack: Stack, iterations: number): Promise<string[]>
   await stack.fhir.batch({ resourceType: 'Bundle', type: 'batch', entry: entries });
 
   const reader = await stack.token('user/*.rs');
-  const params = new URLSearchParams({ _id: journey.id ?? '' });
-  for (const inc of ['patient', 'incoming-referral', 'care-manager', 'organization', 'team'])
-    params.append('_include', `EpisodeOfCare:${inc}`);
-  params.append('_revinclude', 'Encounter:episode-of-care');
-  for (const t of JOURNEY_LINKED_TYPES) params.append('_revinclude', `${t}:journey`);
-  params.append('_revinclude:iterate', 'AllergyIntolerance:patient');
-  const directUrl = `${stack.hapi}/EpisodeOfCare?${params.toString()}`;
+  const directUrl = `${stack.hapi}/EpisodeOfCare?${journeyQuery(journey.id ?? '').toString()}`;
   const carewayUrl = `${stack.careway}/fhir/EpisodeOfCare/${journey.id}/$journey`;
 
   const time = async (

@@ -72,6 +72,21 @@ export const JOURNEY_LINKED_TYPES = [
   'DocumentReference',
 ] as const;
 
+/**
+ * The one search behind `$journey`: `_include` for the journey's own references, `_revinclude` for resources
+ * that point at it, and `_revinclude:iterate` for the patient's allergies.
+ */
+export function journeyQuery(id: string): URLSearchParams {
+  const params = new URLSearchParams({ _id: id });
+  for (const inc of ['patient', 'incoming-referral', 'care-manager', 'organization', 'team']) {
+    params.append('_include', `EpisodeOfCare:${inc}`);
+  }
+  params.append('_revinclude', 'Encounter:episode-of-care');
+  for (const t of JOURNEY_LINKED_TYPES) params.append('_revinclude', `${t}:journey`);
+  params.append('_revinclude:iterate', 'AllergyIntolerance:patient');
+  return params;
+}
+
 export interface StartJourneyInput {
   readonly patientId: string;
   readonly referralId?: string;
@@ -325,13 +340,7 @@ export class JourneyService {
   async journeyBundle(
     id: string,
   ): Promise<{ bundle: Bundle; episode: EpisodeOfCare; state: JourneyState; linked: Resource[] }> {
-    const params = new URLSearchParams({ _id: id });
-    for (const inc of ['patient', 'incoming-referral', 'care-manager', 'organization', 'team'])
-      params.append('_include', `EpisodeOfCare:${inc}`);
-    params.append('_revinclude', 'Encounter:episode-of-care');
-    for (const t of JOURNEY_LINKED_TYPES) params.append('_revinclude', `${t}:journey`);
-    params.append('_revinclude:iterate', 'AllergyIntolerance:patient');
-    const main = await this.fhir.search('EpisodeOfCare', params, { noCache: true });
+    const main = await this.fhir.search('EpisodeOfCare', journeyQuery(id), { noCache: true });
     const episode = main.entry?.find(
       (e) => e.resource?.resourceType === 'EpisodeOfCare' && e.resource.id === id,
     )?.resource as EpisodeOfCare | undefined;

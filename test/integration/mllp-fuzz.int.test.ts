@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { rng } from '../support/rng.js';
 import { createConnections, type RedisConnections } from '../../src/queues/connections.js';
 import { Hl7Intake, type InboundJob } from '../../src/hl7/intake.js';
 import { MllpServer } from '../../src/hl7/mllp/server.js';
@@ -33,16 +34,6 @@ afterAll(async () => {
   await server.close();
   await conns.closeAll();
 });
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
-}
 
 const SEED =
   'MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20240115083015-0500||ADT^A04^ADT_A01|ID|P|2.5\rPID|1||MRN^^^H^MR||Doe^Jane||19700101|F\rPV1|1|O';

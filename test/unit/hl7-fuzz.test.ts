@@ -5,6 +5,7 @@
  * replays exactly.
  */
 import { describe, expect, it } from 'vitest';
+import { rng } from '../support/rng.js';
 import { decodeMessage, UnsupportedCharsetError } from '../../src/hl7/charset.js';
 import { splitBatch } from '../../src/hl7/batch.js';
 import { Hl7Message, Hl7ParseError } from '../../src/hl7/message.js';
@@ -17,17 +18,6 @@ const SEEDS = [
   'FHS|^~\\&\rBHS|^~\\&\rMSH|^~\\&|A|B|C|D|20240101||ADT^A04|1|P|2.5\rPID|1\rBTS|1\rFTS|1',
   'MSH|^|||||||^A|||2.2\r^AA',
 ];
-
-/** xorshift32: small, fast, deterministic. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
-}
 
 const PUNCT = ['|', '^', '~', '\\', '&', '\r', '\n', '\u000b', '\u001c', '\u0000', 'é', 'MSH', 'X', ''];
 

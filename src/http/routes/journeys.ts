@@ -128,6 +128,13 @@ function patientOfEpisode(reference: string | undefined): string | undefined {
   return /^Patient\/(.+)$/.exec(reference ?? '')?.[1];
 }
 
+/** A patient-context token sees only journeys of its own patient. */
+function assertVisible(confinedTo: string | undefined, patientReference: string | undefined): void {
+  if (confinedTo && patientOfEpisode(patientReference) !== confinedTo) {
+    throw new CarewayError('outside-compartment', "this journey is outside the token's patient compartment");
+  }
+}
+
 export default async function journeyRoutes(app: FastifyInstance): Promise<void> {
   const base = (request: FastifyRequest): string => `${request.protocol}://${request.host}/fhir`;
 
@@ -319,12 +326,7 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
       const { confinedTo } = access(principal, 'r');
       const { id } = request.params as { id: string };
       const { bundle, episode } = await app.journeys.journeyBundle(id);
-      if (confinedTo && patientOfEpisode(episode.patient.reference) !== confinedTo) {
-        throw new CarewayError(
-          'outside-compartment',
-          "this journey is outside the token's patient compartment",
-        );
-      }
+      assertVisible(confinedTo, episode.patient.reference);
       const b = base(request);
       const shaped = visibleBundle(bundle, principal);
       for (const e of shaped.entry ?? [])
@@ -386,12 +388,7 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
       const { confinedTo } = access(principal, 'r');
       const { id } = request.params as { id: string };
       const timeline = await app.journeys.timeline(id);
-      if (confinedTo && patientOfEpisode(timeline.patient) !== confinedTo) {
-        throw new CarewayError(
-          'outside-compartment',
-          "this journey is outside the token's patient compartment",
-        );
-      }
+      assertVisible(confinedTo, timeline.patient);
       return timeline;
     },
   );
