@@ -7,6 +7,8 @@
  * - Precision is kept: `2024`, `202401`, `20240115` stay a year, a month, a date; a time keeps its seconds
  *   and any number of fractional digits.
  */
+import { formatOffset, wallTimeToUtc, zoneOffsetMinutes } from '../shared/zoned-time.js';
+
 const DTM = /^(\d{4})(\d{2})?(\d{2})?(?:(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,9}))?)?([+-]\d{4})?$/;
 
 export class Hl7DateError extends Error {
@@ -14,48 +16,6 @@ export class Hl7DateError extends Error {
     super(`"${value.slice(0, 40)}" is not an HL7 date/time`);
     this.name = 'Hl7DateError';
   }
-}
-
-// Building an Intl.DateTimeFormat costs tens of microseconds; one per zone is kept (bench P1).
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-function formatterFor(zone: string): Intl.DateTimeFormat {
-  let f = formatters.get(zone);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone: zone,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-      hour: '2-digit',
-      minute: '2-digit',
-      second: '2-digit',
-    });
-    formatters.set(zone, f);
-  }
-  return f;
-}
-
-/** The UTC offset in minutes of `zone` at the given UTC instant. */
-function zoneOffsetMinutes(zone: string, utcMs: number): number {
-  const parts = formatterFor(zone).formatToParts(new Date(utcMs));
-  const get = (t: string): number => Number(parts.find((p) => p.type === t)?.value);
-  const asUtc = Date.UTC(
-    get('year'),
-    get('month') - 1,
-    get('day'),
-    get('hour'),
-    get('minute'),
-    get('second'),
-  );
-  return Math.round((asUtc - Math.floor(utcMs / 1000) * 1000) / 60000);
-}
-
-function fmtOffset(minutes: number): string {
-  const sign = minutes < 0 ? '-' : '+';
-  const abs = Math.abs(minutes);
-  return `${sign}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
 }
 
 /** Converts an HL7 date/time to FHIR. `zone` applies only when the value has a time and no offset. */
@@ -78,10 +38,7 @@ export function hl7ToFhirDateTime(value: string, zone: string): string {
     offset = `${off.slice(0, 3)}:${off.slice(3)}`;
   } else {
     // Wall-clock time in `zone`: guess with the offset at that time read as UTC, then correct once (DST edges).
-    const wall = Date.UTC(Number(y), monthN - 1, dayN, hh, mm, ss);
-    let o = zoneOffsetMinutes(zone, wall);
-    o = zoneOffsetMinutes(zone, wall - o * 60000);
-    offset = fmtOffset(o);
+    offset = formatOffset(zoneOffsetMinutes(zone, wallTimeToUtc(zone, Number(y), monthN, dayN, hh, mm, ss)));
   }
   return `${y}-${mo}-${d}T${time}${offset}`;
 }
