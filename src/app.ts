@@ -21,6 +21,8 @@ import journeyRoutes, { JOURNEY_OPERATIONS } from './http/routes/journeys.js';
 import journeys from './http/plugins/journeys.js';
 import referrals from './http/plugins/referrals.js';
 import hl7 from './http/plugins/hl7.js';
+import scheduling from './http/plugins/scheduling.js';
+import schedulingRoutes, { SCHEDULING_OPERATIONS } from './http/routes/scheduling.js';
 import hl7Routes from './http/routes/hl7.js';
 import referralRoutes, { REFERRAL_OPERATIONS } from './http/routes/referrals.js';
 import type { TokenVerifier } from './http/auth/verifier.js';
@@ -69,14 +71,16 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(profiles);
   await app.register(journeys);
   await app.register(referrals);
+  await app.register(scheduling);
   await app.register(hl7);
   await app.register(healthRoutes);
   await app.register(fhirRoutes, {
     version: VERSION,
-    operations: [...JOURNEY_OPERATIONS, ...REFERRAL_OPERATIONS],
+    operations: [...JOURNEY_OPERATIONS, ...REFERRAL_OPERATIONS, ...SCHEDULING_OPERATIONS],
   });
   await app.register(journeyRoutes);
   await app.register(referralRoutes);
   await app.register(hl7Routes);
+  await app.register(schedulingRoutes);
   return app;
 }

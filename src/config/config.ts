@@ -5,6 +5,7 @@
  * round instead of one error per restart. Values are parsed into typed form here; nothing else reads
  * `process.env`.
  */
+import { parseWeights, type Weights } from '../scheduling/ranking.js';
 import { isJourneyStage, type JourneyStage } from '../journey/stages.js';
 
 export interface QuietHours {
@@ -65,6 +66,20 @@ export interface Config {
   readonly queuePrefix: string;
   readonly referrals: ReferralConfig;
   readonly hl7: Hl7Config;
+  readonly scheduling: SchedulingConfig;
+}
+
+export interface SchedulingConfig {
+  /** `$find` ranking weights (scheduling/ranking.ts documents each factor). */
+  readonly weights: Weights;
+  /** How long a `$hold` keeps a Slot tentative before it is released. */
+  readonly holdMs: number;
+  /** How long a waitlist offer is held for its patient before the next one is offered the slot. */
+  readonly offerMs: number;
+  /** A booked appointment this long past its end with no arrival becomes a no-show. */
+  readonly noShowGraceMs: number;
+  /** How often the no-show sweep runs; 0 = not in this instance. */
+  readonly noShowSweepMs: number;
 }
 
 export interface Hl7Config {
@@ -384,6 +399,17 @@ export function loadConfig(env: Env): Config {
     ...(str('MAPPINGS_DIR') ? { mappingsDir: str('MAPPINGS_DIR') } : {}),
   };
 
+  const parsedWeights = parseWeights(str('SCHEDULING_WEIGHTS'));
+  for (const p of parsedWeights.problems) problems.push(`SCHEDULING_WEIGHTS: ${p}`);
+  const scheduling: SchedulingConfig = {
+    weights: parsedWeights.weights,
+    holdMs: duration('SLOT_HOLD_TTL', 'PT10M'),
+    offerMs: duration('WAITLIST_OFFER_TTL', 'PT2H'),
+    noShowGraceMs: duration('NOSHOW_GRACE', 'PT30M'),
+    // `off` leaves the sweep to another instance (or to tests, which call it directly).
+    noShowSweepMs: str('NOSHOW_SWEEP_INTERVAL') === 'off' ? 0 : duration('NOSHOW_SWEEP_INTERVAL', 'PT5M'),
+  };
+
   const uploadRaw = str('CAREWAY_UPLOAD_PROFILES') ?? 'true';
   if (!['true', 'false'].includes(uploadRaw)) problems.push('CAREWAY_UPLOAD_PROFILES: must be true or false');
 
@@ -416,6 +442,7 @@ export function loadConfig(env: Env): Config {
     queuePrefix,
     referrals,
     hl7,
+    scheduling,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

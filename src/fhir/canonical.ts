@@ -26,6 +26,24 @@ export const canonical = {
   triageTaskSystem: `${CANONICAL_BASE}/sid/referral-triage`,
   /** Extension on the triage Task: where the referrer wants status updates. */
   replyToExtension: `${CANONICAL_BASE}/StructureDefinition/referral-reply-to`,
+  /** Scheduling: the patient's preferences (Patient or EpisodeOfCare), a profiled complex extension. */
+  schedulingPreferencesExtension: `${CANONICAL_BASE}/StructureDefinition/scheduling-preferences`,
+  timeOfDayCodeSystem: `${CANONICAL_BASE}/CodeSystem/time-of-day`,
+  /** On a Slot: the tentative hold (id, expires, holder, offer). */
+  slotHoldExtension: `${CANONICAL_BASE}/StructureDefinition/slot-hold`,
+  /** On a proposed Appointment from `$find`: its ranking score. */
+  appointmentScoreExtension: `${CANONICAL_BASE}/StructureDefinition/appointment-score`,
+  /** On an Appointment: the one it replaces (R4 has no previousAppointment). */
+  appointmentReplacesExtension: `${CANONICAL_BASE}/StructureDefinition/appointment-replaces`,
+  /** Identifier systems: a generated Slot (`<schedule id>/<local start>`), a booking (`<slot@version>+…`). */
+  slotSystem: `${CANONICAL_BASE}/sid/slot`,
+  bookingSystem: `${CANONICAL_BASE}/sid/booking`,
+  /** The no-show follow-up Task of an Appointment (value = appointment id). */
+  noShowTaskSystem: `${CANONICAL_BASE}/sid/no-show-follow-up`,
+  /** Careway's task codes (follow-up work for the care team). */
+  taskCode: `${CANONICAL_BASE}/CodeSystem/task-code`,
+  /** The standard IANA time zone extension (Schedule, Patient, Location). */
+  timezoneExtension: 'http://hl7.org/fhir/StructureDefinition/timezone',
 } as const;
 
 /** `url|version`, the form to validate against and to reference from other definitions. */

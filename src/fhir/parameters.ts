@@ -11,18 +11,39 @@ export type ValueKind =
   | 'valueString'
   | 'valueCodeableConcept'
   | 'valueIdentifier'
-  | 'valueBoolean';
+  | 'valueBoolean'
+  | 'valueCoding'
+  | 'valueDate'
+  | 'valueDateTime'
+  | 'valueInstant'
+  | 'valueTime'
+  | 'valueInteger'
+  | 'valuePositiveInt'
+  | 'valueDecimal'
+  | 'valueUrl'
+  /** A parameter made of parts (`parameter.part`), read with another spec by the caller. */
+  | 'part'
+  /** A resource (`parameter.resource`). */
+  | 'resource';
 
 export interface ParamSpec {
   readonly kind: ValueKind;
   readonly required?: boolean;
+  /** May be given more than once; the value is then an array in the order given. */
+  readonly repeats?: boolean;
 }
 
+type One<P extends ParamSpec> = P['kind'] extends 'part'
+  ? ParametersParameter[]
+  : P['kind'] extends 'resource'
+    ? NonNullable<ParametersParameter['resource']>
+    : NonNullable<ParametersParameter[Exclude<P['kind'], 'part' | 'resource'>]>;
+
 type Values<S extends Record<string, ParamSpec>> = {
-  [K in keyof S]?: NonNullable<ParametersParameter[S[K]['kind']]>;
+  [K in keyof S]?: S[K]['repeats'] extends true ? One<S[K]>[] : One<S[K]>;
 };
 
-export function readParameters<S extends Record<string, ParamSpec>>(
+export function readParameters<const S extends Record<string, ParamSpec>>(
   body: unknown,
   spec: S,
   operation: string,
@@ -53,19 +74,28 @@ export function readParameters<S extends Record<string, ParamSpec>>(
       problems.push(`unknown parameter "${name}" (known: ${Object.keys(spec).join(', ')})`);
       continue;
     }
-    if (name in out) {
+    if (name in out && !s.repeats) {
       problems.push(`parameter "${name}" is given more than once`);
       continue;
     }
-    const value = (p as unknown as Record<string, unknown>)[s.kind];
+    const value =
+      s.kind === 'part'
+        ? Array.isArray(p.part) && p.part.length > 0
+          ? p.part
+          : undefined
+        : s.kind === 'resource'
+          ? p.resource
+          : (p as unknown as Record<string, unknown>)[s.kind];
     const wrong =
       Object.keys(p).find((k) => k.startsWith('value') && k !== s.kind) ??
-      (p.resource ? 'resource' : undefined);
+      (p.resource && s.kind !== 'resource' ? 'resource' : undefined);
     if (value === undefined || value === null || (typeof value === 'string' && value.trim() === '')) {
-      problems.push(`parameter "${name}" must be given as ${s.kind}${wrong ? ` (got ${wrong})` : ''}`);
+      const as = s.kind === 'part' ? 'parts' : s.kind;
+      problems.push(`parameter "${name}" must be given as ${as}${wrong ? ` (got ${wrong})` : ''}`);
       continue;
     }
-    out[name] = value;
+    if (s.repeats) ((out[name] ??= []) as unknown[]).push(value);
+    else out[name] = value;
   }
   for (const [name, s] of Object.entries(spec)) {
     if (s.required && !(name in out) && !problems.some((p) => p.includes(`"${name}"`))) {

@@ -15,7 +15,6 @@ import type {
   BundleEntry,
   CodeableConcept,
   EpisodeOfCare,
-  Flag,
   Identifier,
   Patient,
   Reference,
@@ -44,6 +43,7 @@ import { ruleError } from './errors.js';
 import type { JourneyStage } from './stages.js';
 import {
   allergyAlerts,
+  alertFlag,
   type Alert,
   buildTimeline,
   DEFAULT_TARGETS,
@@ -368,32 +368,10 @@ export class JourneyService {
     const entry: BundleEntry[] = [
       { fullUrl: `EpisodeOfCare/${id}`, resource: fresh },
       ...linked.map((r) => ({ fullUrl: `${r.resourceType}/${r.id}`, resource: r })),
-      ...alerts.map((a): BundleEntry => {
-        const flag: Flag = {
-          resourceType: 'Flag',
-          status: 'active',
-          category: [
-            {
-              coding: [
-                {
-                  system: 'http://terminology.hl7.org/CodeSystem/flag-category',
-                  code: 'clinical',
-                  display: 'Clinical',
-                },
-              ],
-            },
-          ],
-          code: { text: a.summary },
-          subject: { reference: `Patient/${pid}` },
-          extension: [
-            {
-              url: 'http://hl7.org/fhir/StructureDefinition/flag-detail',
-              valueReference: { reference: a.resource },
-            },
-          ],
-        };
-        return { fullUrl: `urn:uuid:${crypto.randomUUID()}`, resource: flag };
-      }),
+      ...alerts.map((a): BundleEntry => ({
+        fullUrl: `urn:uuid:${crypto.randomUUID()}`,
+        resource: alertFlag(a, pid),
+      })),
     ];
     const bundle: Bundle = {
       resourceType: 'Bundle',

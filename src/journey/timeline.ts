@@ -16,6 +16,7 @@ import type {
   CarePlan,
   Communication,
   EpisodeOfCare,
+  Flag,
   FhirResource,
   Resource,
   ServiceRequest,
@@ -119,6 +120,33 @@ function stageAt(state: JourneyState, time: string): JourneyStage | undefined {
 
 function isPatientRef(reference: string | undefined): boolean {
   return !!reference?.startsWith('Patient/');
+}
+
+/** An alert as a FHIR Flag (flag-detail points at the AllergyIntolerance), as `$journey` and `$find` return it. */
+export function alertFlag(a: Alert, patientId: string): Flag {
+  return {
+    resourceType: 'Flag',
+    status: 'active',
+    category: [
+      {
+        coding: [
+          {
+            system: 'http://terminology.hl7.org/CodeSystem/flag-category',
+            code: 'clinical',
+            display: 'Clinical',
+          },
+        ],
+      },
+    ],
+    code: { text: a.summary },
+    subject: { reference: `Patient/${patientId}` },
+    extension: [
+      {
+        url: 'http://hl7.org/fhir/StructureDefinition/flag-detail',
+        valueReference: { reference: a.resource },
+      },
+    ],
+  };
 }
 
 /** Active allergies of the patient, as alerts; `$journey` shows the same list. */

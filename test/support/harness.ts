@@ -59,6 +59,8 @@ export function testEnv(keys: Keys, extra: Record<string, string> = {}): Record<
     MLLP_PORT: '0',
     HOST: '127.0.0.1',
     HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    // The sweep would mark other tests' past appointments as no-shows; the scheduling tests call it directly.
+    NOSHOW_SWEEP_INTERVAL: 'off',
     ...extra,
   };
 }

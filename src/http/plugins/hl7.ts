@@ -62,8 +62,9 @@ export default fp(
       lock: redisLock(app.redis.producer),
       zones: app.config.hl7Timezones,
       journeys: journeyEffects(app.journeys),
-      // Reminder re-planning lands with the reminders capability; the hook is already called on every change.
-      onAppointmentChanged: async () => undefined,
+      // Scheduling reacts (a cancellation frees Slots for the waitlist, a no-show opens a follow-up Task) and
+      // calls the reminder re-planning hook.
+      onAppointmentChanged: (key) => app.scheduling.appointmentWrittenByHl7(key),
     });
     // Queue depth and lag are read when Prometheus scrapes, so they are never stale and cost nothing otherwise.
     new Gauge({
@@ -103,5 +104,8 @@ export default fp(
       await server.close();
     });
   },
-  { name: 'careway-hl7', dependencies: ['careway-infrastructure', 'careway-metrics', 'careway-journeys'] },
+  {
+    name: 'careway-hl7',
+    dependencies: ['careway-infrastructure', 'careway-metrics', 'careway-journeys', 'careway-scheduling'],
+  },
 );

@@ -1,0 +1,705 @@
+/**
+ * Holding, booking, rescheduling and cancelling, without double booking.
+ *
+ * Two guards, each enough on its own:
+ * - the Slots' locks (Redis, sorted order) serialise Careway instances, so 50 callers racing for one Slot
+ *   queue up, and each one after the first sees the Slot taken and gets a 409;
+ * - every write is one transaction that updates each Slot with `If-Match` on the version we decided from, so
+ *   even a writer outside Careway (the EHR) cannot be overwritten: the transaction fails whole, and we
+ *   re-read and decide again.
+ * A multi-actor booking (practitioner + room) is one transaction over all its Slots: all or none.
+ */
+import type {
+  Appointment,
+  AppointmentParticipant,
+  Bundle,
+  BundleEntry,
+  Encounter,
+  EpisodeOfCare,
+  Reference,
+  Schedule,
+  Slot,
+  Task,
+} from 'fhir/r4.js';
+import { canonical } from '../fhir/canonical.js';
+import { FhirError } from '../fhir/errors.js';
+import { journeyProvenance, type Actor, SYSTEM_ACTOR } from '../journey/provenance.js';
+import { CLOSED_STATUSES } from '../journey/rules.js';
+import { CarewayError } from '../shared/errors.js';
+import { mustRead, now, retryOnConflict, withLocks, type SchedulingDeps } from './context.js';
+import { holdOf, withHold, type Hold } from './resources.js';
+
+const ACTIVE: readonly Appointment['status'][] = ['booked', 'arrived', 'checked-in', 'fulfilled', 'pending'];
+
+const slotKey = (id: string): string => `slot:${id}`;
+
+function put(resource: Slot | Appointment | Task, version?: string): BundleEntry {
+  return {
+    resource,
+    request: {
+      method: 'PUT',
+      url: `${resource.resourceType}/${resource.id!}`,
+      ...(version !== undefined ? { ifMatch: `W/"${version}"` } : {}),
+    },
+  };
+}
+
+async function readSlots(deps: SchedulingDeps, ids: readonly string[]): Promise<Slot[]> {
+  return Promise.all(ids.map((id) => mustRead<Slot>(deps, 'Slot', id)));
+}
+
+/** The journey an appointment belongs to: the one named, else the patient's latest open journey. */
+export async function journeyFor(
+  deps: SchedulingDeps,
+  patientId: string,
+  journeyId: string | undefined,
+): Promise<EpisodeOfCare | undefined> {
+  if (journeyId) {
+    const j = await mustRead<EpisodeOfCare>(deps, 'EpisodeOfCare', journeyId);
+    if (j.patient.reference !== `Patient/${patientId}`)
+      throw new CarewayError(
+        'rule-violation',
+        'rule journey-patient-mismatch: the journey belongs to another patient',
+        {
+          detailsCode: 'journey-patient-mismatch',
+        },
+      );
+    return j;
+  }
+  const all = await deps.journeys.journeysOf(patientId);
+  return all.find((e) => !CLOSED_STATUSES.includes(e.status));
+}
+
+async function actorsOf(deps: SchedulingDeps, slots: readonly Slot[]): Promise<Reference[]> {
+  const ids = [...new Set(slots.map((s) => s.schedule.reference ?? ''))];
+  const schedules = await Promise.all(
+    ids.map((r) => mustRead<Schedule>(deps, 'Schedule', r.replace(/^Schedule\//, ''))),
+  );
+  const seen = new Set<string>();
+  return schedules
+    .flatMap((s) => s.actor)
+    .filter((a) => a.reference && !seen.has(a.reference) && seen.add(a.reference));
+}
+
+export interface HoldResult {
+  readonly hold: Hold;
+  readonly slots: readonly Slot[];
+  readonly changed: boolean;
+}
+
+/** `$hold`: the Slots become `busy-tentative` for the patient until the hold expires (or is booked). */
+export async function hold(
+  deps: SchedulingDeps,
+  slotIds: readonly string[],
+  patientId: string,
+  actor: Actor,
+): Promise<HoldResult> {
+  await mustRead(deps, 'Patient', patientId);
+  const holder = `Patient/${patientId}`;
+  return withLocks(deps.lock, slotIds.map(slotKey), () =>
+    retryOnConflict(async () => {
+      const slots = await readSlots(deps, slotIds);
+      const at = now(deps);
+      const held = slots.map(holdOf);
+      // A replay by the same patient while the hold stands returns it.
+      const mine = held[0];
+      if (
+        mine &&
+        held.every((h) => h?.id === mine.id && h.holder === holder) &&
+        slots.every((s) => s.status === 'busy-tentative') &&
+        Date.parse(mine.expires) > at.getTime()
+      )
+        return { hold: mine, slots, changed: false };
+      const taken = slots.filter((s) => s.status !== 'free');
+      if (taken.length)
+        throw new CarewayError('conflict', `Slot/${taken[0]!.id} is not free (${taken[0]!.status})`, {
+          detailsCode: 'slot-taken',
+        });
+      const h: Hold = {
+        id: crypto.randomUUID(),
+        expires: new Date(at.getTime() + deps.holdMs).toISOString(),
+        holder,
+      };
+      const tx: Bundle = {
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [
+          ...slots.map((s) => put(withHold(s, 'busy-tentative', h), s.meta?.versionId ?? '')),
+          {
+            resource: withTargets(
+              journeyProvenance({
+                target: `Slot/${slots[0]!.id}`,
+                at: at.toISOString(),
+                actor,
+                activity: 'UPDATE',
+                reason: 'Held for a patient',
+                change: 'slot:free->busy-tentative',
+              }),
+              slots.slice(1).map((s) => `Slot/${s.id}`),
+            ),
+            request: { method: 'POST', url: 'Provenance' },
+          },
+        ],
+      };
+      await deps.fhir.transaction(tx);
+      await deps.scheduleRelease(slotIds[0]!, h.id, Date.parse(h.expires));
+      return { hold: h, slots: await readSlots(deps, slotIds), changed: true };
+    }),
+  );
+}
+
+function withTargets<T extends { target: Reference[] }>(p: T, more: readonly string[]): T {
+  return { ...p, target: [...p.target, ...more.map((r) => ({ reference: r }))] };
+}
+
+export interface BookInput {
+  readonly slotIds: readonly string[];
+  readonly patientId: string;
+  readonly journeyId?: string;
+  readonly referralId?: string;
+  readonly replacesId?: string;
+  readonly appointmentType?: Appointment['appointmentType'];
+  readonly description?: string;
+}
+
+export interface BookResult {
+  readonly appointment: Appointment;
+  readonly created: boolean;
+  readonly replaced?: Appointment;
+}
+
+function bookingKey(slots: readonly Slot[]): string {
+  return slots
+    .map((s) => `${s.id}@${s.meta?.versionId ?? ''}`)
+    .sort()
+    .join('+');
+}
+
+/** `$book` (and reschedule with `replacesId`). */
+export async function book(deps: SchedulingDeps, input: BookInput, actor: Actor): Promise<BookResult> {
+  if (input.slotIds.length === 0)
+    throw new CarewayError('invalid-parameters', '$book: at least one "slot" is required');
+  const patientRef = `Patient/${input.patientId}`;
+  await mustRead(deps, 'Patient', input.patientId);
+  if (input.referralId) await mustRead(deps, 'ServiceRequest', input.referralId);
+  const journey = await journeyFor(deps, input.patientId, input.journeyId);
+  let old: Appointment | undefined;
+  if (input.replacesId) {
+    old = await mustRead<Appointment>(deps, 'Appointment', input.replacesId);
+    if (!old.participant.some((p) => p.actor?.reference === patientRef))
+      throw new CarewayError(
+        'rule-violation',
+        "rule replaces-other-patient: the appointment to replace is another patient's",
+        {
+          detailsCode: 'replaces-other-patient',
+        },
+      );
+  }
+  const oldSlotIds = (old?.slot ?? [])
+    .map((r) => /^Slot\/(.+)$/.exec(r.reference ?? '')?.[1])
+    .filter((x): x is string => !!x && !input.slotIds.includes(x));
+
+  // Slots the reschedule freed go to the waitlist once the locks are released.
+  let freed: string[] = [];
+  const result = await withLocks(deps.lock, [...input.slotIds, ...oldSlotIds].map(slotKey), () =>
+    retryOnConflict(async (): Promise<BookResult> => {
+      const slots = await readSlots(deps, input.slotIds);
+      const at = now(deps);
+      const taken = slots.filter(
+        (s) =>
+          !(
+            s.status === 'free' ||
+            (s.status === 'busy-tentative' &&
+              holdOf(s)?.holder === patientRef &&
+              Date.parse(holdOf(s)!.expires) > at.getTime())
+          ),
+      );
+      if (taken.length) {
+        // A replay of a booking that already happened returns it.
+        const existing = await deps.fhir.searchAll<Appointment>(
+          'Appointment',
+          { slot: `Slot/${slots[0]!.id}`, patient: patientRef, status: ACTIVE.join(',') },
+          { noCache: true, maxPages: 1 },
+        );
+        const same = existing.find((a) =>
+          input.slotIds.every((id) => a.slot?.some((r) => r.reference === `Slot/${id}`)),
+        );
+        if (same) return { appointment: same, created: false };
+        const s = taken[0]!;
+        const heldByOther = s.status === 'busy-tentative';
+        throw new CarewayError(
+          'conflict',
+          `Slot/${s.id} is ${heldByOther ? 'held for another patient' : `not free (${s.status})`}`,
+          { detailsCode: heldByOther ? 'slot-held' : 'slot-taken' },
+        );
+      }
+      const oldNow = old ? await mustRead<Appointment>(deps, 'Appointment', old.id!) : undefined;
+      if (oldNow && !['booked', 'pending', 'proposed', 'waitlist'].includes(oldNow.status))
+        throw new CarewayError(
+          'rule-violation',
+          `rule replaces-not-active: the appointment to replace is ${oldNow.status}`,
+          {
+            detailsCode: 'replaces-not-active',
+          },
+        );
+      const oldSlots = await readSlots(deps, oldSlotIds);
+      const actors = await actorsOf(deps, slots);
+      const starts = slots.map((s) => Date.parse(s.start));
+      const ends = slots.map((s) => Date.parse(s.end));
+      const first = slots[starts.indexOf(Math.min(...starts))]!;
+      const last = slots[ends.indexOf(Math.max(...ends))]!;
+      const participant: AppointmentParticipant[] = [
+        { actor: { reference: patientRef }, status: 'accepted' },
+        ...actors.map((a) => ({ actor: a, status: 'accepted' as const })),
+      ];
+      const key = bookingKey(slots);
+      const urn = `urn:uuid:${crypto.randomUUID()}`;
+      const appointment: Appointment = {
+        resourceType: 'Appointment',
+        identifier: [{ system: canonical.bookingSystem, value: key }],
+        status: 'booked',
+        extension: [
+          ...(journey
+            ? [
+                {
+                  url: canonical.journeyReferenceExtension,
+                  valueReference: { reference: `EpisodeOfCare/${journey.id}` },
+                },
+              ]
+            : []),
+          ...(oldNow
+            ? [
+                {
+                  url: canonical.appointmentReplacesExtension,
+                  valueReference: { reference: `Appointment/${oldNow.id}` },
+                },
+              ]
+            : []),
+        ],
+        ...(first.serviceCategory ? { serviceCategory: first.serviceCategory } : {}),
+        ...(first.serviceType ? { serviceType: first.serviceType } : {}),
+        ...(first.specialty ? { specialty: first.specialty } : {}),
+        ...((input.appointmentType ?? first.appointmentType)
+          ? { appointmentType: input.appointmentType ?? first.appointmentType }
+          : {}),
+        ...(input.description ? { description: input.description } : {}),
+        start: first.start,
+        end: last.end,
+        created: at.toISOString(),
+        slot: slots.map((s) => ({ reference: `Slot/${s.id}` })),
+        ...(input.referralId ? { basedOn: [{ reference: `ServiceRequest/${input.referralId}` }] } : {}),
+        participant,
+      };
+      if (appointment.extension?.length === 0) delete appointment.extension;
+      const entry: BundleEntry[] = [
+        ...slots.map((s) => put(withHold(s, 'busy'), s.meta?.versionId ?? '')),
+        {
+          fullUrl: urn,
+          resource: appointment,
+          request: {
+            method: 'POST',
+            url: 'Appointment',
+            ifNoneExist: new URLSearchParams({ identifier: `${canonical.bookingSystem}|${key}` }).toString(),
+          },
+        },
+      ];
+      if (oldNow) {
+        entry.push(
+          put(
+            {
+              ...oldNow,
+              status: 'cancelled',
+              cancelationReason: { text: 'Rescheduled' },
+            },
+            oldNow.meta?.versionId ?? '',
+          ),
+          ...oldSlots
+            .filter((s) => s.status !== 'free')
+            .map((s) => put(withHold(s, 'free'), s.meta?.versionId ?? '')),
+        );
+      }
+      entry.push({
+        resource: withTargets(
+          journeyProvenance({
+            target: urn,
+            at: at.toISOString(),
+            actor,
+            activity: 'CREATE',
+            reason: oldNow ? 'Rescheduled' : 'Booked',
+            change: oldNow ? `appointment:rescheduled-from:Appointment/${oldNow.id}` : 'appointment:->booked',
+          }),
+          [
+            ...slots.map((s) => `Slot/${s.id}`),
+            ...(oldNow ? [`Appointment/${oldNow.id}`] : []),
+            ...oldSlots.map((s) => `Slot/${s.id}`),
+          ],
+        ),
+        request: { method: 'POST', url: 'Provenance' },
+      });
+      const res = await deps.fhir.transaction({ resourceType: 'Bundle', type: 'transaction', entry });
+      const location = res.entry?.[slots.length]?.response?.location ?? '';
+      const id = /Appointment\/([^/]+)/.exec(location)?.[1];
+      if (!id) throw new CarewayError('internal', 'the FHIR server did not return the new appointment');
+      const created = await deps.fhir.read<Appointment>('Appointment', id, { noCache: true });
+      const replaced = oldNow
+        ? await deps.fhir.read<Appointment>('Appointment', oldNow.id!, { noCache: true })
+        : undefined;
+      freed = oldSlots.filter((s) => s.status !== 'free').map((s) => s.id!);
+      return { appointment: created, created: true, ...(replaced ? { replaced } : {}) };
+    }),
+  );
+  await afterBooking(deps, result, journey, actor, freed);
+  return result;
+}
+
+async function afterBooking(
+  deps: SchedulingDeps,
+  result: BookResult,
+  journey: EpisodeOfCare | undefined,
+  actor: Actor,
+  freed: readonly string[],
+): Promise<void> {
+  if (!result.created) return;
+  const a = result.appointment;
+  if (journey)
+    await deps.journeys.applyEvent(journey.id!, 'appointment-booked', actor, {
+      reference: `Appointment/${a.id}`,
+    });
+  await deps.appointmentChanged(a.id!);
+  if (result.replaced) await deps.appointmentChanged(result.replaced.id!);
+  for (const slotId of freed) await announceFree(deps, slotId);
+}
+
+/** Tells the waitlist about a freed Slot; the round is the Slot's version when it became free. */
+export async function announceFree(deps: SchedulingDeps, slotId: string): Promise<void> {
+  const slot = await deps.fhir.read<Slot>('Slot', slotId, { noCache: true });
+  if (slot.status === 'free') await deps.slotFreed(slotId, `${slotId}-v${slot.meta?.versionId ?? '0'}`);
+}
+
+export interface CancelResult {
+  readonly appointment: Appointment;
+  readonly changed: boolean;
+}
+
+/** `$cancel`: the Appointment becomes `cancelled` with the reason, and its Slots are freed, in one transaction. */
+export async function cancel(
+  deps: SchedulingDeps,
+  appointmentId: string,
+  reason: string,
+  actor: Actor,
+): Promise<CancelResult> {
+  const first = await mustRead<Appointment>(deps, 'Appointment', appointmentId, 'not-found');
+  if (first.status === 'cancelled') return { appointment: first, changed: false };
+  if (['fulfilled', 'noshow', 'entered-in-error', 'arrived', 'checked-in'].includes(first.status))
+    throw new CarewayError(
+      'rule-violation',
+      `rule cancel-not-allowed: an appointment that is ${first.status} cannot be cancelled`,
+      {
+        detailsCode: 'cancel-not-allowed',
+      },
+    );
+  const slotIds = slotIdsOf(first);
+  const freed: string[] = [];
+  let changed = false;
+  const appointment = await withLocks(deps.lock, slotIds.map(slotKey), () =>
+    retryOnConflict(async () => {
+      const a = await mustRead<Appointment>(deps, 'Appointment', appointmentId, 'not-found');
+      if (a.status === 'cancelled') return a;
+      const slots = (await readSlots(deps, slotIds)).filter((s) => s.status !== 'free');
+      const at = now(deps).toISOString();
+      await deps.fhir.transaction({
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [
+          put({ ...a, status: 'cancelled', cancelationReason: { text: reason } }, a.meta?.versionId ?? ''),
+          ...slots.map((s) => put(withHold(s, 'free'), s.meta?.versionId ?? '')),
+          {
+            resource: withTargets(
+              journeyProvenance({
+                target: `Appointment/${a.id}`,
+                at,
+                actor,
+                activity: 'UPDATE',
+                reason,
+                change: `appointment:${a.status}->cancelled`,
+              }),
+              slots.map((s) => `Slot/${s.id}`),
+            ),
+            request: { method: 'POST', url: 'Provenance' },
+          },
+        ],
+      });
+      freed.splice(0, freed.length, ...slots.map((s) => s.id!));
+      changed = true;
+      return deps.fhir.read<Appointment>('Appointment', appointmentId, { noCache: true });
+    }),
+  );
+  if (!changed) return { appointment, changed };
+  await deps.appointmentChanged(appointmentId);
+  for (const id of freed) await announceFree(deps, id);
+  return { appointment, changed };
+}
+
+export function slotIdsOf(a: Appointment): string[] {
+  return (a.slot ?? [])
+    .map((r) => /^Slot\/(.+)$/.exec(r.reference ?? '')?.[1])
+    .filter((x): x is string => !!x);
+}
+
+/**
+ * Releases a hold at its expiry (the `slot-holds` worker). Only the hold the job was made for is released: a
+ * Slot that was booked, or held again since, is left alone. Returns the released hold (an expired waitlist
+ * offer moves on to the next patient).
+ */
+export async function releaseHold(
+  deps: SchedulingDeps,
+  slotId: string,
+  holdId: string,
+): Promise<Hold | undefined> {
+  let released: Hold | undefined;
+  await withLocks(deps.lock, [slotKey(slotId)], () =>
+    retryOnConflict(async () => {
+      let slot: Slot;
+      try {
+        slot = await deps.fhir.read<Slot>('Slot', slotId, { noCache: true });
+      } catch (e) {
+        if (e instanceof FhirError && e.isNotFound) return;
+        throw e;
+      }
+      const h = holdOf(slot);
+      if (slot.status !== 'busy-tentative' || h?.id !== holdId) return;
+      // A multi-slot hold shares one id: release every slot that carries it.
+      const siblings = await deps.fhir.searchAll<Slot>(
+        'Slot',
+        { schedule: slot.schedule.reference ?? '', status: 'busy-tentative', start: `eq${slot.start}` },
+        { noCache: true, maxPages: 1 },
+      );
+      const all = [slot, ...siblings.filter((s) => s.id !== slot.id && holdOf(s)?.id === holdId)];
+      await deps.fhir.transaction({
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [
+          ...all.map((s) => put(withHold(s, 'free'), s.meta?.versionId ?? '')),
+          {
+            resource: withTargets(
+              journeyProvenance({
+                target: `Slot/${slot.id}`,
+                at: now(deps).toISOString(),
+                actor: SYSTEM_ACTOR,
+                activity: 'UPDATE',
+                reason: h.offer ? 'Waitlist offer expired' : 'Hold expired',
+                change: 'slot:busy-tentative->free',
+                ...(h.offer ? { trigger: { reference: h.offer } } : {}),
+              }),
+              all.slice(1).map((s) => `Slot/${s.id}`),
+            ),
+            request: { method: 'POST', url: 'Provenance' },
+          },
+        ],
+      });
+      released = h;
+    }),
+  );
+  return released;
+}
+
+const NO_SHOW_TASK_CODE = 'no-show-follow-up';
+
+/** The no-show follow-up Task for the care team, keyed on the appointment (created once). */
+function followUpTask(
+  a: Appointment,
+  journeyRef: string | undefined,
+  owner: Reference | undefined,
+  at: string,
+): BundleEntry {
+  const patient = a.participant.find((p) => p.actor?.reference?.startsWith('Patient/'))?.actor;
+  const task: Task = {
+    resourceType: 'Task',
+    identifier: [{ system: canonical.noShowTaskSystem, value: a.id! }],
+    status: 'requested',
+    intent: 'order',
+    priority: 'routine',
+    code: {
+      coding: [
+        { system: canonical.taskCode, code: NO_SHOW_TASK_CODE, display: 'Follow up a missed appointment' },
+      ],
+    },
+    description: 'The patient did not attend; contact them and rebook.',
+    focus: { reference: `Appointment/${a.id}` },
+    ...(patient ? { for: patient } : {}),
+    ...(owner ? { owner } : {}),
+    authoredOn: at,
+    ...(journeyRef
+      ? {
+          extension: [
+            { url: canonical.journeyReferenceExtension, valueReference: { reference: journeyRef } },
+          ],
+        }
+      : {}),
+  };
+  return {
+    resource: task,
+    request: {
+      method: 'POST',
+      url: 'Task',
+      ifNoneExist: new URLSearchParams({ identifier: `${canonical.noShowTaskSystem}|${a.id}` }).toString(),
+    },
+  };
+}
+
+async function ownerFor(
+  deps: SchedulingDeps,
+  a: Appointment,
+  journeyRef: string | undefined,
+): Promise<Reference | undefined> {
+  if (journeyRef) {
+    try {
+      const j = await deps.fhir.read<EpisodeOfCare>(
+        'EpisodeOfCare',
+        journeyRef.replace(/^EpisodeOfCare\//, ''),
+        { noCache: true },
+      );
+      if (j.careManager) return j.careManager;
+      if (j.team?.[0]) return j.team[0];
+    } catch {
+      // A journey that cannot be read leaves the Task to the practitioner below.
+    }
+  }
+  return a.participant.find((p) => p.actor?.reference?.startsWith('Practitioner/'))?.actor;
+}
+
+const journeyOfAppointment = (a: Appointment): string | undefined =>
+  a.extension?.find((x) => x.url === canonical.journeyReferenceExtension)?.valueReference?.reference;
+
+/**
+ * Marks a no-show: the Appointment becomes `noshow` (already `noshow`, e.g. from SIU S26, is kept) and a
+ * follow-up Task goes to the care team, in one transaction. The timeline shows the pain point.
+ */
+export async function markNoShow(
+  deps: SchedulingDeps,
+  appointmentId: string,
+  actor: Actor,
+  why: string,
+): Promise<{ appointment: Appointment; changed: boolean }> {
+  let changed = false;
+  const appointment = await retryOnConflict(async () => {
+    const a = await mustRead<Appointment>(deps, 'Appointment', appointmentId, 'not-found');
+    if (a.status !== 'noshow' && !['booked', 'pending', 'proposed'].includes(a.status))
+      throw new CarewayError(
+        'rule-violation',
+        `rule noshow-not-allowed: an appointment that is ${a.status} cannot become a no-show`,
+        {
+          detailsCode: 'noshow-not-allowed',
+        },
+      );
+    const journeyRef = journeyOfAppointment(a);
+    const at = now(deps).toISOString();
+    const owner = await ownerFor(deps, a, journeyRef);
+    const entry: BundleEntry[] = [followUpTask(a, journeyRef, owner, at)];
+    if (a.status !== 'noshow') {
+      entry.unshift(put({ ...a, status: 'noshow' }, a.meta?.versionId ?? ''));
+      entry.push({
+        resource: journeyProvenance({
+          target: `Appointment/${a.id}`,
+          at,
+          actor,
+          activity: 'UPDATE',
+          reason: why,
+          change: `appointment:${a.status}->noshow`,
+        }),
+        request: { method: 'POST', url: 'Provenance' },
+      });
+    }
+    const res = await deps.fhir.transaction({ resourceType: 'Bundle', type: 'transaction', entry });
+    // Changed when the status moved, or when the Task is new (a replayed S26 finds it and changes nothing).
+    const taskIndex = a.status !== 'noshow' ? 1 : 0;
+    changed = a.status !== 'noshow' || !!res.entry?.[taskIndex]?.response?.status?.startsWith('201');
+    return deps.fhir.read<Appointment>('Appointment', appointmentId, { noCache: true });
+  });
+  if (changed) {
+    deps.metrics?.noShow();
+    await deps.appointmentChanged(appointmentId);
+  }
+  return { appointment, changed };
+}
+
+/**
+ * The no-show sweep: booked appointments whose end (plus the grace period) has passed, with no sign of
+ * arrival (no Encounter for the appointment), become no-shows. Returns the ids it marked.
+ */
+export async function sweepNoShows(deps: SchedulingDeps, limit = 200): Promise<string[]> {
+  const cutoff = now(deps).getTime() - deps.noShowGraceMs;
+  const due = await deps.fhir.searchAll<Appointment>(
+    'Appointment',
+    { status: 'booked', date: `lt${new Date(cutoff).toISOString()}`, _count: 100 },
+    { noCache: true, maxPages: Math.ceil(limit / 100) },
+  );
+  const marked: string[] = [];
+  for (const a of due.slice(0, limit)) {
+    const endMs = Date.parse(a.end ?? a.start ?? '');
+    if (!Number.isFinite(endMs) || endMs > cutoff) continue;
+    const arrivals = await deps.fhir.search<Encounter>(
+      'Encounter',
+      { appointment: `Appointment/${a.id}`, _summary: 'count' },
+      { noCache: true },
+    );
+    if ((arrivals.total ?? 0) > 0) continue;
+    const r = await markNoShow(
+      deps,
+      a.id!,
+      SYSTEM_ACTOR,
+      'No arrival recorded by the end of the appointment',
+    );
+    if (r.changed) marked.push(a.id!);
+  }
+  return marked;
+}
+
+/**
+ * An Appointment changed outside Careway's booking operations (HL7 SIU, or an edit on the FHIR server):
+ * a cancellation frees its Slots for the waitlist, a no-show gets its follow-up Task, and the reminders are
+ * re-planned.
+ */
+export async function appointmentChangedElsewhere(
+  deps: SchedulingDeps,
+  appointment: Appointment,
+): Promise<void> {
+  const id = appointment.id!;
+  if (appointment.status === 'cancelled' || appointment.status === 'entered-in-error') {
+    const freed: string[] = [];
+    const slotIds = slotIdsOf(appointment);
+    await withLocks(deps.lock, slotIds.map(slotKey), () =>
+      retryOnConflict(async () => {
+        const slots = (await readSlots(deps, slotIds)).filter((s) => s.status === 'busy');
+        if (slots.length === 0) return;
+        await deps.fhir.transaction({
+          resourceType: 'Bundle',
+          type: 'transaction',
+          entry: [
+            ...slots.map((s) => put(withHold(s, 'free'), s.meta?.versionId ?? '')),
+            {
+              resource: withTargets(
+                journeyProvenance({
+                  target: `Slot/${slots[0]!.id}`,
+                  at: now(deps).toISOString(),
+                  actor: SYSTEM_ACTOR,
+                  activity: 'UPDATE',
+                  reason: `Appointment ${appointment.status}`,
+                  change: 'slot:busy->free',
+                  trigger: { reference: `Appointment/${id}` },
+                }),
+                slots.slice(1).map((s) => `Slot/${s.id}`),
+              ),
+              request: { method: 'POST', url: 'Provenance' },
+            },
+          ],
+        });
+        freed.push(...slots.map((s) => s.id!));
+      }),
+    );
+    for (const s of freed) await announceFree(deps, s);
+  } else if (appointment.status === 'noshow') {
+    await markNoShow(deps, id, SYSTEM_ACTOR, 'Reported as a no-show');
+  }
+  await deps.appointmentChanged(id);
+}

@@ -1,0 +1,57 @@
+/**
+ * Queue `waitlist-offers`: a freed Slot (ids only: the Slot and the round) is offered to the waitlist.
+ * The job id is the round plus what ended the previous offer, so the same freeing is offered once however
+ * often it is reported, and an expired offer makes exactly one next offer.
+ */
+import type { Queue, Worker } from 'bullmq';
+import type { RedisConnections } from '../queues/connections.js';
+import { forwardFinalFailures } from '../queues/dead-letter.js';
+import type { SchedulingDeps } from './context.js';
+import { offerSlot, type OfferOutcome } from './waitlist.js';
+
+export const WAITLIST_QUEUE = 'waitlist-offers';
+export const WAITLIST_DEAD_QUEUE = 'waitlist-offers-dead';
+
+export interface OfferJob {
+  readonly slotId: string;
+  readonly round: string;
+}
+
+export interface WaitlistQueue {
+  readonly queue: Queue<OfferJob>;
+  readonly worker: Worker<OfferJob>;
+  add(slotId: string, round: string, after?: string): Promise<void>;
+}
+
+export function init(conns: RedisConnections, deps: () => SchedulingDeps): WaitlistQueue {
+  const queue = conns.queue<OfferJob>(WAITLIST_QUEUE, {
+    defaultJobOptions: {
+      attempts: 8,
+      backoff: { type: 'exponential', delay: 1000 },
+      removeOnComplete: { age: 7 * 86400 },
+      removeOnFail: { age: 30 * 86400 },
+    },
+  });
+  const dead = conns.queue(WAITLIST_DEAD_QUEUE);
+  const worker = conns.worker<OfferJob>(
+    WAITLIST_QUEUE,
+    (job): Promise<OfferOutcome> => offerSlot(deps(), job.data.slotId, job.data.round),
+    { concurrency: 2 },
+  );
+  forwardFinalFailures(worker, dead, (job, err) => ({
+    ...job.data,
+    reason: err.message,
+    attempts: job.attemptsMade,
+  }));
+  return {
+    queue,
+    worker,
+    async add(slotId, round, after): Promise<void> {
+      await queue.add(
+        'offer',
+        { slotId, round },
+        { jobId: `offer-${round}${after ? `-after-${after}` : ''}` },
+      );
+    },
+  };
+}
