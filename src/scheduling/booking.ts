@@ -504,6 +504,7 @@ export async function releaseHold(
 }
 
 const NO_SHOW_TASK_CODE = 'no-show-follow-up';
+const NO_SHOW_LOOKBACK_MS = 7 * 86400_000;
 
 /** The no-show follow-up Task for the care team, keyed on the appointment (created once). */
 function followUpTask(
@@ -629,9 +630,16 @@ export async function markNoShow(
  */
 export async function sweepNoShows(deps: SchedulingDeps, limit = 200): Promise<string[]> {
   const cutoff = now(deps).getTime() - deps.noShowGraceMs;
+  // A week back is plenty for a sweep that runs every few minutes, and keeps each sweep bounded.
+  const since = cutoff - NO_SHOW_LOOKBACK_MS;
   const due = await deps.fhir.searchAll<Appointment>(
     'Appointment',
-    { status: 'booked', date: `lt${new Date(cutoff).toISOString()}`, _count: 100 },
+    {
+      status: 'booked',
+      date: [`ge${new Date(since).toISOString()}`, `lt${new Date(cutoff).toISOString()}`],
+      _sort: 'date',
+      _count: 100,
+    },
     { noCache: true, maxPages: Math.ceil(limit / 100) },
   );
   const marked: string[] = [];

@@ -140,29 +140,24 @@ export async function offerSlot(deps: SchedulingDeps, slotId: string, round: str
       const types = token(slot).length
         ? token(slot)
         : token({ ...slot, serviceType: schedule?.serviceType ?? [] });
-      const [{ entries, patients }, earlier] = await Promise.all([
-        waitlistFor(deps, types),
-        deps.fhir.searchAll<Communication>(
-          'Communication',
-          {
-            about: `Slot/${slotId}`,
-            category: `${canonical.communicationCategory}|${OFFER_CATEGORY}`,
-            _count: 200,
-          },
-          { noCache: true, maxPages: 5 },
-        ),
-      ]);
-      const offered = new Set(
-        earlier.flatMap((c) =>
-          (c.identifier ?? [])
-            .filter((i) => i.system === OFFER_SYSTEM && i.value?.startsWith(`${round}/`))
-            .map((i) => i.value!.slice(round.length + 1)),
-        ),
-      );
-      const best = entries.find((e) => {
+      const { entries, patients } = await waitlistFor(deps, types);
+      // Patients already offered this round are skipped: each offer's identifier is `<round>/<patient>`.
+      const offeredThisRound = async (patient: string): Promise<boolean> =>
+        (
+          await deps.fhir.search<Communication>(
+            'Communication',
+            { identifier: `${OFFER_SYSTEM}|${round}/${patient}`, _summary: 'count' },
+            { noCache: true },
+          )
+        ).total !== 0;
+      let best: Appointment | undefined;
+      for (const e of entries) {
         const p = patientOf(e);
-        return p && !offered.has(p) && fits(e, slot, schedule, patients.get(p), deps.defaultZone);
-      });
+        if (!p || !fits(e, slot, schedule, patients.get(p), deps.defaultZone)) continue;
+        if (await offeredThisRound(p)) continue;
+        best = e;
+        break;
+      }
       if (!best) {
         outcome = { kind: 'nobody-fits' };
         return;
