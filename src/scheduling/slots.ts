@@ -118,7 +118,8 @@ export function generateSlots(t: SlotTemplate): GeneratedSlot[] {
         const e = s + t.slotMinutes;
         const clash = breaks.find(([bs, be]) => s < be && e > bs);
         if (clash) {
-          s = Math.max(s + t.slotMinutes, clash[1]);
+          // Resume right after the break (its end is always past s, so the loop moves on).
+          s = clash[1];
           continue;
         }
         starts.add(s);

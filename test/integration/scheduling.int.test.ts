@@ -211,7 +211,7 @@ describe('slot generation', () => {
       { name: 'holiday', valueDate: dateOf(mon, 2) },
     );
     expect(again.statusCode).toBe(200);
-    expect((again.json() as Parameters).parameter).toEqual([
+    expect(again.json<Parameters>().parameter).toEqual([
       { name: 'created', valueInteger: 0 },
       { name: 'existing', valueInteger: 20 },
     ]);
@@ -264,7 +264,7 @@ describe('$find', () => {
       { name: '_count', valuePositiveInt: 50 },
     );
     expect(res.statusCode, res.body).toBe(200);
-    const bundle = res.json() as Bundle;
+    const bundle = res.json<Bundle>();
     const proposals = bundle.entry!.filter((e) => e.resource?.resourceType === 'Appointment');
     expect(proposals.length).toBe(28); // A's 20 plus B's 8 Tuesday and Thursday afternoon slots
     const scores = proposals.map((e) => e.search!.score!);
@@ -296,7 +296,7 @@ describe('$find', () => {
       { name: 'start', valueDateTime: `${dateOf(mon, 0)}T00:00:00Z` },
       { name: 'end', valueDateTime: `${dateOf(mon, 5)}T00:00:00Z` },
     );
-    const top = (res.json() as Bundle).entry![0]!.resource as Appointment;
+    const top = res.json<Bundle>().entry![0]!.resource as Appointment;
     expect(top.participant.map((p) => p.actor?.reference)).toContain(`Practitioner/${drB}`);
     expect(top.comment).toMatch(/same practitioner as an earlier visit/);
   });
@@ -317,7 +317,7 @@ describe('$find', () => {
       { name: 'patient', valueReference: { reference: `Patient/${pid}` } },
       { name: 'end', valueDateTime: `${dateOf(mon, 5)}T00:00:00Z` },
     );
-    const flags = (res.json() as Bundle).entry!.filter((e) => e.resource?.resourceType === 'Flag');
+    const flags = res.json<Bundle>().entry!.filter((e) => e.resource?.resourceType === 'Flag');
     expect(flags).toHaveLength(1);
     expect(flags[0]!.search?.mode).toBe('include');
   });
@@ -378,7 +378,7 @@ describe('$hold and $book', () => {
         resource: {
           resourceType: 'Patient',
           identifier: [{ system: 'urn:careway:test:mrn', value: uniq() }],
-        } as Patient,
+        } satisfies Patient,
         request: { method: 'POST' as const, url: 'Patient' },
       })),
     });
@@ -404,8 +404,8 @@ describe('$hold and $book', () => {
     expect(first.statusCode, first.body).toBe(201);
     const again = await book([slot.id!], pid);
     expect(again.statusCode).toBe(200);
-    expect((again.json() as Appointment).id).toBe((first.json() as Appointment).id);
-    expect((again.json() as Appointment).meta?.versionId).toBe('1');
+    expect(again.json<Appointment>().id).toBe(first.json<Appointment>().id);
+    expect(again.json<Appointment>().meta?.versionId).toBe('1');
   });
 
   it('when a practitioner and a room are booked together then it is all or nothing', async () => {
@@ -425,7 +425,7 @@ describe('$hold and $book', () => {
     const roomSlot2 = (await slotsOf(schedRoom)).find((s) => s.start === drSlot2.start)!;
     const ok = await book([drSlot2.id!, roomSlot2.id!], pid);
     expect(ok.statusCode, ok.body).toBe(201);
-    const a = ok.json() as Appointment;
+    const a = ok.json<Appointment>();
     expect(a.participant.map((p) => p.actor?.reference).sort()).toEqual(
       [`Location/${room}`, `Patient/${pid}`, `Practitioner/${drA}`].sort(),
     );
@@ -436,12 +436,12 @@ describe('$hold and $book', () => {
   it('when an appointment is rescheduled then the old one is cancelled and its Slot freed; a cancel frees its Slot', async () => {
     const pid = await patient();
     const [s1, s2] = (await slotsOf(schedA)).slice(5, 7);
-    const first = (await book([s1!.id!], pid)).json() as Appointment;
+    const first = (await book([s1!.id!], pid)).json<Appointment>();
     const moved = await book([s2!.id!], pid, [
       { name: 'replaces', valueReference: { reference: `Appointment/${first.id}` } },
     ]);
     expect(moved.statusCode, moved.body).toBe(201);
-    const m = moved.json() as Appointment;
+    const m = moved.json<Appointment>();
     expect(
       m.extension?.find((x) => x.url === canonical.appointmentReplacesExtension)?.valueReference?.reference,
     ).toBe(`Appointment/${first.id}`);
@@ -456,8 +456,8 @@ describe('$hold and $book', () => {
       params({ name: 'reason', valueString: 'Patient is travelling' }),
     );
     expect(cancelled.statusCode, cancelled.body).toBe(200);
-    expect((cancelled.json() as Appointment).status).toBe('cancelled');
-    expect((cancelled.json() as Appointment).cancelationReason?.text).toBe('Patient is travelling');
+    expect(cancelled.json<Appointment>().status).toBe('cancelled');
+    expect(cancelled.json<Appointment>().cancelationReason?.text).toBe('Patient is travelling');
     expect((await readSlot(s2!.id!)).status).toBe('free');
     const noReason = await post(`/fhir/Appointment/${m.id}/$cancel`, params());
     expect(noReason.statusCode).toBe(400);
@@ -513,9 +513,8 @@ describe('waitlist backfill', () => {
         })
       ).resource.id!;
     await waiting(p2, 2);
-    const w1 = await waiting(p1, 1);
-    void w1;
-    const booked = (await book([slot!.id!], p3)).json() as Appointment;
+    await waiting(p1, 1);
+    const booked = (await book([slot!.id!], p3)).json<Appointment>();
     const cancel = await post(
       `/fhir/Appointment/${booked.id}/$cancel`,
       params({ name: 'reason', valueString: 'No longer needed' }),
@@ -570,7 +569,7 @@ describe('waitlist backfill', () => {
       p2Token,
     );
     expect(accepted.statusCode, accepted.body).toBe(200);
-    const a = accepted.json() as Appointment;
+    const a = accepted.json<Appointment>();
     expect(a.status).toBe('booked');
     expect(a.slot?.[0]?.reference).toBe(`Slot/${slot!.id}`);
     expect(a.participant.map((p) => p.actor?.reference)).toContain(`Patient/${p2}`);
@@ -651,9 +650,9 @@ describe('no-shows', () => {
     expect((await post(`/fhir/Appointment/${a.id}/$noshow`, params(), patientToken)).statusCode).toBe(403);
     const res = await post(`/fhir/Appointment/${a.id}/$noshow`, params());
     expect(res.statusCode, res.body).toBe(200);
-    expect((res.json() as Appointment).status).toBe('noshow');
+    expect(res.json<Appointment>().status).toBe('noshow');
     const again = await post(`/fhir/Appointment/${a.id}/$noshow`, params());
-    expect((again.json() as Appointment).meta?.versionId).toBe((res.json() as Appointment).meta?.versionId);
+    expect(again.json<Appointment>().meta?.versionId).toBe(res.json<Appointment>().meta?.versionId);
     expect(await tasksFor(a.id!)).toHaveLength(1);
     const cancelled = await post(
       `/fhir/Appointment/${a.id}/$cancel`,
