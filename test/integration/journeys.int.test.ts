@@ -613,9 +613,16 @@ describe('reading journeys', () => {
     const eocOps = cs.rest[0]?.resource
       .find((r) => r.type === 'EpisodeOfCare')
       ?.operation?.map((o) => o.name);
-    expect(eocOps).toEqual(['start-journey', 'advance-stage', 'close-journey', 'journey']);
+    expect(eocOps).toEqual(['start-journey', 'advance-stage', 'close-journey', 'journey', 'set-preferences']);
     expect(cs.rest[0]?.resource.find((r) => r.type === 'Patient')?.operation?.map((o) => o.name)).toEqual([
       'journeys',
+      'set-preferences',
+    ]);
+    expect(cs.rest[0]?.resource.find((r) => r.type === 'Appointment')?.operation?.map((o) => o.name)).toEqual(
+      ['find', 'hold', 'book', 'cancel', 'noshow', 'accept-offer', 'waitlist'],
+    );
+    expect(cs.rest[0]?.resource.find((r) => r.type === 'Schedule')?.operation?.map((o) => o.name)).toEqual([
+      'generate-slots',
     ]);
   });
 });

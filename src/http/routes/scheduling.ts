@@ -79,6 +79,11 @@ export const SCHEDULING_OPERATIONS: CarewayOperation[] = [
     'Patient',
     'POST Patient/[id]/$set-preferences (or EpisodeOfCare/[id]/$set-preferences) Parameters(weekday*: code, timeOfDay*: morning|afternoon|evening, language?: code, location*: Reference, maxTravelKm?: decimal).',
   ),
+  op(
+    'set-preferences',
+    'EpisodeOfCare',
+    'POST Patient/[id]/$set-preferences (or EpisodeOfCare/[id]/$set-preferences) Parameters(weekday*: code, timeOfDay*: morning|afternoon|evening, language?: code, location*: Reference, maxTravelKm?: decimal).',
+  ),
 ];
 
 const IdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9\\-.]{1,64}$' }) });
