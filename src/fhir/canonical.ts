@@ -31,6 +31,8 @@ export const canonical = {
   timeOfDayCodeSystem: `${CANONICAL_BASE}/CodeSystem/time-of-day`,
   /** On a Slot: the tentative hold (id, expires, holder, offer). */
   slotHoldExtension: `${CANONICAL_BASE}/StructureDefinition/slot-hold`,
+  /** On a Slot: the Appointment from another system (HL7 SIU) that occupies it; searchable as `appointment`. */
+  slotAppointmentExtension: `${CANONICAL_BASE}/StructureDefinition/slot-appointment`,
   /** On a proposed Appointment from `$find`: its ranking score. */
   appointmentScoreExtension: `${CANONICAL_BASE}/StructureDefinition/appointment-score`,
   /** On an Appointment: the one it replaces (R4 has no previousAppointment). */

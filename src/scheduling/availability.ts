@@ -134,6 +134,8 @@ const matches = (concepts: CodeableConcept[] | CodeableConcept | undefined, c: C
 /** Default window when none is given: from now, four weeks. */
 const DEFAULT_WINDOW_MS = 28 * 86400_000;
 const MAX_WINDOW_MS = 366 * 86400_000;
+/** Parallel searches per window (at most one per day of it). */
+const SLOT_SEARCH_SLICES = 4;
 
 export async function findAppointments(deps: SchedulingDeps, input: FindInput): Promise<Bundle> {
   const nowMs = now(deps).getTime();
@@ -191,20 +193,29 @@ export async function findAppointments(deps: SchedulingDeps, input: FindInput): 
   );
 
   // 2. The slots of those schedules in the window (all statuses: taken ones give the load).
+  // The window is cut into slices searched in parallel: the FHIR server pages each search one page at a
+  // time, so one long search is sequential round trips, while slices overlap them (bench SCHED).
   const ids = schedules.map((s) => `Schedule/${s.id}`);
   const slotPages: Promise<Slot[]>[] = [];
+  const slices = Math.max(1, Math.min(SLOT_SEARCH_SLICES, Math.ceil((endMs - from) / 86400_000)));
+  const step = Math.ceil((endMs - from) / slices);
   for (let i = 0; i < ids.length; i += 50) {
-    slotPages.push(
-      deps.fhir.searchAll<Slot>(
-        'Slot',
-        {
-          schedule: ids.slice(i, i + 50).join(','),
-          start: [`ge${new Date(from).toISOString()}`, `lt${new Date(endMs).toISOString()}`],
-          _count: 200,
-        },
-        { noCache: true, maxPages: 500 },
-      ),
-    );
+    for (let k = 0; k < slices; k++) {
+      const a = from + k * step;
+      const b = Math.min(endMs, a + step);
+      if (a >= b) continue;
+      slotPages.push(
+        deps.fhir.searchAll<Slot>(
+          'Slot',
+          {
+            schedule: ids.slice(i, i + 50).join(','),
+            start: [`ge${new Date(a).toISOString()}`, `lt${new Date(b).toISOString()}`],
+            _count: 200,
+          },
+          { noCache: true, maxPages: 500 },
+        ),
+      );
+    }
   }
   // 3. Earlier appointments (continuity), in parallel with the slots.
   const earlier = patient

@@ -31,9 +31,9 @@ import { holdOf, withHold, type Hold } from './resources.js';
 
 const ACTIVE: readonly Appointment['status'][] = ['booked', 'arrived', 'checked-in', 'fulfilled', 'pending'];
 
-const slotKey = (id: string): string => `slot:${id}`;
+export const slotKey = (id: string): string => `slot:${id}`;
 
-function put(resource: Slot | Appointment | Task, version?: string): BundleEntry {
+export function put(resource: Slot | Appointment | Task, version?: string): BundleEntry {
   return {
     resource,
     request: {
@@ -44,7 +44,7 @@ function put(resource: Slot | Appointment | Task, version?: string): BundleEntry
   };
 }
 
-async function readSlots(deps: SchedulingDeps, ids: readonly string[]): Promise<Slot[]> {
+export async function readSlots(deps: SchedulingDeps, ids: readonly string[]): Promise<Slot[]> {
   return Promise.all(ids.map((id) => mustRead<Slot>(deps, 'Slot', id)));
 }
 
@@ -81,6 +81,15 @@ async function actorsOf(deps: SchedulingDeps, slots: readonly Slot[]): Promise<R
     .filter((a) => a.reference && !seen.has(a.reference) && seen.add(a.reference));
 }
 
+/** A Slot that has already started cannot be held or booked. */
+function refusePast(slots: readonly Slot[], at: Date): void {
+  const past = slots.find((s) => Date.parse(s.start) <= at.getTime());
+  if (past)
+    throw new CarewayError('rule-violation', `rule slot-in-past: Slot/${past.id} has already started`, {
+      detailsCode: 'slot-in-past',
+    });
+}
+
 export interface HoldResult {
   readonly hold: Hold;
   readonly slots: readonly Slot[];
@@ -110,6 +119,7 @@ export async function hold(
         Date.parse(mine.expires) > at.getTime()
       )
         return { hold: mine, slots, changed: false };
+      refusePast(slots, at);
       const taken = slots.filter((s) => s.status !== 'free');
       if (taken.length)
         throw new CarewayError('conflict', `Slot/${taken[0]!.id} is not free (${taken[0]!.status})`, {
@@ -148,7 +158,7 @@ export async function hold(
   );
 }
 
-function withTargets<T extends { target: Reference[] }>(p: T, more: readonly string[]): T {
+export function withTargets<T extends { target: Reference[] }>(p: T, more: readonly string[]): T {
   return { ...p, target: [...p.target, ...more.map((r) => ({ reference: r }))] };
 }
 
@@ -205,6 +215,7 @@ export async function book(deps: SchedulingDeps, input: BookInput, actor: Actor)
     retryOnConflict(async (): Promise<BookResult> => {
       const slots = await readSlots(deps, input.slotIds);
       const at = now(deps);
+      refusePast(slots, at);
       const taken = slots.filter(
         (s) =>
           !(
@@ -661,53 +672,4 @@ export async function sweepNoShows(deps: SchedulingDeps, limit = 200): Promise<s
     if (r.changed) marked.push(a.id!);
   }
   return marked;
-}
-
-/**
- * An Appointment changed outside Careway's booking operations (HL7 SIU, or an edit on the FHIR server):
- * a cancellation frees its Slots for the waitlist, a no-show gets its follow-up Task, and the reminders are
- * re-planned.
- */
-export async function appointmentChangedElsewhere(
-  deps: SchedulingDeps,
-  appointment: Appointment,
-): Promise<void> {
-  const id = appointment.id!;
-  if (appointment.status === 'cancelled' || appointment.status === 'entered-in-error') {
-    const freed: string[] = [];
-    const slotIds = slotIdsOf(appointment);
-    await withLocks(deps.lock, slotIds.map(slotKey), () =>
-      retryOnConflict(async () => {
-        const slots = (await readSlots(deps, slotIds)).filter((s) => s.status === 'busy');
-        if (slots.length === 0) return;
-        await deps.fhir.transaction({
-          resourceType: 'Bundle',
-          type: 'transaction',
-          entry: [
-            ...slots.map((s) => put(withHold(s, 'free'), s.meta?.versionId ?? '')),
-            {
-              resource: withTargets(
-                journeyProvenance({
-                  target: `Slot/${slots[0]!.id}`,
-                  at: now(deps).toISOString(),
-                  actor: SYSTEM_ACTOR,
-                  activity: 'UPDATE',
-                  reason: `Appointment ${appointment.status}`,
-                  change: 'slot:busy->free',
-                  trigger: { reference: `Appointment/${id}` },
-                }),
-                slots.slice(1).map((s) => `Slot/${s.id}`),
-              ),
-              request: { method: 'POST', url: 'Provenance' },
-            },
-          ],
-        });
-        freed.push(...slots.map((s) => s.id!));
-      }),
-    );
-    for (const s of freed) await announceFree(deps, s);
-  } else if (appointment.status === 'noshow') {
-    await markNoShow(deps, id, SYSTEM_ACTOR, 'Reported as a no-show');
-  }
-  await deps.appointmentChanged(id);
 }

@@ -143,3 +143,21 @@ export function withHold(slot: Slot, status: Slot['status'], hold?: Hold): Slot 
   if (extension.length === 0) delete out.extension;
   return out;
 }
+
+/** The Appointment (`Appointment/{id}`) from another system that occupies the Slot, if any. */
+export function occupantOf(slot: Slot): string | undefined {
+  return slot.extension?.find((x) => x.url === canonical.slotAppointmentExtension)?.valueReference?.reference;
+}
+
+/** The Slot taken by an outside Appointment (`busy`), or given back (`free`, no occupant). */
+export function withOccupant(slot: Slot, appointment: string | undefined): Slot {
+  const others = (slot.extension ?? []).filter(
+    (x) => x.url !== canonical.slotAppointmentExtension && x.url !== canonical.slotHoldExtension,
+  );
+  const extension = appointment
+    ? [...others, { url: canonical.slotAppointmentExtension, valueReference: { reference: appointment } }]
+    : others;
+  const out: Slot = { ...slot, status: appointment ? 'busy' : 'free', extension };
+  if (extension.length === 0) delete out.extension;
+  return out;
+}

@@ -1,20 +1,13 @@
 /**
  * The scheduling use cases behind one object, for the routes and the HL7 hook. Each method is a thin call
- * into availability.ts, booking.ts or waitlist.ts with the shared dependencies.
+ * into availability.ts, booking.ts, occupancy.ts or waitlist.ts with the shared dependencies.
  */
 import type { Appointment } from 'fhir/r4.js';
 import type { Actor } from '../journey/provenance.js';
 import type { SchedulingDeps } from './context.js';
 import { findAppointments, generateScheduleSlots, setPreferences, type FindInput } from './availability.js';
-import {
-  appointmentChangedElsewhere,
-  book,
-  cancel,
-  hold,
-  markNoShow,
-  sweepNoShows,
-  type BookInput,
-} from './booking.js';
+import { appointmentChangedElsewhere } from './occupancy.js';
+import { book, cancel, hold, markNoShow, sweepNoShows, type BookInput } from './booking.js';
 import { acceptOffer, waitlistFor } from './waitlist.js';
 import type { SlotTemplate } from './slots.js';
 import type { Preferences } from './ranking.js';

@@ -661,3 +661,87 @@ describe('no-shows', () => {
     expect(cancelled.statusCode).toBe(422);
   });
 });
+
+describe('appointments booked elsewhere (HL7 SIU)', () => {
+  const OID = 'urn:oid:2.16.840.1.113883.19.5.9';
+  const hl7Time = (iso: string): string => {
+    // 2026-12-07T09:00:00+01:00 → 20261207090000+0100
+    const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})([+-]\d{2}):(\d{2})$/.exec(iso)!;
+    return `${m[1]}${m[2]}${m[3]}${m[4]}${m[5]}${m[6]}${m[7]}${m[8]}`;
+  };
+  const siu = (
+    trigger: string,
+    control: string,
+    appt: string,
+    dr: string,
+    start: string,
+    end: string,
+    mrn: string,
+  ) =>
+    [
+      `MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20261129083015||SIU^${trigger}^SIU_S12|${control}|P|2.5`,
+      `SCH|${appt}^EPIC^urn:oid:2.16.840.1.113883.19.5.3||||||CONSULT^Consultation^LOCAL||||^^^${hl7Time(start)}^${hl7Time(end)}||||||||||||||${trigger === 'S15' ? 'Cancelled' : 'Booked'}`,
+      `PID|1||${mrn}^^^MAINHOSP&urn:oid:2.16.840.1.113883.19.5&ISO^MR||Roe^Richard||19800202|M`,
+      'RGS|1',
+      `AIP|1||${dr}^House^Gregory^^^^^^MAINHOSP&${OID}&ISO|ATT^Attending^HL70443`,
+    ].join('\r') + '\r';
+
+  it("when the EHR books, moves and cancels through SIU then the practitioner's Slots follow and a freed Slot goes to the waitlist", async () => {
+    const drId = `DR-${uniq()}`;
+    const dr = (
+      await h.fhir.create<Practitioner>({
+        resourceType: 'Practitioner',
+        identifier: [{ system: OID, value: drId }],
+      })
+    ).resource.id!;
+    const sched = await schedule([`Practitioner/${dr}`], 'ehr');
+    await generate(sched, dateOf(mon, 8), dateOf(mon, 8), window([], '09:00', '10:00'));
+    const [first, second] = await slotsOf(sched);
+    const hl7Token = await h.token({ scope: 'system/MessageHeader.cr', sub: 'interface-engine' });
+    const send = async (body: string) => {
+      const res = await h.app.inject({
+        method: 'POST',
+        url: '/hl7',
+        headers: { authorization: `Bearer ${hl7Token}`, 'content-type': 'x-application/hl7-v2+er7' },
+        payload: body,
+      });
+      expect(res.body).toMatch(/MSA\|AA\|/);
+    };
+    const appt = `EHR-${uniq()}`;
+    const mrn = `MRN-${uniq()}`;
+    const status = async (id: string) => (await readSlot(id)).status;
+
+    await send(siu('S12', `c1-${appt}`, appt, drId, first!.start, first!.end, mrn));
+    await until('the EHR booking to take the first Slot', async () =>
+      (await status(first!.id!)) === 'busy' ? true : undefined,
+    );
+    expect(await status(second!.id!)).toBe('free');
+    const taken = await find1(sched);
+    expect(taken.map((a) => a.slot?.[0]?.reference)).not.toContain(`Slot/${first!.id}`);
+
+    await send(siu('S13', `c2-${appt}`, appt, drId, second!.start, second!.end, mrn));
+    await until('the move to the second Slot', async () =>
+      (await status(second!.id!)) === 'busy' && (await status(first!.id!)) === 'free' ? true : undefined,
+    );
+
+    await send(siu('S15', `c3-${appt}`, appt, drId, second!.start, second!.end, mrn));
+    await until('the cancellation to free the Slot', async () =>
+      (await status(second!.id!)) === 'free' ? true : undefined,
+    );
+    expect((await readSlot(second!.id!)).extension).toBeUndefined();
+  });
+
+  async function find1(sched: string): Promise<Appointment[]> {
+    const res = await post(
+      '/fhir/Appointment/$find',
+      params(
+        { name: 'service-type', valueCodeableConcept: service('ehr') },
+        { name: 'start', valueDateTime: `${dateOf(mon, 8)}T00:00:00Z` },
+        { name: 'end', valueDateTime: `${dateOf(mon, 9)}T00:00:00Z` },
+      ),
+    );
+    expect(res.statusCode, res.body).toBe(200);
+    void sched;
+    return (res.json<Bundle>().entry ?? []).map((e) => e.resource as Appointment);
+  }
+});
