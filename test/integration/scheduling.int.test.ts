@@ -745,3 +745,46 @@ describe('appointments booked elsewhere (HL7 SIU)', () => {
     return (res.json<Bundle>().entry ?? []).map((e) => e.resource as Appointment);
   }
 });
+
+describe('what scheduling writes', () => {
+  it('when validated on HAPI then Slots, Appointments, offers and follow-up Tasks have no errors', async () => {
+    const pid = await patient();
+    const [free, held] = (await slotsOf(schedB)).slice(-2);
+    const booked = await book([free!.id!], pid);
+    expect(booked.statusCode, booked.body).toBe(201);
+    await post(
+      '/fhir/Appointment/$hold',
+      params(
+        { name: 'slot', valueReference: { reference: `Slot/${held!.id}` } },
+        { name: 'patient', valueReference: { reference: `Patient/${pid}` } },
+      ),
+    );
+    const samples = [
+      booked.json<Appointment>(),
+      await readSlot(free!.id!),
+      await readSlot(held!.id!),
+      ...(await h.fhir.searchAll<Communication>(
+        'Communication',
+        { category: `${canonical.communicationCategory}|waitlist-offer`, _count: 1 },
+        { noCache: true, maxPages: 1 },
+      )),
+      ...(await h.fhir.searchAll<Task>(
+        'Task',
+        { code: `${canonical.taskCode}|no-show-follow-up`, _count: 1 },
+        { noCache: true, maxPages: 1 },
+      )),
+    ];
+    expect(samples.map((r) => r.resourceType).sort()).toEqual([
+      'Appointment',
+      'Communication',
+      'Slot',
+      'Slot',
+      'Task',
+    ]);
+    for (const r of samples) {
+      const out = await h.fhir.validate(r);
+      const errors = out.issue.filter((i) => i.severity === 'error' || i.severity === 'fatal');
+      expect(errors, `${r.resourceType}: ${JSON.stringify(errors)}`).toEqual([]);
+    }
+  });
+});
