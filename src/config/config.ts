@@ -90,6 +90,8 @@ export interface Hl7Config {
   readonly defaultCharset: 'utf-8' | 'latin1';
   /** A site's own maps (same layout as mappings/), added to or overriding the built-in ones. */
   readonly mappingsDir?: string;
+  /** Inbound partitions: messages of one patient stay ordered, different patients are written in parallel. */
+  readonly partitions: number;
 }
 
 export interface ReferralConfig {
@@ -396,6 +398,7 @@ export function loadConfig(env: Env): Config {
     maxFrameBytes: positiveInt('HL7_MAX_FRAME_BYTES', 1024 * 1024),
     idleTimeoutMs: positiveInt('HL7_IDLE_TIMEOUT_MS', 300_000),
     defaultCharset: charsetRaw === 'UTF-8' ? 'utf-8' : 'latin1',
+    partitions: Math.min(64, positiveInt('HL7_PARTITIONS', 4)),
     ...(str('MAPPINGS_DIR') ? { mappingsDir: str('MAPPINGS_DIR') } : {}),
   };
 

@@ -1,10 +1,14 @@
 /**
- * Queue `hl7-inbound`: turns each accepted HL7 message into one idempotent FHIR transaction.
+ * Queue `hl7-inbound` (partitions `hl7-inbound-p0…`): turns each accepted HL7 message into one idempotent FHIR
+ * transaction.
  *
  * - `exec` unseals the raw message, maps it with the declarative maps, and posts the transaction under a lock
  *   on the patient's business identifier, so two messages for one patient never write at the same time.
- * - The worker runs one job at a time: jobs leave the queue in arrival order, so an A03 is never applied
- *   before its A01. (Per-patient parallelism needs grouped queues; see the issue note.)
+ * - The intake puts a message in the partition of its patient (PID-3), and each partition's worker runs one
+ *   job at a time: one patient's messages leave in arrival order, so an A03 is never applied before its A01,
+ *   while other patients' messages are written in parallel by the other partitions (HL7_PARTITIONS).
+ *   A transient FHIR failure is retried inside the FHIR client first, holding the partition, so order holds;
+ *   only a failure that outlasts those retries lets the partition move on (the job then retries with backoff).
  * - A mapping or data error cannot be fixed by retrying: UnrecoverableError, and the job goes to `hl7-dead`
  *   at once with the reason. FHIR 5xx, timeouts and HAPI's conditional-create race (409) are retried with backoff.
  * - Job data holds ids and the sealed message only; logs name job ids, never content.
@@ -19,10 +23,11 @@ import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
 import type { RedisConnections } from '../queues/connections.js';
 import type { KeyedLock } from '../queues/locks.js';
-import { HL7_INBOUND_QUEUE, type InboundJob } from './intake.js';
+import type { InboundJob } from './intake.js';
+import type { PartitionedQueue } from '../queues/partitioned.js';
 import { Hl7Message, Hl7ParseError } from './message.js';
 import { MappingError, type Mapper } from './mapping/engine.js';
-import { buildTransaction } from './mapping/transaction.js';
+import { buildTransaction, type MessageFacts } from './mapping/transaction.js';
 import type { MappedMessage } from './mapping/engine.js';
 import { EVENT_STAGE, initialState, type JourneyEvent } from '../journey/rules.js';
 import type { JourneyStage } from '../journey/stages.js';
@@ -64,6 +69,8 @@ export interface InboundDeps {
  */
 export interface JourneyEffects {
   event(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
+  /** The message cancels an earlier event (A11, S15, S17): undo it if it is what set the current stage. */
+  undo(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
 }
 
 const STARTS = new Set(['A01', 'A04', 'A05', 'S12', 'I12']);
@@ -73,6 +80,12 @@ const EVENTS: Readonly<Record<string, JourneyEvent>> = {
   S12: 'appointment-booked',
   I12: 'referral-accepted',
   R01: 'results-available',
+};
+/** Messages that take back an earlier event. */
+const UNDOES: Readonly<Record<string, JourneyEvent>> = {
+  A11: 'admitted',
+  S15: 'appointment-booked',
+  S17: 'appointment-booked',
 };
 
 export interface InboundResult {
@@ -133,24 +146,12 @@ export async function exec(
         r.id === 'patient' ? { ...r, resource: { ...r.resource, ...kept } } : r,
       ),
     };
-    // A first contact opens the journey in the same transaction as the message's data, so the journey, the
-    // links to it and the data commit together (one write instead of five: bench P3).
     const event = EVENTS[trigger];
     const opening = !open && !!deps.journeys && !!patientKey && STARTS.has(trigger);
-    const journeyRef = open ? `EpisodeOfCare/${open}` : opening ? `urn:uuid:${randomUUID()}` : undefined;
-    const bundle = buildTransaction(
-      journeyRef ? linkToJourney(withKept, journeyRef) : withKept,
-      facts,
-    ).bundle;
-    if (opening && journeyRef) {
-      addJourney(bundle, journeyRef, {
-        identifier: { system: HL7_JOURNEY_SYSTEM, value: `${job.data.sender}|${patientKey}` },
-        // A first contact that is already a booking, a referral or an admission starts at that stage.
-        stage: event ? EVENT_STAGE[event] : 'awareness',
-        at: facts.receivedAt,
-        reason: `hl7: ${job.data.type}`,
-      });
-    }
+    const bundle = messageTransaction(withKept, facts, {
+      ...(open ? { open } : {}),
+      ...(opening && patientKey ? { opening: { sender: job.data.sender, patientKey } } : {}),
+    });
     await postTransaction(deps, bundle);
     if (trigger === 'A40') {
       const mrg = msg.segment('MRG');
@@ -172,9 +173,12 @@ export async function exec(
       );
       return;
     }
-    if (open && event && deps.journeys) {
+    const undo = UNDOES[trigger];
+    if (open && (event || undo) && deps.journeys) {
       try {
-        await deps.journeys.event(open, event, `hl7:${job.data.type}:${job.data.controlId}`);
+        const why = `hl7:${job.data.type}:${job.data.controlId}`;
+        if (event) await deps.journeys.event(open, event, why);
+        else if (undo) await deps.journeys.undo(open, undo, why);
       } catch (e) {
         // The message's data is committed; a journey rule refusing the event (e.g. a closed journey) is not a
         // reason to retry or dead-letter it. Transient failures still throw, and the replay is idempotent.
@@ -253,6 +257,45 @@ function addJourney(
   });
 }
 
+export interface JourneyPlacement {
+  /** The patient's open journey (EpisodeOfCare id): the message's resources are linked to it. */
+  readonly open?: string;
+  /** No open journey and the message starts one: it is opened in the same transaction. */
+  readonly opening?: { readonly sender: string; readonly patientKey: string };
+}
+
+/**
+ * The one transaction a message becomes: its resources (conditional on business identifiers), linked to the
+ * journey, a new journey when this first contact opens one (so the journey, the links and the data commit
+ * together: one write instead of five), and the Provenance. Bench P3 replays exactly these bundles.
+ */
+export function messageTransaction(
+  mapped: MappedMessage,
+  facts: MessageFacts,
+  journey: JourneyPlacement,
+): Bundle {
+  const journeyRef = journey.open
+    ? `EpisodeOfCare/${journey.open}`
+    : journey.opening
+      ? `urn:uuid:${randomUUID()}`
+      : undefined;
+  const bundle = buildTransaction(journeyRef ? linkToJourney(mapped, journeyRef) : mapped, facts).bundle;
+  if (journey.opening && journeyRef) {
+    const event = EVENTS[mapped.trigger];
+    addJourney(bundle, journeyRef, {
+      identifier: {
+        system: HL7_JOURNEY_SYSTEM,
+        value: `${journey.opening.sender}|${journey.opening.patientKey}`,
+      },
+      // A first contact that is already a booking, a referral or an admission starts at that stage.
+      stage: event ? EVENT_STAGE[event] : 'awareness',
+      at: facts.receivedAt,
+      reason: `hl7: ${facts.type}`,
+    });
+  }
+  return bundle;
+}
+
 /**
  * The stored Patient's merge fields (`link`, `active`: they belong to merges, not to the sender's message) and
  * the id of its open journey, in one search: `Patient?identifier=…&_revinclude=EpisodeOfCare:patient`.
@@ -307,19 +350,27 @@ async function postTransaction(deps: InboundDeps, bundle: Bundle): Promise<Bundl
 }
 
 export interface InboundQueue {
-  readonly worker: Worker<InboundJob>;
+  /** One worker per partition, each with concurrency 1 (per-patient order). */
+  readonly workers: readonly Worker<InboundJob>[];
   readonly dead: Queue<DeadMessage>;
 }
 
-export function init(conns: RedisConnections, deps: InboundDeps): InboundQueue {
+export function init(
+  conns: RedisConnections,
+  queue: PartitionedQueue<InboundJob>,
+  deps: InboundDeps,
+): InboundQueue {
   const dead = conns.queue<DeadMessage>(HL7_DEAD_QUEUE);
-  const worker = conns.worker<InboundJob>(HL7_INBOUND_QUEUE, (job) => exec(job, deps), { concurrency: 1 });
-  forwardFinalFailures(worker, dead, (job, err) => ({
-    jobId: job.id ?? '',
-    sender: job.data.sender,
-    controlId: job.data.controlId,
-    type: job.data.type,
-    reason: err.message.slice(0, 1000),
-  }));
-  return { worker, dead };
+  const workers = queue.queues.map((q) => {
+    const worker = conns.worker<InboundJob>(q.name, (job) => exec(job, deps), { concurrency: 1 });
+    forwardFinalFailures(worker, dead, (job, err) => ({
+      jobId: job.id ?? '',
+      sender: job.data.sender,
+      controlId: job.data.controlId,
+      type: job.data.type,
+      reason: err.message.slice(0, 1000),
+    }));
+    return worker;
+  });
+  return { workers, dead };
 }

@@ -20,6 +20,7 @@ import { splitBatch } from './batch.js';
 import { decodeMessage, UnsupportedCharsetError, type Charset } from './charset.js';
 import { Hl7Message, Hl7ParseError } from './message.js';
 import { seal, type Sealed } from './seal.js';
+import { PartitionedQueue } from '../queues/partitioned.js';
 
 export const HL7_INBOUND_QUEUE = 'hl7-inbound';
 
@@ -43,7 +44,8 @@ export interface InboundJob {
 }
 
 export interface IntakeOptions {
-  readonly queue: Queue<InboundJob>;
+  /** One queue, or the partitioned inbound queue (messages are partitioned by patient, see partitionKey). */
+  readonly queue: Queue<InboundJob> | PartitionedQueue<InboundJob>;
   /** 32-byte AES key for sealing raw messages. */
   readonly key: Buffer;
   readonly defaultCharset?: Charset;
@@ -75,6 +77,16 @@ function modeOf(msg: Hl7Message | undefined): Mode {
   const v = msg?.msh.get(15).toUpperCase() ?? '';
   if (v === 'AL' || v === 'NE' || v === 'ER' || v === 'SU') return { enhanced: true, when: v };
   return { enhanced: false };
+}
+
+/**
+ * The key a message is partitioned on: the patient (PID-3's first identifier with its assigning authority,
+ * as written), so one patient's messages keep their arrival order; messages without a PID go by sender.
+ */
+export function partitionKey(msg: Hl7Message, sender: string): string {
+  const pid3 = msg.segment('PID')?.raw(3).split(msg.delimiters.repetition)[0] ?? '';
+  const [id = '', , , authority = ''] = pid3.split(msg.delimiters.component);
+  return id ? `${id}|${authority}` : sender;
 }
 
 export function jobIdFor(sender: string, controlId: string): string {
@@ -134,12 +146,14 @@ export class Hl7Intake {
 
     const sender = `${msg.sender.application}^${msg.sender.facility}`;
     const jobId = jobIdFor(sender, msg.controlId);
+    const queue =
+      this.o.queue instanceof PartitionedQueue ? this.o.queue.for(partitionKey(msg, sender)) : this.o.queue;
     try {
       const wait = this.o.storeTimeoutMs ?? 2000;
-      const existing = await withTimeout(this.o.queue.getJob(jobId), wait);
+      const existing = await withTimeout(queue.getJob(jobId), wait);
       if (existing) return { ...this.answer(msg, 'accept'), duplicate: true, jobId };
       await withTimeout(
-        this.o.queue.add(
+        queue.add(
           type,
           {
             sender,

@@ -12,5 +12,8 @@ export function journeyEffects(journeys: JourneyService): JourneyEffects {
     async event(journeyId, event, trigger): Promise<void> {
       await journeys.applyEvent(journeyId, event, ACTOR, { display: trigger });
     },
+    async undo(journeyId, event, trigger): Promise<void> {
+      await journeys.undoEvent(journeyId, event, ACTOR, { display: trigger });
+    },
   };
 }

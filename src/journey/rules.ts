@@ -122,6 +122,21 @@ export function stageAfterEvent(state: JourneyState, event: JourneyEvent): Journ
   return stageIndex(target) > stageIndex(state.stage) ? target : undefined;
 }
 
+/**
+ * Undoing an event (an EHR cancels what it announced: A11 cancel admit, S15/S17 cancel or delete a booking):
+ * the stage the journey goes back to, only when that very event is what moved it to its current stage. A
+ * journey that has moved on since (another event, a person's decision) is left alone, and so is a closed one.
+ */
+export function stageBeforeEvent(state: JourneyState, event: JourneyEvent): JourneyStage | undefined {
+  if (CLOSED_STATUSES.includes(state.status)) return undefined;
+  const history = state.stageHistory;
+  const current = history.at(-1);
+  const previous = history.at(-2);
+  if (!current || !previous || current.stage !== state.stage) return undefined;
+  if (current.reason !== `event: ${event}`) return undefined;
+  return previous.stage;
+}
+
 /** Applies a stage change: closes the current stage period at `at` and opens the new one. */
 export function withStage(state: JourneyState, to: JourneyStage, at: string, reason?: string): JourneyState {
   if (state.stage === to) return state;

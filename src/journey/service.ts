@@ -34,6 +34,7 @@ import {
   closed,
   initialState,
   stageAfterEvent,
+  stageBeforeEvent,
   withStage,
   type JourneyEvent,
   type JourneyState,
@@ -292,6 +293,21 @@ export class JourneyService {
           change: `stage:${state.stage}->${to}`,
           reason: `event: ${event}`,
         };
+      },
+      actor,
+      trigger,
+    );
+  }
+
+  /** An EHR took back an event (`stageBeforeEvent`): the journey goes back, with the reason recorded. */
+  undoEvent(id: string, event: JourneyEvent, actor: Actor, trigger?: Reference): Promise<ChangeResult> {
+    return this.mutate(
+      id,
+      (state, at) => {
+        const to = stageBeforeEvent(state, event);
+        if (!to) return undefined;
+        const reason = `undo: ${event}`;
+        return { state: withStage(state, to, at, reason), change: `stage:${state.stage}->${to}`, reason };
       },
       actor,
       trigger,

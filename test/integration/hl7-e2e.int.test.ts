@@ -244,6 +244,41 @@ describe('HL7 to FHIR', () => {
     ]);
   });
 
+  it('when an S15 cancels the booking that moved the journey, or an A11 the admission, then the journey goes back', async () => {
+    const [mrn, visit, appt] = [uniq(), uniq(), uniq()];
+    await post(adt('A04', uniq(), mrn, visit));
+    await post(siu('S12', appt, mrn, '202402010900'));
+    await settled();
+    const [p] = await patients(mrn);
+    const journey = async () =>
+      (
+        await h.fhir.searchAll<EpisodeOfCare>(
+          'EpisodeOfCare',
+          { patient: `Patient/${p?.id}` },
+          { noCache: true },
+        )
+      )[0]!;
+    expect(readState(await journey()).stage).toBe('access');
+    await post(siu('S15', appt, mrn, '202402010900', 'Cancelled'));
+    await settled();
+    const back = readState(await journey());
+    expect(back.stage).toBe('awareness');
+    expect(back.stageHistory.at(-1)?.reason).toBe('undo: appointment-booked');
+    // A replayed cancel, or one for a booking that no longer set the stage, changes nothing.
+    const version = (await journey()).meta?.versionId;
+    await post(siu('S15', appt, mrn, '202402010900', 'Cancelled'));
+    await settled();
+    expect((await journey()).meta?.versionId).toBe(version);
+
+    await post(adt('A01', uniq(), mrn, visit));
+    await settled();
+    expect(readState(await journey()).stage).toBe('care');
+    await post(adt('A11', uniq(), mrn, visit));
+    await settled();
+    expect(readState(await journey()).stage).toBe('awareness');
+    expect((await encounters(visit))[0]?.status).toBe('cancelled');
+  });
+
   it('when an A40 merges two records then the retired one links to the survivor and its journey moves; a replay changes nothing', async () => {
     const [keep, gone] = [uniq(), uniq()];
     await post(adt('A04', uniq(), keep, `${keep}-v`));

@@ -7,6 +7,7 @@ import {
   FORWARD_TRANSITIONS,
   initialState,
   stageAfterEvent,
+  stageBeforeEvent,
   withStage,
   type JourneyState,
 } from '../../src/journey/rules.js';
@@ -113,5 +114,21 @@ describe('withStage / closed', () => {
     expect(s.status).toBe('finished');
     expect(s.stageHistory.at(-1)?.end).toBe(T1);
     expect(checkClose(s, 'cancelled', 'x')).toMatchObject({ ok: false, rule: 'journey-closed' });
+  });
+
+  it('when an event is undone then the journey goes back only if that event set the current stage', () => {
+    const at = '2026-01-01T00:00:00Z';
+    const booked = withStage(
+      initialState('awareness', 'active', at),
+      'access',
+      at,
+      'event: appointment-booked',
+    );
+    expect(stageBeforeEvent(booked, 'appointment-booked')).toBe('awareness');
+    expect(stageBeforeEvent(booked, 'admitted')).toBeUndefined();
+    const movedOn = withStage(booked, 'care', at, 'event: admitted');
+    expect(stageBeforeEvent(movedOn, 'appointment-booked')).toBeUndefined();
+    expect(stageBeforeEvent(closed(movedOn, 'finished', at), 'admitted')).toBeUndefined();
+    expect(stageBeforeEvent(initialState('access', 'active', at), 'appointment-booked')).toBeUndefined();
   });
 });

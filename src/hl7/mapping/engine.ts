@@ -261,6 +261,9 @@ export class Mapper {
         for (const [path, value] of Object.entries(map.byTrigger?.[trigger]?.[r.id] ?? {})) {
           setPath(resource, path, structuredClone<unknown>(value));
         }
+        // Maps may write fixed list positions (AIP → participant[1], AIL → participant[2]); when an earlier
+        // segment is absent its position stays empty, and the list closes up here.
+        compactLists(resource);
         resources.push({
           id: r.id,
           instance: r.repeat ? `${r.id}#${n + 1}` : r.id,
@@ -341,5 +344,16 @@ function primitive(text: string, dt: string | undefined, zone: string, where: st
     }
   } catch (e) {
     throw new MappingError(`${where}: ${e instanceof Error ? e.message : 'invalid value'}`);
+  }
+}
+
+/** Removes empty positions from every list in a mapped resource, in place. */
+export function compactLists(node: unknown): void {
+  if (Array.isArray(node)) {
+    for (let i = node.length - 1; i >= 0; i--)
+      if (node[i] === undefined || node[i] === null) node.splice(i, 1);
+    for (const x of node) compactLists(x);
+  } else if (node && typeof node === 'object') {
+    for (const v of Object.values(node)) compactLists(v);
   }
 }

@@ -5,13 +5,13 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
-import type { Queue } from 'bullmq';
 import { Counter, Gauge } from 'prom-client';
 import { Hl7Intake, HL7_INBOUND_QUEUE, type InboundJob, type IntakeResult } from '../../hl7/intake.js';
 import { MllpServer } from '../../hl7/mllp/server.js';
 import { loadMappings, Mapper } from '../../hl7/mapping/engine.js';
 import { init as initInbound, type InboundQueue } from '../../hl7/inbound-worker.js';
 import { redisLock } from '../../queues/locks.js';
+import { PartitionedQueue } from '../../queues/partitioned.js';
 import { journeyEffects } from '../../hl7/journey-effects.js';
 import { projectRoot } from '../../shared/paths.js';
 import { join } from 'node:path';
@@ -20,7 +20,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     hl7: {
       intake: Hl7Intake;
-      queue: Queue<InboundJob>;
+      queue: PartitionedQueue<InboundJob>;
       inbound: InboundQueue;
       receive(bytes: Buffer, via: 'mllp' | 'http'): Promise<IntakeResult[]>;
       mllpPort(): number | undefined;
@@ -31,7 +31,8 @@ declare module 'fastify' {
 export default fp(
   async function hl7(app: FastifyInstance) {
     const cfg = app.config.hl7;
-    const queue = app.redis.queue<InboundJob>(HL7_INBOUND_QUEUE, {
+    // Partitioned by patient: one patient's messages in arrival order, different patients in parallel.
+    const queue = new PartitionedQueue<InboundJob>(app.redis, HL7_INBOUND_QUEUE, cfg.partitions, {
       // Completed jobs are kept a week: they are the dedupe record for resends and the replay source.
       defaultJobOptions: {
         removeOnComplete: { age: 7 * 86400 },
@@ -55,7 +56,7 @@ export default fp(
     // Maps are validated now: a broken map stops start-up with every problem listed.
     const roots = [join(projectRoot(), 'mappings'), ...(cfg.mappingsDir ? [cfg.mappingsDir] : [])];
     const mapper = new Mapper(await loadMappings(roots, join(projectRoot(), 'mappings', 'schema.json')));
-    const inbound = initInbound(app.redis, {
+    const inbound = initInbound(app.redis, queue, {
       fhir: app.fhir,
       mapper,
       key: cfg.encryptionKey,
