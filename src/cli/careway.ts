@@ -1,7 +1,7 @@
 /**
  * `careway` command line.
  *
- *   careway hl7 send <file…> [--host H] [--port P] [--timeout ms]
+ *   careway hl7 send <file…> [--host H] [--port P] [--timeout ms] [--tls [--ca file] [--cert file --key file]]
  *   careway hl7 replay <message id…> [--url U] [--token T]
  *
  * Sends HL7 v2 files (one message, several, or FHS/BHS batches) over MLLP on one connection, one message at a
@@ -10,6 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { splitBatch } from '../hl7/batch.js';
 import { decodeMessage } from '../hl7/charset.js';
@@ -18,6 +19,7 @@ import { Hl7Message } from '../hl7/message.js';
 
 const USAGE =
   'usage: careway hl7 send <file…> [--host 127.0.0.1] [--port 2575] [--timeout 10000]\n' +
+  '                         [--tls [--ca server-ca.pem] [--cert client.pem --key client-key.pem]]\n' +
   '       careway hl7 replay <message id…> [--url http://127.0.0.1:8080] [--token <bearer>, or CAREWAY_TOKEN]\n';
 
 interface Outcome {
@@ -36,7 +38,19 @@ function progress(done: number, total: number): void {
   );
 }
 
-async function send(files: string[], host: string, port: number, timeoutMs: number): Promise<number> {
+interface TlsOptions {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
+async function send(
+  files: string[],
+  host: string,
+  port: number,
+  timeoutMs: number,
+  tls?: TlsOptions,
+): Promise<number> {
   const messages: { file: string; text: string; controlId: string }[] = [];
   for (const file of files) {
     const { text } = decodeMessage(await readFile(file));
@@ -50,9 +64,9 @@ async function send(files: string[], host: string, port: number, timeoutMs: numb
       messages.push({ file, text: m, controlId });
     }
   }
-  const socket: Socket = connect(port, host);
+  const socket: Socket = tls ? tlsConnect({ host, port, servername: host, ...tls }) : connect(port, host);
   await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
+    socket.once(tls ? 'secureConnect' : 'connect', () => resolve());
     socket.once('error', reject);
   });
   const decoder = new MllpDecoder(16 * 1024 * 1024);
@@ -164,7 +178,15 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { values, positionals } = parseArgs({
     args: rest,
-    options: { host: { type: 'string' }, port: { type: 'string' }, timeout: { type: 'string' } },
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      timeout: { type: 'string' },
+      tls: { type: 'boolean' },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -175,7 +197,14 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    return await send(positionals, values.host ?? '127.0.0.1', port, timeout);
+    const tls = values.tls
+      ? {
+          ...(values.ca ? { ca: await readFile(values.ca) } : {}),
+          ...(values.cert ? { cert: await readFile(values.cert) } : {}),
+          ...(values.key ? { key: await readFile(values.key) } : {}),
+        }
+      : undefined;
+    return await send(positionals, values.host ?? '127.0.0.1', port, timeout, tls);
   } catch (e) {
     process.stderr.write(`careway: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;

@@ -5,6 +5,7 @@
  * round instead of one error per restart. Values are parsed into typed form here; nothing else reads
  * `process.env`.
  */
+import { readFileSync } from 'node:fs';
 import { parseWeights, type Weights } from '../scheduling/ranking.js';
 import { isJourneyStage, type JourneyStage } from '../journey/stages.js';
 
@@ -92,6 +93,8 @@ export interface Hl7Config {
   readonly mappingsDir?: string;
   /** Inbound partitions: messages of one patient stay ordered, different patients are written in parallel. */
   readonly partitions: number;
+  /** MLLP over TLS: PEM certificate and key, and a CA bundle when client certificates are required. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
 }
 
 export interface ReferralConfig {
@@ -393,12 +396,30 @@ export function loadConfig(env: Env): Config {
   const charsetRaw = (str('HL7_DEFAULT_CHARSET') ?? 'UTF-8').toUpperCase();
   if (!['UTF-8', '8859/1', 'LATIN1'].includes(charsetRaw))
     problems.push('HL7_DEFAULT_CHARSET: must be UTF-8 or 8859/1');
+  const pem = (key: string): Buffer | undefined => {
+    const file = str(key);
+    if (!file) return undefined;
+    try {
+      return readFileSync(file);
+    } catch {
+      problems.push(`${key}: cannot read "${file}"`);
+      return undefined;
+    }
+  };
+  const tlsCert = pem('MLLP_TLS_CERT');
+  const tlsKey = pem('MLLP_TLS_KEY');
+  const tlsCa = pem('MLLP_TLS_CA');
+  if (!!str('MLLP_TLS_CERT') !== !!str('MLLP_TLS_KEY'))
+    problems.push('MLLP_TLS_CERT and MLLP_TLS_KEY: set both to enable MLLP over TLS');
+  if (str('MLLP_TLS_CA') && !str('MLLP_TLS_CERT'))
+    problems.push('MLLP_TLS_CA: needs MLLP_TLS_CERT and MLLP_TLS_KEY');
   const hl7: Hl7Config = {
     encryptionKey,
     maxFrameBytes: positiveInt('HL7_MAX_FRAME_BYTES', 1024 * 1024),
     idleTimeoutMs: positiveInt('HL7_IDLE_TIMEOUT_MS', 300_000),
     defaultCharset: charsetRaw === 'UTF-8' ? 'utf-8' : 'latin1',
     partitions: Math.min(64, positiveInt('HL7_PARTITIONS', 4)),
+    ...(tlsCert && tlsKey ? { tls: { cert: tlsCert, key: tlsKey, ...(tlsCa ? { ca: tlsCa } : {}) } } : {}),
     ...(str('MAPPINGS_DIR') ? { mappingsDir: str('MAPPINGS_DIR') } : {}),
   };
 

@@ -4,6 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { generate } from 'selfsigned';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createConnections, type RedisConnections } from '../../src/queues/connections.js';
 import { Hl7Intake, type InboundJob } from '../../src/hl7/intake.js';
@@ -179,5 +181,114 @@ describe('MLLP listener', () => {
     c.socket.end();
     await s.close();
     await dead.closeAll();
+  });
+
+  it('when TLS is on then a trusting client is served, and plain TCP or an untrusted client cannot get in', async () => {
+    const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
+      keySize: 2048,
+      algorithm: 'sha256',
+      extensions: [
+        {
+          name: 'subjectAltName',
+          altNames: [
+            { type: 7, ip: '127.0.0.1' },
+            { type: 2, value: 'localhost' },
+          ],
+        },
+      ],
+    });
+    const intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key });
+    const s = new MllpServer({
+      host: '127.0.0.1',
+      port: 0,
+      maxFrameBytes: 65536,
+      idleTimeoutMs: 5000,
+      handle: async (p) => (await intake.receive(p)).map((r) => r.ack),
+      tls: { cert: Buffer.from(pems.cert), key: Buffer.from(pems.private) },
+    });
+    const p = await s.listen();
+    const exchange = async (socket: Socket, id: string): Promise<Hl7Message | undefined> => {
+      const decoder = new MllpDecoder(1 << 20);
+      const got = new Promise<Hl7Message | undefined>((resolve) => {
+        socket.on('data', (d: Buffer) => {
+          for (const e of decoder.push(d))
+            if (e.kind === 'frame') resolve(Hl7Message.parse(e.payload.toString('utf8')));
+        });
+        socket.once('error', () => resolve(undefined));
+        socket.once('close', () => resolve(undefined));
+      });
+      socket.write(frame(msg(id)));
+      return got;
+    };
+    const id = uniq();
+    const secure = tlsConnect({ host: '127.0.0.1', port: p, ca: pems.cert });
+    await new Promise<void>((r) => secure.once('secureConnect', () => r()));
+    expect(msa(await exchange(secure, id))).toEqual(['AA', id]);
+    secure.end();
+
+    // Plain TCP gets no ACK (the bytes are not a TLS handshake), and the listener keeps serving.
+    expect(await exchange(connect(p, '127.0.0.1'), uniq())).toBeUndefined();
+    const untrusted = tlsConnect({ host: '127.0.0.1', port: p });
+    const refused = await new Promise<string>((r) => {
+      untrusted.once('secureConnect', () => r('connected'));
+      untrusted.once('error', (e: NodeJS.ErrnoException) => r(e.code ?? 'error'));
+    });
+    expect(refused).toBe('DEPTH_ZERO_SELF_SIGNED_CERT');
+    const again = tlsConnect({ host: '127.0.0.1', port: p, ca: pems.cert });
+    await new Promise<void>((r) => again.once('secureConnect', () => r()));
+    const id2 = uniq();
+    expect(msa(await exchange(again, id2))).toEqual(['AA', id2]);
+    again.end();
+    await s.close();
+  });
+
+  it('when TLS requires client certificates then a client without one is refused and one with a signed one is served', async () => {
+    // A hospital CA that signs the interface engine's client certificate; the server has its own certificate.
+    const ca = await generate([{ name: 'commonName', value: 'Hospital interface CA' }], {
+      keySize: 2048,
+      algorithm: 'sha256',
+      extensions: [
+        { name: 'basicConstraints', cA: true, critical: true },
+        { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+      ],
+    });
+    const client = await generate([{ name: 'commonName', value: 'interface-engine' }], {
+      keySize: 2048,
+      algorithm: 'sha256',
+      ca: { key: ca.private, cert: ca.cert },
+      extensions: [{ name: 'extKeyUsage', clientAuth: true }],
+    });
+    const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
+      keySize: 2048,
+      algorithm: 'sha256',
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+    });
+    const intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key });
+    const s = new MllpServer({
+      host: '127.0.0.1',
+      port: 0,
+      maxFrameBytes: 65536,
+      idleTimeoutMs: 5000,
+      handle: async (p) => (await intake.receive(p)).map((r) => r.ack),
+      tls: { cert: Buffer.from(pems.cert), key: Buffer.from(pems.private), ca: Buffer.from(ca.cert) },
+    });
+    const p = await s.listen();
+    const attempt = (opts: { cert?: string; key?: string }) =>
+      new Promise<string>((resolve) => {
+        const sock = tlsConnect({ host: '127.0.0.1', port: p, ca: pems.cert, ...opts });
+        const decoder = new MllpDecoder(1 << 20);
+        const id = uniq();
+        sock.once('secureConnect', () => sock.write(frame(msg(id))));
+        sock.on('data', (d: Buffer) => {
+          for (const e of decoder.push(d))
+            if (e.kind === 'frame')
+              resolve(Hl7Message.parse(e.payload.toString('utf8')).segment('MSA')?.get(1) ?? '');
+        });
+        sock.once('error', () => resolve('refused'));
+        sock.once('close', () => resolve('refused'));
+      });
+    expect(await attempt({})).toBe('refused');
+    expect(await attempt({ cert: client.cert, key: client.private })).toBe('AA');
+    await s.close();
   });
 });

@@ -8,6 +8,7 @@
  * handler never takes the process down (a failing handler answers AE).
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { buildAck } from '../ack.js';
 import { frame, MllpDecoder } from './framing.js';
 
@@ -24,6 +25,11 @@ export interface MllpServerOptions {
   /** One ACK (or none) per message in the frame. */
   readonly handle: (payload: Buffer) => Promise<(string | undefined)[]>;
   readonly log?: MllpLog;
+  /**
+   * TLS for the listener (MLLP over TLS, as IHE ATNA asks): the server's certificate and key in PEM, and a CA
+   * bundle when senders must present a client certificate signed by it (mutual TLS).
+   */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
 }
 
 export class MllpServer {
@@ -33,7 +39,25 @@ export class MllpServer {
 
   constructor(options: MllpServerOptions) {
     this.o = options;
-    this.server = createServer((socket) => this.connection(socket));
+    const onSocket = (socket: Socket): void => this.connection(socket);
+    if (options.tls) {
+      const { cert, key, ca } = options.tls;
+      this.server = createTlsServer(
+        {
+          cert,
+          key,
+          minVersion: 'TLSv1.2',
+          ...(ca ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
+        },
+        onSocket,
+      );
+      // A failed handshake (plain TCP, an untrusted client) is the peer's problem: log it, keep serving.
+      this.server.on('tlsClientError', (err) =>
+        options.log?.warn({ err: { code: (err as { code?: string }).code } }, 'MLLP TLS handshake failed'),
+      );
+    } else {
+      this.server = createServer(onSocket);
+    }
     this.server.on('error', (err) => options.log?.warn({ err }, 'MLLP server error'));
   }
 

@@ -93,6 +93,7 @@ export default fp(
       port: app.config.mllpPort,
       maxFrameBytes: cfg.maxFrameBytes,
       idleTimeoutMs: cfg.idleTimeoutMs,
+      ...(cfg.tls ? { tls: cfg.tls } : {}),
       handle: async (payload) => (await receive(payload, 'mllp')).map((r) => r.ack),
       log: app.log,
     });
