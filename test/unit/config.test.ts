@@ -69,6 +69,25 @@ describe('loadConfig', () => {
     expect(p.length).toBe(15);
   });
 
+  it('when scheduling and MLLP TLS keys are bad then each is named, and the defaults are documented ones', () => {
+    const c = loadConfig(good);
+    expect(c.scheduling).toMatchObject({ holdMs: 600_000, offerMs: 7_200_000, noShowGraceMs: 1_800_000 });
+    expect(c.scheduling.weights.preference).toBe(3);
+    expect(c.hl7.partitions).toBe(4);
+    expect(c.hl7.tls).toBeUndefined();
+    expect(loadConfig({ ...good, NOSHOW_SWEEP_INTERVAL: 'off' }).scheduling.noShowSweepMs).toBe(0);
+    const p = problems({
+      ...good,
+      SCHEDULING_WEIGHTS: 'speed=2',
+      SLOT_HOLD_TTL: '10 minutes',
+      MLLP_TLS_CERT: '/nonexistent/cert.pem',
+    });
+    expect(p.some((x) => x.startsWith('SCHEDULING_WEIGHTS: unknown factor "speed"'))).toBe(true);
+    expect(p.some((x) => x.startsWith('SLOT_HOLD_TTL:'))).toBe(true);
+    expect(p).toContain('MLLP_TLS_CERT: cannot read "/nonexistent/cert.pem"');
+    expect(p).toContain('MLLP_TLS_CERT and MLLP_TLS_KEY: set both to enable MLLP over TLS');
+  });
+
   it('when both key sources are set then that is refused', () => {
     expect(problems({ ...good, AUTH_JWKS_URL: 'https://auth.example/jwks' })).toEqual([
       'AUTH_JWKS_URL and AUTH_PUBLIC_KEY: set one, not both',
