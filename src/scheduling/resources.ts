@@ -8,13 +8,9 @@
  */
 import type { Extension, Location, Patient, Practitioner, Resource, Slot } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
-import { isValidTimeZone, WEEKDAY_CODES, type Weekday } from '../shared/zoned-time.js';
+import { WEEKDAY_CODES, type Weekday } from '../shared/zoned-time.js';
+export { zoneOf } from '../fhir/zones.js';
 import { TIMES_OF_DAY, type GeoPoint, type Preferences, type TimeOfDay } from './ranking.js';
-
-export function zoneOf(resource: { extension?: Extension[] } | undefined, fallback: string): string {
-  const z = resource?.extension?.find((x) => x.url === canonical.timezoneExtension)?.valueCode;
-  return z && isValidTimeZone(z) ? z : fallback;
-}
 
 const isWeekday = (c: string): c is Weekday => (WEEKDAY_CODES as readonly string[]).includes(c);
 const isTimeOfDay = (c: string): c is TimeOfDay => Object.hasOwn(TIMES_OF_DAY, c);
