@@ -22,6 +22,8 @@ import journeys from './http/plugins/journeys.js';
 import referrals from './http/plugins/referrals.js';
 import hl7 from './http/plugins/hl7.js';
 import scheduling from './http/plugins/scheduling.js';
+import reminders from './http/plugins/reminders.js';
+import engagementRoutes from './http/routes/engagement.js';
 import schedulingRoutes, { SCHEDULING_OPERATIONS } from './http/routes/scheduling.js';
 import hl7Routes from './http/routes/hl7.js';
 import referralRoutes, { REFERRAL_OPERATIONS } from './http/routes/referrals.js';
@@ -72,6 +74,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(journeys);
   await app.register(referrals);
   await app.register(scheduling);
+  await app.register(reminders);
   await app.register(hl7);
   await app.register(healthRoutes);
   await app.register(fhirRoutes, {
@@ -82,5 +85,6 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(referralRoutes);
   await app.register(hl7Routes);
   await app.register(schedulingRoutes);
+  await app.register(engagementRoutes);
   return app;
 }

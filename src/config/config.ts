@@ -68,6 +68,26 @@ export interface Config {
   readonly referrals: ReferralConfig;
   readonly hl7: Hl7Config;
   readonly scheduling: SchedulingConfig;
+  readonly reminders: RemindersConfig;
+}
+
+export interface ReminderOffset {
+  readonly text: string;
+  readonly ms: number;
+}
+
+export interface RemindersConfig {
+  /** REMINDER_OFFSETS, largest first. */
+  readonly offsets: readonly ReminderOffset[];
+  /** REMINDER_SERVICE_OFFSETS: per service type (`code` or `system|code`). */
+  readonly offsetsByService: Readonly<Record<string, readonly ReminderOffset[]>>;
+  readonly attempts: number;
+  readonly concurrency: number;
+  readonly smsPerSecond: number;
+  /** How often the reconciliation sweep re-plans recently changed Appointments; 0 = not in this instance. */
+  readonly sweepMs: number;
+  /** A site's own message templates (same layout as templates/). */
+  readonly templatesDir?: string;
 }
 
 export interface SchedulingConfig {
@@ -296,6 +316,27 @@ export function loadConfig(env: Env): Config {
     problems.push('SMS_WEBHOOK_SECRET: must be at least 16 characters');
   }
 
+  const offsetList = (key: string, text: string): ReminderOffset[] => {
+    const out: ReminderOffset[] = [];
+    for (const o of text
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean)) {
+      const ms = parseIsoDuration(o);
+      if (ms === undefined || ms <= 0)
+        problems.push(`${key}: "${o}" is not an ISO 8601 duration like P1D or PT2H`);
+      else out.push({ text: o, ms });
+    }
+    return out.sort((a, b) => b.ms - a.ms);
+  };
+  const offsetsByService: Record<string, readonly ReminderOffset[]> = {};
+  // REMINDER_SERVICE_OFFSETS: space-separated `<code or system|code>=<offsets>`.
+  for (const part of (str('REMINDER_SERVICE_OFFSETS') ?? '').split(/\s+/).filter(Boolean)) {
+    const eq = part.lastIndexOf('=');
+    if (eq <= 0) problems.push(`REMINDER_SERVICE_OFFSETS: "${part}" must be <service type code>=<offsets>`);
+    else offsetsByService[part.slice(0, eq)] = offsetList('REMINDER_SERVICE_OFFSETS', part.slice(eq + 1));
+  }
+
   const levelRaw = str('LOG_LEVEL') ?? 'info';
   const logLevel = (LOG_LEVELS as readonly string[]).includes(levelRaw)
     ? (levelRaw as Config['logLevel'])
@@ -423,6 +464,16 @@ export function loadConfig(env: Env): Config {
     ...(str('MAPPINGS_DIR') ? { mappingsDir: str('MAPPINGS_DIR') } : {}),
   };
 
+  const reminders: RemindersConfig = {
+    offsets: offsetList('REMINDER_OFFSETS', offsetsRaw),
+    offsetsByService,
+    attempts: positiveInt('REMINDER_ATTEMPTS', 5),
+    concurrency: positiveInt('REMINDER_CONCURRENCY', 8),
+    smsPerSecond: positiveInt('SMS_RATE_PER_SECOND', 10),
+    sweepMs: str('REMINDER_SWEEP_INTERVAL') === 'off' ? 0 : duration('REMINDER_SWEEP_INTERVAL', 'PT5M'),
+    ...(str('TEMPLATES_DIR') ? { templatesDir: str('TEMPLATES_DIR')! } : {}),
+  };
+
   const parsedWeights = parseWeights(str('SCHEDULING_WEIGHTS'));
   for (const p of parsedWeights.problems) problems.push(`SCHEDULING_WEIGHTS: ${p}`);
   const scheduling: SchedulingConfig = {
@@ -467,6 +518,7 @@ export function loadConfig(env: Env): Config {
     referrals,
     hl7,
     scheduling,
+    reminders,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -44,6 +44,12 @@ export const canonical = {
   noShowTaskSystem: `${CANONICAL_BASE}/sid/no-show-follow-up`,
   /** Careway's task codes (follow-up work for the care team). */
   taskCode: `${CANONICAL_BASE}/CodeSystem/task-code`,
+  /** Reminders: the patient's opt-out (valueCode all | sms | email, repeating) on the Patient. */
+  engagementOptOutExtension: `${CANONICAL_BASE}/StructureDefinition/engagement-opt-out`,
+  /** Identifier systems: one planned or sent reminder (`<appointment>|<offset>|<start ms>`). */
+  reminderSystem: `${CANONICAL_BASE}/sid/reminder`,
+  /** An inbound reply (provider message id). */
+  inboundMessageSystem: `${CANONICAL_BASE}/sid/inbound-message`,
   /** The standard IANA time zone extension (Schedule, Patient, Location). */
   timezoneExtension: 'http://hl7.org/fhir/StructureDefinition/timezone',
 } as const;

@@ -170,6 +170,8 @@ export interface BookInput {
   readonly replacesId?: string;
   readonly appointmentType?: Appointment['appointmentType'];
   readonly description?: string;
+  /** The patient booked it themselves (a patient-context token). */
+  readonly byPatient?: boolean;
 }
 
 export interface BookResult {
@@ -260,7 +262,8 @@ export async function book(deps: SchedulingDeps, input: BookInput, actor: Actor)
       const first = slots[starts.indexOf(Math.min(...starts))]!;
       const last = slots[ends.indexOf(Math.max(...ends))]!;
       const participant: AppointmentParticipant[] = [
-        { actor: { reference: patientRef }, status: 'accepted' },
+        // Staff booked it: the patient confirms later (a reminder reply); a patient who booked has confirmed.
+        { actor: { reference: patientRef }, status: input.byPatient ? 'accepted' : 'needs-action' },
         ...actors.map((a) => ({ actor: a, status: 'accepted' as const })),
       ];
       const key = bookingKey(slots);

@@ -61,6 +61,7 @@ export function testEnv(keys: Keys, extra: Record<string, string> = {}): Record<
     HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     // The sweep would mark other tests' past appointments as no-shows; the scheduling tests call it directly.
     NOSHOW_SWEEP_INTERVAL: 'off',
+    REMINDER_SWEEP_INTERVAL: 'off',
     ...extra,
   };
 }

@@ -49,8 +49,8 @@ export default fp(
       defaultZone: app.config.defaultTimezone,
       scheduleRelease: (slotId, holdId, atMs) => holds.schedule(slotId, holdId, atMs),
       slotFreed: (slotId, round, after) => waitlist.add(slotId, round, after),
-      // Reminder re-planning lands with the reminders capability; every Appointment change already calls it.
-      appointmentChanged: async () => undefined,
+      // Every Appointment change re-plans its reminders (the reminders plugin is registered after this one).
+      appointmentChanged: (id) => app.reminders.enqueuePlan(id),
       metrics: {
         offered: () => offers.inc({ outcome: 'offered' }),
         accepted: () => offers.inc({ outcome: 'accepted' }),

@@ -353,6 +353,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
           ...(replacesId ? { replacesId } : {}),
           ...(p['visit-type'] ? { appointmentType: p['visit-type'] } : {}),
           ...(p.description ? { description: p.description } : {}),
+          ...(confinedTo ? { byPatient: true } : {}),
         },
         actorOf(principal),
       );

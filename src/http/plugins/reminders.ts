@@ -1,0 +1,127 @@
+/**
+ * Reminders and engagement: the reminder service, its channels and templates, and the queues that plan,
+ * send and reconcile (`reminder-plans`, `reminders`, `reminder-sweep`). Every Appointment change anywhere in
+ * Careway (scheduling operations, HL7 SIU) reaches `enqueuePlan`.
+ */
+import fp from 'fastify-plugin';
+import type { FastifyInstance } from 'fastify';
+import { join } from 'node:path';
+import { Counter } from 'prom-client';
+import { ReminderService, type ReminderJobs } from '../../reminders/service.js';
+import { Templates } from '../../reminders/templates.js';
+import { redisLedger } from '../../reminders/ledger.js';
+import { emailChannel } from '../../reminders/channels/email.js';
+import { smsChannel } from '../../reminders/channels/sms-webhook.js';
+import { portalChannel } from '../../reminders/channels/portal.js';
+import type { Channel, ChannelKind } from '../../reminders/channels/channel.js';
+import { init as initReminders, type ReminderQueue } from '../../reminders/reminder-worker.js';
+import { init as initPlans, type PlanQueue } from '../../reminders/plan-worker.js';
+import { init as initSweep, type SweepQueue } from '../../reminders/sweep-worker.js';
+import { handleReply, type InboundReply, type ReplyOutcome } from '../../reminders/replies.js';
+import { redisLock } from '../../queues/locks.js';
+import { projectRoot } from '../../shared/paths.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    reminders: {
+      service: ReminderService;
+      queue: ReminderQueue;
+      plans: PlanQueue;
+      sweep: SweepQueue;
+      enqueuePlan(appointmentId: string): Promise<void>;
+      reply(reply: InboundReply): Promise<ReplyOutcome>;
+    };
+  }
+}
+
+export default fp(
+  async function reminders(app: FastifyInstance) {
+    const cfg = app.config.reminders;
+    const templates = await Templates.load([
+      join(projectRoot(), 'templates'),
+      ...(cfg.templatesDir ? [cfg.templatesDir] : []),
+    ]);
+    const channels = new Map<ChannelKind, Channel>([['portal', portalChannel]]);
+    if (app.config.smtpUrl && app.config.smtpFrom)
+      channels.set('email', emailChannel(app.config.smtpUrl, app.config.smtpFrom));
+    if (app.config.smsWebhookUrl && app.config.smsWebhookSecret)
+      channels.set(
+        'sms',
+        smsChannel(app.config.smsWebhookUrl, app.config.smsWebhookSecret, cfg.smsPerSecond),
+      );
+    const redis = app.redis.producer;
+    const prefix = app.config.queuePrefix;
+    const plannedKey = (id: string): string => `${prefix}:reminder-plan:${id}`;
+    // Built in two steps: the queues' workers call the service, and the service adds to the queues.
+    const get = (): ReminderService => service;
+    const queue = initReminders(app.redis, get, { attempts: cfg.attempts, concurrency: cfg.concurrency });
+    const plans = initPlans(app.redis, get);
+    const sweep = initSweep(app.redis, { fhir: app.fhir, prefix, replan: (id) => plans.add(id) });
+    const jobs: ReminderJobs = {
+      schedule: (job) => queue.schedule(job),
+      remove: (id) => queue.remove(id),
+      planned: (id) => redis.smembers(plannedKey(id)),
+      async setPlanned(id, ids): Promise<void> {
+        const tx = redis.multi().del(plannedKey(id));
+        if (ids.length) tx.sadd(plannedKey(id), ...ids).expire(plannedKey(id), 400 * 86400);
+        await tx.exec();
+      },
+    };
+    const service = new ReminderService({
+      fhir: app.fhir,
+      lock: redisLock(redis),
+      ledger: redisLedger(redis, prefix),
+      templates,
+      channels,
+      offsets: cfg.offsets,
+      offsetsByService: cfg.offsetsByService,
+      quiet: app.config.quietHours,
+      defaultZone: app.config.defaultTimezone,
+      jobs,
+    });
+    const sent = new Counter({
+      name: 'careway_reminder_replies_total',
+      help: 'Patient replies to reminders and offers, by outcome',
+      labelNames: ['outcome'] as const,
+      registers: [app.metrics],
+    });
+    app.decorate('reminders', {
+      service,
+      queue,
+      plans,
+      sweep,
+      enqueuePlan: (id: string) => plans.add(id),
+      async reply(reply: InboundReply): Promise<ReplyOutcome> {
+        const outcome = await handleReply(
+          {
+            fhir: app.fhir,
+            cancelAppointment: async (id, reason) => {
+              await app.scheduling.cancel(id, reason, { subject: 'patient-reply' });
+            },
+            acceptOffer: async (id) => {
+              await app.scheduling.acceptOffer(id, { subject: 'patient-reply' });
+            },
+          },
+          reply,
+        );
+        sent.inc({ outcome });
+        return outcome;
+      },
+    });
+    app.addHook('onReady', async () => {
+      if (cfg.sweepMs <= 0) return;
+      try {
+        await sweep.start(cfg.sweepMs);
+      } catch (err) {
+        app.log.warn({ err }, 'reminder sweep not scheduled');
+      }
+    });
+    app.addHook('onClose', async () => {
+      await Promise.allSettled([...channels.values()].map((c) => c.close?.() ?? Promise.resolve()));
+    });
+  },
+  {
+    name: 'careway-reminders',
+    dependencies: ['careway-infrastructure', 'careway-metrics', 'careway-scheduling'],
+  },
+);

@@ -1,0 +1,148 @@
+/**
+ * Engagement edges:
+ * - `POST /engagement/replies`: inbound replies from the SMS provider (and e-mail through the same shape),
+ *   signed with HMAC-SHA256 over `<timestamp>.<raw body>` using SMS_WEBHOOK_SECRET; unsigned, badly signed or
+ *   stale (over 5 minutes) requests get 401. The route is public to bearer auth because the signature is its
+ *   authentication.
+ * - `GET /engagement/dead-letters`: reminders and re-plans that failed for good, ids and reasons only.
+ * - `/admin/queues`: the BullMQ dashboard (bull-board), for staff tokens only.
+ */
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import { CarewayError } from '../../shared/errors.js';
+import { verify } from '../../reminders/channels/sms-webhook.js';
+import { requireUnconfined } from '../plugins/auth.js';
+
+const ReplyBody = Type.Object(
+  {
+    from: Type.String({ minLength: 3, maxLength: 320 }),
+    text: Type.String({ maxLength: 4000 }),
+    messageId: Type.String({ minLength: 1, maxLength: 200 }),
+    channel: Type.Optional(Type.Union([Type.Literal('sms'), Type.Literal('email')])),
+  },
+  { additionalProperties: true },
+);
+
+export default async function engagementRoutes(app: FastifyInstance): Promise<void> {
+  // The signature covers the exact bytes sent: keep the raw body next to the parsed one (this scope only).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser(
+    'application/json',
+    { parseAs: 'string', bodyLimit: 64 * 1024 },
+    (request, body, done) => {
+      (request as { rawBody?: string }).rawBody = body as string;
+      try {
+        done(null, JSON.parse(body as string) as unknown);
+      } catch {
+        done(new CarewayError('bad-request', 'the body is not valid JSON'), undefined);
+      }
+    },
+  );
+
+  app.post(
+    '/engagement/replies',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['engagement'],
+        summary:
+          'Inbound patient replies from the SMS provider (HMAC-signed: x-careway-timestamp, x-careway-signature)',
+        body: ReplyBody,
+        response: { 200: Type.Object({ outcome: Type.String() }) },
+      },
+      // The signature is checked before the body is validated, so an unsigned request never learns the schema.
+      preValidation: async (request) => {
+        const secret = app.config.smsWebhookSecret;
+        if (!secret) throw new CarewayError('not-found', 'replies are not configured (SMS_WEBHOOK_SECRET)');
+        const raw = (request as { rawBody?: string }).rawBody ?? '';
+        const ts = request.headers['x-careway-timestamp'];
+        const sig = request.headers['x-careway-signature'];
+        if (
+          !verify(
+            secret,
+            typeof ts === 'string' ? ts : undefined,
+            typeof sig === 'string' ? sig : undefined,
+            raw,
+          )
+        )
+          throw new CarewayError(
+            'unauthenticated',
+            'the reply is not signed with the configured secret, or is stale',
+            {
+              headers: { 'WWW-Authenticate': 'HMAC-SHA256' },
+            },
+          );
+      },
+    },
+    async (request) => {
+      const b = request.body as { from: string; text: string; messageId: string; channel?: 'sms' | 'email' };
+      const outcome = await app.reminders.reply({
+        channel: b.channel ?? (b.from.includes('@') ? 'email' : 'sms'),
+        from: b.from.trim(),
+        text: b.text,
+        messageId: b.messageId,
+      });
+      return { outcome };
+    },
+  );
+
+  app.get(
+    '/engagement/dead-letters',
+    {
+      schema: {
+        tags: ['engagement'],
+        summary: 'Reminders and re-plans that failed for good (user/ or system/ Communication.r)',
+        security: [{ bearer: [] }],
+        response: {
+          200: Type.Object({
+            deadLetters: Type.Array(
+              Type.Object({
+                queue: Type.String(),
+                id: Type.String(),
+                data: Type.Record(Type.String(), Type.Unknown()),
+                at: Type.String(),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async (request) => {
+      requireUnconfined(request, 'Communication', 'r');
+      const queues = [app.reminders.queue.dead];
+      const rows = [];
+      for (const q of queues) {
+        for (const j of await q.getJobs(['waiting', 'completed', 'failed', 'delayed'], 0, 199, false))
+          rows.push({
+            queue: q.name,
+            id: j.id ?? '',
+            data: j.data as Record<string, unknown>,
+            at: new Date(j.timestamp).toISOString(),
+          });
+      }
+      return { deadLetters: rows };
+    },
+  );
+
+  // The dashboard: every route under /admin/queues needs a staff token (bearer auth runs first).
+  await app.register(async (admin) => {
+    admin.addHook('onRequest', async (request) => requireUnconfined(request, 'Communication', 'r'));
+    const adapter = new FastifyAdapter();
+    adapter.setBasePath('/admin/queues');
+    createBullBoard({
+      queues: [
+        ...app.hl7.queue.queues,
+        app.reminders.queue.queue,
+        app.reminders.queue.dead,
+        app.reminders.plans.queue,
+        app.schedulingQueues.holds.queue,
+        app.schedulingQueues.waitlist.queue,
+      ].map((q) => new BullMQAdapter(q)),
+      serverAdapter: adapter,
+    });
+    await admin.register(adapter.registerPlugin(), { prefix: '/admin/queues' });
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * Queue `reminder-plans`: "this Appointment changed, re-plan its reminders". Job data is the appointment id.
+ * Every change gets its own job (no coalescing: a change made while a re-plan runs must not be dropped); a
+ * re-plan reads the Appointment as it is then, so extra jobs cost a read and change nothing.
+ */
+import type { Queue, Worker } from 'bullmq';
+import type { RedisConnections } from '../queues/connections.js';
+import { forwardFinalFailures } from '../queues/dead-letter.js';
+import type { ReminderService } from './service.js';
+
+export const REMINDER_PLANS_QUEUE = 'reminder-plans';
+export const REMINDER_PLANS_DEAD_QUEUE = 'reminder-plans-dead';
+
+export interface PlanJob {
+  readonly appointmentId: string;
+}
+
+export interface PlanQueue {
+  readonly queue: Queue<PlanJob>;
+  readonly worker: Worker<PlanJob>;
+  add(appointmentId: string): Promise<void>;
+}
+
+export function init(conns: RedisConnections, service: () => ReminderService): PlanQueue {
+  const queue = conns.queue<PlanJob>(REMINDER_PLANS_QUEUE, {
+    defaultJobOptions: {
+      attempts: 8,
+      backoff: { type: 'exponential', delay: 1000 },
+      removeOnComplete: { count: 5000 },
+      removeOnFail: { age: 30 * 86400 },
+    },
+  });
+  const dead = conns.queue(REMINDER_PLANS_DEAD_QUEUE);
+  const worker = conns.worker<PlanJob>(
+    REMINDER_PLANS_QUEUE,
+    async (job) => ({ planned: (await service().replan(job.data.appointmentId)).length }),
+    { concurrency: 4 },
+  );
+  forwardFinalFailures(worker, dead, (job, err) => ({
+    ...job.data,
+    reason: err.message,
+    attempts: job.attemptsMade,
+  }));
+  return {
+    queue,
+    worker,
+    async add(appointmentId): Promise<void> {
+      await queue.add('plan', { appointmentId });
+    },
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * Queue `reminders`: one delayed job per planned reminder, due when it should go out. Job data is ids only
+ * (appointment, offset, start, due time); the job id repeats them, so planning the same reminder twice queues
+ * it once. The worker re-reads the Appointment before sending (service.ts), and the ledger keeps a reminder
+ * from going out twice when a job runs again after a crash or a stall.
+ *
+ * A provider that is down or throttling is retried with backoff (REMINDER_ATTEMPTS); the last attempt writes a
+ * not-done Communication and the job goes to `reminders-dead` with the reason.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Queue, Worker } from 'bullmq';
+import type { RedisConnections } from '../queues/connections.js';
+import { forwardFinalFailures } from '../queues/dead-letter.js';
+import { reminderJobId, type ReminderJob, type ReminderService, type SendOutcome } from './service.js';
+
+export const REMINDERS_QUEUE = 'reminders';
+export const REMINDERS_DEAD_QUEUE = 'reminders-dead';
+
+export interface ReminderQueue {
+  readonly queue: Queue<ReminderJob>;
+  readonly dead: Queue;
+  readonly worker: Worker<ReminderJob>;
+  schedule(job: ReminderJob): Promise<void>;
+  remove(jobId: string): Promise<void>;
+}
+
+export function init(
+  conns: RedisConnections,
+  service: () => ReminderService,
+  options: { attempts: number; concurrency: number; autorun?: boolean },
+): ReminderQueue {
+  const queue = conns.queue<ReminderJob>(REMINDERS_QUEUE, {
+    defaultJobOptions: {
+      attempts: options.attempts,
+      backoff: { type: 'exponential', delay: 2000 },
+      removeOnComplete: { age: 30 * 86400 },
+      removeOnFail: { age: 90 * 86400 },
+    },
+  });
+  const dead = conns.queue(REMINDERS_DEAD_QUEUE);
+  // The ledger owner: this process, so a claim left by a crashed process is told apart from our own retry.
+  const processId = randomUUID();
+  const worker = conns.worker<ReminderJob>(
+    REMINDERS_QUEUE,
+    (job): Promise<SendOutcome> =>
+      service().send(
+        job.data,
+        `${processId}-${job.id ?? ''}`,
+        job.attemptsMade + 1 >= (job.opts.attempts ?? 1),
+      ),
+    { concurrency: options.concurrency, autorun: options.autorun ?? true },
+  );
+  forwardFinalFailures(worker, dead, (job, err) => ({
+    ...job.data,
+    reason: err.message,
+    attempts: job.attemptsMade,
+  }));
+  return {
+    queue,
+    dead,
+    worker,
+    async schedule(job): Promise<void> {
+      await queue.add('remind', job, {
+        jobId: reminderJobId(job),
+        delay: Math.max(0, job.dueAt - Date.now()),
+      });
+    },
+    async remove(jobId): Promise<void> {
+      const job = await queue.getJob(jobId);
+      const state = job ? await job.getState() : undefined;
+      if (job && (state === 'delayed' || state === 'waiting')) await job.remove();
+    },
+  };
+}

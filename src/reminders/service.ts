@@ -1,0 +1,385 @@
+/**
+ * Reminders: planning (on every Appointment change) and sending (when a reminder falls due).
+ *
+ * Planning re-reads the Appointment and computes the plan (plan.ts). Each reminder is a delayed BullMQ job
+ * whose id is the appointment, the offset and the start, so an unchanged appointment re-plans to the same jobs
+ * (nothing new), a moved one gets new jobs and loses the old ones, and a cancelled one loses them all. Staff see
+ * the plan as CommunicationRequests (active while planned, revoked when re-planned away, completed once sent).
+ *
+ * Sending re-reads the Appointment first: nothing goes out for a cancelled, moved or past appointment. The send
+ * ledger makes each reminder go out once (ledger.ts), and every attempt writes back a Communication:
+ * `completed`, or `not-done` with the reason.
+ */
+import type {
+  Appointment,
+  Bundle,
+  BundleEntry,
+  Communication,
+  CommunicationRequest,
+  Location,
+  Patient,
+} from 'fhir/r4.js';
+import { canonical } from '../fhir/canonical.js';
+import type { FhirPort } from '../fhir/client.js';
+import { FhirError } from '../fhir/errors.js';
+import { declaredZone } from '../fhir/zones.js';
+import type { JourneyLock } from '../journey/service.js';
+import { planReminders, type Offset, type QuietWindow } from './plan.js';
+import type { Ledger } from './ledger.js';
+import type { Templates } from './templates.js';
+import { ChannelError, type Channel, type ChannelKind } from './channels/channel.js';
+import { contactOf } from './contact.js';
+
+export interface ReminderJob {
+  readonly appointmentId: string;
+  readonly offset: string;
+  readonly startMs: number;
+  /** When it was planned to go (BullMQ's `delay` reads 0 inside the processor). */
+  readonly dueAt: number;
+}
+
+export const reminderJobId = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 'startMs'>): string =>
+  `rem-${j.appointmentId}-${j.offset}-${j.startMs}`;
+const reminderKey = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 'startMs'>): string =>
+  `${j.appointmentId}|${j.offset}|${j.startMs}`;
+
+export interface ReminderJobs {
+  schedule(job: ReminderJob): Promise<void>;
+  /** Removes a planned job that has not started (an active one re-checks the Appointment itself). */
+  remove(jobId: string): Promise<void>;
+  planned(appointmentId: string): Promise<string[]>;
+  setPlanned(appointmentId: string, jobIds: readonly string[]): Promise<void>;
+}
+
+export interface ReminderDeps {
+  readonly fhir: FhirPort;
+  readonly lock: JourneyLock;
+  readonly ledger: Ledger;
+  readonly templates: Templates;
+  readonly channels: ReadonlyMap<ChannelKind, Channel>;
+  readonly offsets: readonly Offset[];
+  /** Per service type (`code` or `system|code`) offsets that replace the default ones. */
+  readonly offsetsByService: Readonly<Record<string, readonly Offset[]>>;
+  readonly quiet: QuietWindow | undefined;
+  readonly defaultZone: string;
+  readonly jobs: ReminderJobs;
+  readonly clock?: () => Date;
+}
+
+const REMINDED: readonly Appointment['status'][] = ['booked', 'pending'];
+const MEDIUM: Readonly<Record<ChannelKind, { code: string; display: string }>> = {
+  sms: { code: 'SMSWRIT', display: 'SMS wording' },
+  email: { code: 'EMAILWRIT', display: 'email' },
+  portal: { code: 'ELECTRONIC', display: 'electronic data' },
+};
+
+export type SendOutcome = 'sent' | 'stale' | 'duplicate' | 'not-done';
+
+export class ReminderService {
+  constructor(private readonly d: ReminderDeps) {}
+
+  private now(): number {
+    return (this.d.clock ?? (() => new Date()))().getTime();
+  }
+
+  private async read<T extends Appointment | Patient | Location>(
+    type: T['resourceType'],
+    id: string,
+  ): Promise<T | undefined> {
+    try {
+      return await this.d.fhir.read<T>(type, id, { noCache: true });
+    } catch (e) {
+      if (e instanceof FhirError && e.isNotFound) return undefined;
+      throw e;
+    }
+  }
+
+  private offsetsFor(a: Appointment): readonly Offset[] {
+    for (const cc of a.serviceType ?? [])
+      for (const c of cc.coding ?? []) {
+        const byCode =
+          this.d.offsetsByService[`${c.system ?? ''}|${c.code ?? ''}`] ??
+          this.d.offsetsByService[c.code ?? ''];
+        if (byCode) return byCode;
+      }
+    return this.d.offsets;
+  }
+
+  /** The patient's zone: the Patient's, else the appointment's Location's, else DEFAULT_TIMEZONE. */
+  private async zoneFor(patient: Patient | undefined, a: Appointment): Promise<string> {
+    const own = declaredZone(patient);
+    if (own) return own;
+    const loc = a.participant.find((p) => p.actor?.reference?.startsWith('Location/'))?.actor?.reference;
+    if (loc) {
+      const l = await this.read<Location>('Location', loc.slice('Location/'.length));
+      const z = declaredZone(l);
+      if (z) return z;
+    }
+    return this.d.defaultZone;
+  }
+
+  /** Re-plans an appointment's reminders to match what it is now. Returns the planned job ids. */
+  async replan(appointmentId: string): Promise<string[]> {
+    return this.d.lock.withLock(`reminders:${appointmentId}`, async () => {
+      const a = await this.read<Appointment>('Appointment', appointmentId);
+      const nowMs = this.now();
+      const startMs = a?.start ? Date.parse(a.start) : NaN;
+      let jobs: ReminderJob[] = [];
+      if (a && REMINDED.includes(a.status) && Number.isFinite(startMs) && startMs > nowMs) {
+        const patientId = patientOf(a);
+        const patient = patientId ? await this.read<Patient>('Patient', patientId) : undefined;
+        const zone = await this.zoneFor(patient, a);
+        jobs = planReminders({ startMs, nowMs, offsets: this.offsetsFor(a), quiet: this.d.quiet, zone }).map(
+          (p) => ({
+            appointmentId,
+            offset: p.offset,
+            startMs,
+            dueAt: p.dueMs,
+          }),
+        );
+      }
+      const wanted = new Set(jobs.map(reminderJobId));
+      for (const old of await this.d.jobs.planned(appointmentId))
+        if (!wanted.has(old)) await this.d.jobs.remove(old);
+      for (const j of jobs) await this.d.jobs.schedule(j);
+      await this.d.jobs.setPlanned(appointmentId, [...wanted]);
+      if (a) await this.syncRequests(a, jobs);
+      return [...wanted];
+    });
+  }
+
+  /** CommunicationRequests mirror the plan: new ones created, ones planned away revoked, in one transaction. */
+  private async syncRequests(a: Appointment, jobs: readonly ReminderJob[]): Promise<void> {
+    const existing = await this.d.fhir.searchAll<CommunicationRequest>(
+      'CommunicationRequest',
+      { 'based-on': `Appointment/${a.id}`, status: 'active', _count: 50 },
+      { noCache: true, maxPages: 2 },
+    );
+    const keyOf = (c: CommunicationRequest): string | undefined =>
+      c.identifier?.find((i) => i.system === canonical.reminderSystem)?.value;
+    const have = new Set(existing.map(keyOf));
+    const wanted = new Set(jobs.map(reminderKey));
+    const patient = patientOf(a);
+    const journey = a.extension?.find((x) => x.url === canonical.journeyReferenceExtension);
+    const entry: BundleEntry[] = [
+      ...jobs
+        .filter((j) => !have.has(reminderKey(j)))
+        .map((j): BundleEntry => {
+          const cr: CommunicationRequest = {
+            resourceType: 'CommunicationRequest',
+            identifier: [{ system: canonical.reminderSystem, value: reminderKey(j) }],
+            status: 'active',
+            category: [
+              {
+                coding: [{ system: canonical.communicationCategory, code: 'reminder', display: 'Reminder' }],
+              },
+            ],
+            basedOn: [{ reference: `Appointment/${a.id}` }],
+            about: [{ reference: `Appointment/${a.id}` }],
+            ...(patient
+              ? {
+                  subject: { reference: `Patient/${patient}` },
+                  recipient: [{ reference: `Patient/${patient}` }],
+                }
+              : {}),
+            occurrenceDateTime: new Date(j.dueAt).toISOString(),
+            authoredOn: new Date(this.now()).toISOString(),
+            ...(journey ? { extension: [journey] } : {}),
+          };
+          return {
+            resource: cr,
+            request: {
+              method: 'POST',
+              url: 'CommunicationRequest',
+              ifNoneExist: new URLSearchParams({
+                identifier: `${canonical.reminderSystem}|${reminderKey(j)}`,
+              }).toString(),
+            },
+          };
+        }),
+      ...existing.filter((c) => !wanted.has(keyOf(c) ?? '')).map((c) => withStatus(c, 'revoked')),
+    ];
+    if (entry.length) await this.d.fhir.transaction({ resourceType: 'Bundle', type: 'transaction', entry });
+  }
+
+  /**
+   * Sends one reminder. Throws a retryable error to be tried again; `final` marks the last attempt, after which
+   * a not-done Communication records the failure.
+   */
+  async send(job: ReminderJob, owner: string, final: boolean): Promise<SendOutcome> {
+    const a = await this.read<Appointment>('Appointment', job.appointmentId);
+    const nowMs = this.now();
+    if (
+      !a ||
+      !REMINDED.includes(a.status) ||
+      !a.start ||
+      Date.parse(a.start) !== job.startMs ||
+      job.startMs <= nowMs
+    )
+      return 'stale';
+    const key = reminderKey(job);
+    const claim = await this.d.ledger.claim(key, owner);
+    if (claim === 'sent') return 'duplicate';
+    if (claim === 'busy') throw new Error('another worker is sending this reminder');
+    // A claim left by a worker that died mid-send: the Communication tells whether the send happened.
+    const written = await this.d.fhir.searchAll<Communication>(
+      'Communication',
+      { identifier: `${canonical.reminderSystem}|${key}` },
+      { noCache: true, maxPages: 1 },
+    );
+    if (written.some((c) => c.status === 'completed')) {
+      await this.d.ledger.markSent(key);
+      return 'duplicate';
+    }
+    const patientId = patientOf(a);
+    const patient = patientId ? await this.read<Patient>('Patient', patientId) : undefined;
+    const contact = patient
+      ? contactOf(patient, new Set(this.d.channels.keys()), nowMs)
+      : { channel: 'portal' as const, to: '', language: undefined, firstName: '' };
+    const zone = await this.zoneFor(patient, a);
+    const place = await this.placeOf(a);
+    const when = new Date(job.startMs);
+    const locale = contact.language ?? 'en';
+    const message = this.d.templates.render('reminder', contact.language, {
+      firstName: contact.firstName,
+      date: safeFormat(locale, { dateStyle: 'medium', timeZone: zone }, when),
+      time: safeFormat(locale, { timeStyle: 'short', timeZone: zone }, when),
+      place,
+    });
+    const channel = this.d.channels.get(contact.channel) ?? this.d.channels.get('portal')!;
+    let failure: string | undefined;
+    try {
+      await channel.send({
+        to: contact.to,
+        subject: message.subject,
+        text: message.text,
+        messageId: `reminder-${key.replaceAll('|', '-')}`,
+      });
+    } catch (e) {
+      const err = e instanceof ChannelError ? e : new ChannelError('send failed', true);
+      if (err.retryable && !final) {
+        await this.d.ledger.release(key, owner);
+        throw err;
+      }
+      failure = err.message;
+    }
+    await this.writeBack(
+      a,
+      job,
+      contact.channel,
+      failure ? { status: 'not-done', reason: failure } : { status: 'completed' },
+      message.text,
+    );
+    if (failure) {
+      await this.d.ledger.release(key, owner);
+      return 'not-done';
+    }
+    await this.d.ledger.markSent(key);
+    return 'sent';
+  }
+
+  private async placeOf(a: Appointment): Promise<string> {
+    const loc = a.participant.find(
+      (p) => p.actor?.reference?.startsWith('Location/') || p.actor?.type === 'Location',
+    )?.actor;
+    if (loc?.display) return loc.display;
+    if (loc?.reference) {
+      const l = await this.read<Location>('Location', loc.reference.slice('Location/'.length));
+      if (l?.name) return l.name;
+    }
+    return 'the clinic';
+  }
+
+  /** The Communication for this attempt, and the CommunicationRequest marked completed, in one transaction. */
+  private async writeBack(
+    a: Appointment,
+    job: ReminderJob,
+    channel: ChannelKind,
+    result: { status: 'completed' } | { status: 'not-done'; reason: string },
+    text: string,
+  ): Promise<void> {
+    const key = reminderKey(job);
+    const patient = patientOf(a);
+    const journey = a.extension?.find((x) => x.url === canonical.journeyReferenceExtension);
+    const communication: Communication = {
+      resourceType: 'Communication',
+      identifier: [{ system: canonical.reminderSystem, value: key }],
+      status: result.status,
+      ...(result.status === 'not-done' ? { statusReason: { text: result.reason } } : {}),
+      category: [
+        { coding: [{ system: canonical.communicationCategory, code: 'reminder', display: 'Reminder' }] },
+      ],
+      medium: [
+        {
+          coding: [
+            { system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationMode', ...MEDIUM[channel] },
+          ],
+        },
+      ],
+      basedOn: [{ identifier: { system: canonical.reminderSystem, value: key } }],
+      about: [{ reference: `Appointment/${a.id}` }],
+      ...(patient
+        ? { subject: { reference: `Patient/${patient}` }, recipient: [{ reference: `Patient/${patient}` }] }
+        : {}),
+      sent: new Date(this.now()).toISOString(),
+      payload: [{ contentString: text }],
+      ...(journey ? { extension: [journey] } : {}),
+    };
+    const requests = await this.d.fhir.searchAll<CommunicationRequest>(
+      'CommunicationRequest',
+      { identifier: `${canonical.reminderSystem}|${key}` },
+      { noCache: true, maxPages: 1 },
+    );
+    const tx: Bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        {
+          resource: communication,
+          // A not-done attempt may be followed by a completed one later; only completed is unique per key.
+          request:
+            result.status === 'completed'
+              ? {
+                  method: 'POST',
+                  url: 'Communication',
+                  ifNoneExist: new URLSearchParams({
+                    identifier: `${canonical.reminderSystem}|${key}`,
+                    status: 'completed',
+                  }).toString(),
+                }
+              : { method: 'POST', url: 'Communication' },
+        },
+        ...requests
+          .filter((c) => c.status === 'active' && result.status === 'completed')
+          .map((c) => withStatus(c, 'completed')),
+      ],
+    };
+    await this.d.fhir.transaction(tx);
+  }
+}
+
+/** A versioned update of a CommunicationRequest's status. */
+function withStatus(c: CommunicationRequest, status: CommunicationRequest['status']): BundleEntry {
+  const resource: CommunicationRequest = { ...c, status };
+  return {
+    resource,
+    request: {
+      method: 'PUT',
+      url: `CommunicationRequest/${c.id}`,
+      ifMatch: `W/"${c.meta?.versionId ?? ''}"`,
+    },
+  };
+}
+
+function patientOf(a: Appointment): string | undefined {
+  const r = a.participant.find((p) => p.actor?.reference?.startsWith('Patient/'))?.actor?.reference;
+  return r?.slice('Patient/'.length);
+}
+
+function safeFormat(locale: string, options: Intl.DateTimeFormatOptions, d: Date): string {
+  try {
+    return new Intl.DateTimeFormat(locale, options).format(d);
+  } catch {
+    return new Intl.DateTimeFormat('en', options).format(d);
+  }
+}

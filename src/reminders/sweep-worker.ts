@@ -1,0 +1,60 @@
+/**
+ * Queue `reminder-sweep`: the reconciliation sweep. Every REMINDER_SWEEP_INTERVAL it lists the Appointments
+ * changed on the FHIR server since the last sweep (with a minute of overlap) and queues a re-plan for each, so
+ * an edit made directly on the server (by the EHR) re-plans its reminders even when the REST-hook delivery was
+ * lost. The last sweep time is kept in Redis.
+ */
+import type { Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Appointment } from 'fhir/r4.js';
+import type { FhirPort } from '../fhir/client.js';
+import type { RedisConnections } from '../queues/connections.js';
+
+export const REMINDER_SWEEP_QUEUE = 'reminder-sweep';
+
+export interface SweepQueue {
+  readonly queue: Queue;
+  readonly worker: Worker;
+  start(everyMs: number): Promise<void>;
+}
+
+export async function sweep(
+  fhir: FhirPort,
+  redis: Redis,
+  key: string,
+  replan: (id: string) => Promise<void>,
+  nowMs = Date.now(),
+): Promise<number> {
+  const last = Number((await redis.get(key)) ?? nowMs - 86400_000);
+  const since = new Date(last - 60_000).toISOString();
+  const changed = await fhir.searchAll<Appointment>(
+    'Appointment',
+    { _lastUpdated: `gt${since}`, _elements: 'id', _count: 200 },
+    { noCache: true, maxPages: 50 },
+  );
+  for (const a of changed) await replan(a.id!);
+  await redis.set(key, String(nowMs));
+  return changed.length;
+}
+
+export function init(
+  conns: RedisConnections,
+  deps: { fhir: FhirPort; prefix: string; replan: (id: string) => Promise<void> },
+): SweepQueue {
+  const queue = conns.queue(REMINDER_SWEEP_QUEUE, {
+    defaultJobOptions: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
+  });
+  const key = `${deps.prefix}:reminder-sweep:last`;
+  const worker = conns.worker(
+    REMINDER_SWEEP_QUEUE,
+    async () => ({ replanned: await sweep(deps.fhir, conns.producer, key, deps.replan) }),
+    { concurrency: 1 },
+  );
+  return {
+    queue,
+    worker,
+    async start(everyMs): Promise<void> {
+      await queue.upsertJobScheduler('reminder-sweep', { every: everyMs }, { name: 'sweep' });
+    },
+  };
+}
