@@ -281,15 +281,22 @@ export function loadConfig(env: Env): Config {
   }
 
   const offsetsRaw = str('REMINDER_OFFSETS') ?? 'P3D,P1D,PT2H';
-  const reminderOffsets = offsetsRaw.split(',').map((s) => s.trim());
-  const reminderOffsetsMs: number[] = [];
-  for (const o of reminderOffsets) {
-    const ms = parseIsoDuration(o);
-    if (ms === undefined)
-      problems.push(`REMINDER_OFFSETS: "${o}" is not an ISO 8601 duration like P1D or PT2H`);
-    else reminderOffsetsMs.push(ms);
-  }
-  reminderOffsetsMs.sort((a, b) => b - a);
+  const offsetList = (key: string, text: string): ReminderOffset[] => {
+    const out: ReminderOffset[] = [];
+    for (const o of text
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean)) {
+      const ms = parseIsoDuration(o);
+      if (ms === undefined || ms <= 0)
+        problems.push(`${key}: "${o}" is not an ISO 8601 duration like P1D or PT2H`);
+      else out.push({ text: o, ms });
+    }
+    return out.sort((a, b) => b.ms - a.ms);
+  };
+  const offsets = offsetList('REMINDER_OFFSETS', offsetsRaw);
+  const reminderOffsets = offsets.map((o) => o.text);
+  const reminderOffsetsMs = offsets.map((o) => o.ms);
 
   const quietRaw = str('QUIET_HOURS') ?? '21:00-08:00';
   let quietHours: QuietHours = { startMinute: 21 * 60, endMinute: 8 * 60 };
@@ -316,19 +323,6 @@ export function loadConfig(env: Env): Config {
     problems.push('SMS_WEBHOOK_SECRET: must be at least 16 characters');
   }
 
-  const offsetList = (key: string, text: string): ReminderOffset[] => {
-    const out: ReminderOffset[] = [];
-    for (const o of text
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean)) {
-      const ms = parseIsoDuration(o);
-      if (ms === undefined || ms <= 0)
-        problems.push(`${key}: "${o}" is not an ISO 8601 duration like P1D or PT2H`);
-      else out.push({ text: o, ms });
-    }
-    return out.sort((a, b) => b.ms - a.ms);
-  };
   const offsetsByService: Record<string, readonly ReminderOffset[]> = {};
   // REMINDER_SERVICE_OFFSETS: space-separated `<code or system|code>=<offsets>`.
   for (const part of (str('REMINDER_SERVICE_OFFSETS') ?? '').split(/\s+/).filter(Boolean)) {
@@ -465,7 +459,7 @@ export function loadConfig(env: Env): Config {
   };
 
   const reminders: RemindersConfig = {
-    offsets: offsetList('REMINDER_OFFSETS', offsetsRaw),
+    offsets,
     offsetsByService,
     attempts: positiveInt('REMINDER_ATTEMPTS', 5),
     concurrency: positiveInt('REMINDER_CONCURRENCY', 8),
