@@ -88,6 +88,8 @@ export interface RemindersConfig {
   readonly sweepMs: number;
   /** A site's own message templates (same layout as templates/). */
   readonly templatesDir?: string;
+  /** The patient portal's base URL, for links in survey and education messages. */
+  readonly portalUrl?: string;
 }
 
 export interface SchedulingConfig {
@@ -466,6 +468,7 @@ export function loadConfig(env: Env): Config {
     smsPerSecond: positiveInt('SMS_RATE_PER_SECOND', 10),
     sweepMs: str('REMINDER_SWEEP_INTERVAL') === 'off' ? 0 : duration('REMINDER_SWEEP_INTERVAL', 'PT5M'),
     ...(str('TEMPLATES_DIR') ? { templatesDir: str('TEMPLATES_DIR')! } : {}),
+    ...(str('PORTAL_URL') ? { portalUrl: str('PORTAL_URL')! } : {}),
   };
 
   const parsedWeights = parseWeights(str('SCHEDULING_WEIGHTS'));

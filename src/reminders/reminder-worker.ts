@@ -11,7 +11,14 @@ import { randomUUID } from 'node:crypto';
 import type { Queue, Worker } from 'bullmq';
 import type { RedisConnections } from '../queues/connections.js';
 import { forwardFinalFailures } from '../queues/dead-letter.js';
-import { reminderJobId, type ReminderJob, type ReminderService, type SendOutcome } from './service.js';
+import {
+  notifyJobId,
+  reminderJobId,
+  type NotifyJob,
+  type ReminderJob,
+  type ReminderService,
+  type SendOutcome,
+} from './service.js';
 
 export const REMINDERS_QUEUE = 'reminders';
 export const REMINDERS_DEAD_QUEUE = 'reminders-dead';
@@ -21,6 +28,7 @@ export interface ReminderQueue {
   readonly dead: Queue;
   readonly worker: Worker<ReminderJob>;
   schedule(job: ReminderJob): Promise<void>;
+  notify(job: NotifyJob): Promise<void>;
   remove(jobId: string): Promise<void>;
 }
 
@@ -64,6 +72,9 @@ export function init(
         jobId: reminderJobId(job),
         delay: Math.max(0, job.dueAt - Date.now()),
       });
+    },
+    async notify(job): Promise<void> {
+      await (queue as unknown as Queue<NotifyJob>).add('notify', job, { jobId: notifyJobId(job) });
     },
     async remove(jobId): Promise<void> {
       const job = await queue.getJob(jobId);

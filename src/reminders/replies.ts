@@ -121,7 +121,10 @@ export async function handleReply(deps: ReplyDeps, reply: InboundReply): Promise
 
   if (kind === 'waitlist-offer' && last && intent !== 'other') {
     if (intent === 'confirm') {
-      await deps.acceptOffer(last.id!);
+      // The offer itself, or the SMS/e-mail notification about it (which points at the offer).
+      const offerId =
+        last.about?.map((r) => /^Communication\/(.+)$/.exec(r.reference ?? '')?.[1]).find(Boolean) ?? last.id!;
+      await deps.acceptOffer(offerId);
       return 'offer-accepted';
     }
     return 'offer-declined';

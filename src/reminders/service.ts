@@ -18,6 +18,7 @@ import type {
   CommunicationRequest,
   Location,
   Patient,
+  Slot,
 } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import type { FhirPort } from '../fhir/client.js';
@@ -26,7 +27,7 @@ import { declaredZone } from '../fhir/zones.js';
 import type { JourneyLock } from '../journey/service.js';
 import { planReminders, type Offset, type QuietWindow } from './plan.js';
 import type { Ledger } from './ledger.js';
-import type { Templates } from './templates.js';
+import type { Templates, TemplateKind } from './templates.js';
 import { ChannelError, type Channel, type ChannelKind } from './channels/channel.js';
 import { contactOf } from './contact.js';
 
@@ -37,6 +38,16 @@ export interface ReminderJob {
   /** When it was planned to go (BullMQ's `delay` reads 0 inside the processor). */
   readonly dueAt: number;
 }
+
+/** A one-off notification on the patient's channel about a resource (an offer, a new message, a survey…). */
+export interface NotifyJob {
+  readonly kind: Exclude<TemplateKind, 'reminder'>;
+  readonly patientId: string;
+  /** The resource it is about, `Type/id`; with the kind it makes the notification's identity. */
+  readonly about: string;
+}
+
+export const notifyJobId = (j: NotifyJob): string => `notify-${j.kind}-${j.about.replace('/', '-')}`;
 
 export const reminderJobId = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 'startMs'>): string =>
   `rem-${j.appointmentId}-${j.offset}-${j.startMs}`;
@@ -64,6 +75,8 @@ export interface ReminderDeps {
   readonly defaultZone: string;
   readonly jobs: ReminderJobs;
   readonly clock?: () => Date;
+  /** Where patients open the portal (links in survey and education messages). */
+  readonly portalUrl?: string;
 }
 
 const REMINDED: readonly Appointment['status'][] = ['booked', 'pending'];
@@ -276,6 +289,154 @@ export class ReminderService {
     }
     await this.d.ledger.markSent(key);
     return 'sent';
+  }
+
+  /**
+   * Sends a notification once (ledger key: kind + resource), on the patient's channel, and writes it back as a
+   * Communication about that resource. The text carries no content of the resource itself: a date, a time, a
+   * place or a link at most.
+   */
+  async notify(job: NotifyJob, owner: string, final: boolean): Promise<SendOutcome> {
+    const key = `notify|${job.kind}|${job.about}`;
+    const claim = await this.d.ledger.claim(key, owner);
+    if (claim === 'sent') return 'duplicate';
+    if (claim === 'busy') throw new Error('another worker is sending this notification');
+    const written = await this.d.fhir.searchAll<Communication>(
+      'Communication',
+      { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' },
+      { noCache: true, maxPages: 1 },
+    );
+    if (written.length) {
+      await this.d.ledger.markSent(key);
+      return 'duplicate';
+    }
+    const patient = await this.read<Patient>('Patient', job.patientId);
+    if (!patient) {
+      await this.d.ledger.release(key, owner);
+      return 'stale';
+    }
+    const nowMs = this.now();
+    const contact = contactOf(patient, new Set(this.d.channels.keys()), nowMs);
+    const zone = declaredZone(patient) ?? this.d.defaultZone;
+    const values = await this.notifyValues(job, contact.language ?? 'en', zone);
+    if (!values) {
+      await this.d.ledger.release(key, owner);
+      return 'stale';
+    }
+    const message = this.d.templates.render(job.kind, contact.language, {
+      firstName: contact.firstName,
+      ...values,
+    });
+    const channel = this.d.channels.get(contact.channel) ?? this.d.channels.get('portal')!;
+    let failure: string | undefined;
+    try {
+      await channel.send({
+        to: contact.to,
+        subject: message.subject,
+        text: message.text,
+        messageId: key.replace(/[|/]/g, '-'),
+      });
+    } catch (e) {
+      const err = e instanceof ChannelError ? e : new ChannelError('send failed', true);
+      if (err.retryable && !final) {
+        await this.d.ledger.release(key, owner);
+        throw err;
+      }
+      failure = err.message;
+    }
+    const communication: Communication = {
+      resourceType: 'Communication',
+      identifier: [{ system: canonical.reminderSystem, value: key }],
+      status: failure ? 'not-done' : 'completed',
+      ...(failure ? { statusReason: { text: failure } } : {}),
+      category: [
+        {
+          coding: [
+            { system: canonical.communicationCategory, code: 'notification', display: 'Notification' },
+            { system: canonical.communicationCategory, code: job.kind },
+          ],
+        },
+      ],
+      medium: [
+        {
+          coding: [
+            {
+              system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationMode',
+              ...MEDIUM[contact.channel],
+            },
+          ],
+        },
+      ],
+      subject: { reference: `Patient/${job.patientId}` },
+      recipient: [{ reference: `Patient/${job.patientId}` }],
+      about: [{ reference: job.about }],
+      sent: new Date(nowMs).toISOString(),
+      payload: [{ contentString: message.text }],
+    };
+    await this.d.fhir.create(
+      communication,
+      failure
+        ? {}
+        : { ifNoneExist: { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' } },
+    );
+    if (failure) {
+      await this.d.ledger.release(key, owner);
+      return 'not-done';
+    }
+    await this.d.ledger.markSent(key);
+    return 'sent';
+  }
+
+  /** Template values for a notification, read from the resource it is about; undefined when it is gone. */
+  private async notifyValues(
+    job: NotifyJob,
+    locale: string,
+    zone: string,
+  ): Promise<Record<string, string> | undefined> {
+    const [type, id = ''] = job.about.split('/');
+    const portal = (this.d.portalUrl ?? '').replace(/\/+$/, '');
+    switch (job.kind) {
+      case 'waitlist-offer': {
+        const offer =
+          type === 'Communication' ? await this.readAny<Communication>('Communication', id) : undefined;
+        const slotRef = offer?.about?.find((r) => r.reference?.startsWith('Slot/'))?.reference;
+        const slot = slotRef ? await this.readAny<Slot>('Slot', slotRef.slice('Slot/'.length)) : undefined;
+        if (!slot) return undefined;
+        const hold = slot.extension?.find((x) => x.url === canonical.slotHoldExtension);
+        const expires = hold?.extension?.find((x) => x.url === 'expires')?.valueInstant;
+        const when = new Date(slot.start);
+        return {
+          date: safeFormat(locale, { dateStyle: 'medium', timeZone: zone }, when),
+          time: safeFormat(locale, { timeStyle: 'short', timeZone: zone }, when),
+          place: 'the clinic',
+          expires: expires
+            ? safeFormat(
+                locale,
+                { dateStyle: 'short', timeStyle: 'short', timeZone: zone },
+                new Date(expires),
+              )
+            : '',
+        };
+      }
+      case 'survey':
+      case 'education':
+        return { link: `${portal}/${type}/${id}` };
+      case 'check-up':
+      case 'message-notification':
+        return {};
+    }
+  }
+
+  private async readAny<T extends Communication | Slot>(
+    type: T['resourceType'],
+    id: string,
+  ): Promise<T | undefined> {
+    try {
+      return await this.d.fhir.read<T>(type, id, { noCache: true });
+    } catch (e) {
+      if (e instanceof FhirError && e.isNotFound) return undefined;
+      throw e;
+    }
   }
 
   private async placeOf(a: Appointment): Promise<string> {

@@ -34,6 +34,8 @@ export interface SchedulingDeps {
    * offer that just expired, when the Slot moves on to the next patient in the same round.
    */
   slotFreed(slotId: string, round: string, after?: string): Promise<void>;
+  /** A waitlist offer was made (its portal Communication): tell the patient on their channel. */
+  offerMade?(communicationId: string, patientId: string): Promise<void>;
   /** Reminder re-planning; called after every Appointment change. */
   appointmentChanged(appointmentId: string): Promise<void>;
   readonly metrics?: SchedulingMetrics;

@@ -265,6 +265,8 @@ export async function offerSlot(deps: SchedulingDeps, slotId: string, round: str
   if (outcome.kind === 'offered') {
     deps.metrics?.offered();
     await deps.scheduleRelease(slotId, outcome.hold.id, Date.parse(outcome.hold.expires));
+    // The portal Communication is the offer; the patient also hears of it on their own channel.
+    await deps.offerMade?.(outcome.communicationId, outcome.hold.holder.replace(/^Patient\//, ''));
   }
   return outcome;
 }

@@ -7,7 +7,7 @@ import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
 import { Counter } from 'prom-client';
-import { ReminderService, type ReminderJobs } from '../../reminders/service.js';
+import { ReminderService, type NotifyJob, type ReminderJobs } from '../../reminders/service.js';
 import { Templates } from '../../reminders/templates.js';
 import { redisLedger } from '../../reminders/ledger.js';
 import { emailChannel } from '../../reminders/channels/email.js';
@@ -29,6 +29,7 @@ declare module 'fastify' {
       plans: PlanQueue;
       sweep: SweepQueue;
       enqueuePlan(appointmentId: string): Promise<void>;
+      enqueueNotify(kind: NotifyJob['kind'], patientId: string, about: string): Promise<void>;
       reply(reply: InboundReply): Promise<ReplyOutcome>;
     };
   }
@@ -78,6 +79,7 @@ export default fp(
       quiet: app.config.quietHours,
       defaultZone: app.config.defaultTimezone,
       jobs,
+      ...(cfg.portalUrl ? { portalUrl: cfg.portalUrl } : {}),
     });
     const sent = new Counter({
       name: 'careway_reminder_replies_total',
@@ -91,6 +93,8 @@ export default fp(
       plans,
       sweep,
       enqueuePlan: (id: string) => plans.add(id),
+      enqueueNotify: (kind: NotifyJob['kind'], patientId: string, about: string) =>
+        queue.notify({ kind, patientId, about }),
       async reply(reply: InboundReply): Promise<ReplyOutcome> {
         const outcome = await handleReply(
           {

@@ -51,6 +51,8 @@ export default fp(
       slotFreed: (slotId, round, after) => waitlist.add(slotId, round, after),
       // Every Appointment change re-plans its reminders (the reminders plugin is registered after this one).
       appointmentChanged: (id) => app.reminders.enqueuePlan(id),
+      offerMade: (communicationId, patientId) =>
+        app.reminders.enqueueNotify('waitlist-offer', patientId, `Communication/${communicationId}`),
       metrics: {
         offered: () => offers.inc({ outcome: 'offered' }),
         accepted: () => offers.inc({ outcome: 'accepted' }),
