@@ -90,6 +90,8 @@ export interface RemindersConfig {
   readonly templatesDir?: string;
   /** The patient portal's base URL, for links in survey and education messages. */
   readonly portalUrl?: string;
+  /** SURVEY_DELAY: how long after a fulfilled appointment the feedback survey goes out. */
+  readonly surveyDelayMs: number;
 }
 
 export interface SchedulingConfig {
@@ -469,6 +471,7 @@ export function loadConfig(env: Env): Config {
     sweepMs: str('REMINDER_SWEEP_INTERVAL') === 'off' ? 0 : duration('REMINDER_SWEEP_INTERVAL', 'PT5M'),
     ...(str('TEMPLATES_DIR') ? { templatesDir: str('TEMPLATES_DIR')! } : {}),
     ...(str('PORTAL_URL') ? { portalUrl: str('PORTAL_URL')! } : {}),
+    surveyDelayMs: duration('SURVEY_DELAY', 'PT2H'),
   };
 
   const parsedWeights = parseWeights(str('SCHEDULING_WEIGHTS'));

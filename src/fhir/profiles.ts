@@ -9,6 +9,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
+  Questionnaire,
   Bundle,
   BundleEntry,
   CodeSystem,
@@ -18,13 +19,15 @@ import type {
 } from 'fhir/r4.js';
 import type { FhirPort } from './client.js';
 
-export type ConformanceResource = CodeSystem | ValueSet | StructureDefinition | SearchParameter;
+export type ConformanceResource =
+  CodeSystem | ValueSet | StructureDefinition | SearchParameter | Questionnaire;
 
 const ORDER: Record<ConformanceResource['resourceType'], number> = {
   CodeSystem: 0,
   ValueSet: 1,
   StructureDefinition: 2,
   SearchParameter: 3,
+  Questionnaire: 4,
 };
 
 /** Reads every `*.json` at the top of `dir` (examples live in a subfolder and are not uploaded). */

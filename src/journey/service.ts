@@ -116,6 +116,8 @@ export interface JourneyServiceOptions {
   readonly targets?: TimelineTargets;
   /** Attempts when the EpisodeOfCare version moved under us. */
   readonly maxAttempts?: number;
+  /** Called after a journey enters a stage (engagement sends that stage's education). */
+  readonly onStageEntered?: (episode: EpisodeOfCare, stage: JourneyStage) => Promise<void>;
 }
 
 function idFromLocation(location: string | undefined): string | undefined {
@@ -149,6 +151,7 @@ export class JourneyService {
   private readonly clock: () => Date;
   private readonly targets: TimelineTargets;
   private readonly maxAttempts: number;
+  private readonly onStageEntered: JourneyServiceOptions['onStageEntered'];
 
   constructor(options: JourneyServiceOptions) {
     this.fhir = options.fhir;
@@ -156,6 +159,7 @@ export class JourneyService {
     this.clock = options.clock ?? (() => new Date());
     this.targets = options.targets ?? DEFAULT_TARGETS;
     this.maxAttempts = options.maxAttempts ?? 5;
+    this.onStageEntered = options.onStageEntered;
   }
 
   /** Starts a journey, or returns the one already started for the same identifier (created: false). */
@@ -433,7 +437,7 @@ export class JourneyService {
     trigger?: Reference,
   ): Promise<ChangeResult> {
     const first = await this.readJourney(id);
-    return this.lock.withLock(`patient:${patientIdOf(first.episode)}`, async () => {
+    const result = await this.lock.withLock(`patient:${patientIdOf(first.episode)}`, async () => {
       for (let attempt = 1; ; attempt++) {
         // The first attempt uses the read that found the patient; If-Match catches anything newer.
         const { episode } = attempt === 1 ? first : await this.readJourney(id);
@@ -473,6 +477,12 @@ export class JourneyService {
         return { episode: (await this.readJourney(id)).episode, changed: true };
       }
     });
+    // Outside the lock: what follows a stage change (education for the new stage) must not hold up the patient.
+    if (result.changed && this.onStageEntered) {
+      const stage = readState(result.episode).stage;
+      if (stage !== first.state.stage) await this.onStageEntered(result.episode, stage);
+    }
+    return result;
   }
 
   private async mustRead<T extends Resource>(

@@ -228,13 +228,16 @@ function touchpointsOf(resource: Resource, state: JourneyState): Touchpoint[] {
         'Planned message',
         r.status,
       );
-    case 'QuestionnaireResponse':
+    case 'QuestionnaireResponse': {
+      // The patient-experience survey's `overall` answer (1-5) is the score staff look for.
+      const score = r.item?.find((i) => i.linkId === 'overall')?.answer?.[0]?.valueInteger;
       return at(
         'questionnaire-response',
         r.authored ?? r.meta?.lastUpdated,
-        'Questionnaire answered',
+        score !== undefined ? `Questionnaire answered (score ${score}/5)` : 'Questionnaire answered',
         r.status,
       );
+    }
     case 'Task':
       return at('task', r.authoredOn ?? r.meta?.lastUpdated, 'Task', r.status);
     case 'Condition':

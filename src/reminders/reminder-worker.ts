@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue, Worker } from 'bullmq';
 import type { RedisConnections } from '../queues/connections.js';
+import type { Recurring } from './care-plans.js';
 import { forwardFinalFailures } from '../queues/dead-letter.js';
 import {
   notifyJobId,
@@ -28,8 +29,10 @@ export interface ReminderQueue {
   readonly dead: Queue;
   readonly worker: Worker<ReminderJob>;
   schedule(job: ReminderJob): Promise<void>;
-  notify(job: NotifyJob): Promise<void>;
+  notify(job: NotifyJob, delayMs?: number): Promise<void>;
   remove(jobId: string): Promise<void>;
+  upsertRecurring(r: Recurring): Promise<void>;
+  removeRecurring(id: string): Promise<void>;
 }
 
 export function init(
@@ -73,8 +76,21 @@ export function init(
         delay: Math.max(0, job.dueAt - Date.now()),
       });
     },
-    async notify(job): Promise<void> {
-      await (queue as unknown as Queue<NotifyJob>).add('notify', job, { jobId: notifyJobId(job) });
+    async notify(job, delayMs = 0): Promise<void> {
+      await (queue as unknown as Queue<NotifyJob>).add('notify', job, {
+        jobId: notifyJobId(job),
+        delay: Math.max(0, delayMs),
+      });
+    },
+    async upsertRecurring(r): Promise<void> {
+      await queue.upsertJobScheduler(
+        r.id,
+        { every: r.everyMs, ...(r.startMs && r.startMs > Date.now() ? { startDate: r.startMs } : {}) },
+        { name: 'notify', data: r.job as unknown as ReminderJob },
+      );
+    },
+    async removeRecurring(id): Promise<void> {
+      await queue.removeJobScheduler(id);
     },
     async remove(jobId): Promise<void> {
       const job = await queue.getJob(jobId);

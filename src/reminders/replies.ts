@@ -123,7 +123,8 @@ export async function handleReply(deps: ReplyDeps, reply: InboundReply): Promise
     if (intent === 'confirm') {
       // The offer itself, or the SMS/e-mail notification about it (which points at the offer).
       const offerId =
-        last.about?.map((r) => /^Communication\/(.+)$/.exec(r.reference ?? '')?.[1]).find(Boolean) ?? last.id!;
+        last.about?.map((r) => /^Communication\/(.+)$/.exec(r.reference ?? '')?.[1]).find(Boolean) ??
+        last.id!;
       await deps.acceptOffer(offerId);
       return 'offer-accepted';
     }

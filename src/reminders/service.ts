@@ -13,11 +13,13 @@
 import type {
   Appointment,
   Bundle,
+  CarePlan,
   BundleEntry,
   Communication,
   CommunicationRequest,
   Location,
   Patient,
+  Practitioner,
   Slot,
 } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
@@ -27,38 +29,23 @@ import { declaredZone } from '../fhir/zones.js';
 import type { JourneyLock } from '../journey/service.js';
 import { planReminders, type Offset, type QuietWindow } from './plan.js';
 import type { Ledger } from './ledger.js';
-import type { Templates, TemplateKind } from './templates.js';
+import type { Templates } from './templates.js';
 import { ChannelError, type Channel, type ChannelKind } from './channels/channel.js';
 import { contactOf } from './contact.js';
-
-export interface ReminderJob {
-  readonly appointmentId: string;
-  readonly offset: string;
-  readonly startMs: number;
-  /** When it was planned to go (BullMQ's `delay` reads 0 inside the processor). */
-  readonly dueAt: number;
-}
-
-/** A one-off notification on the patient's channel about a resource (an offer, a new message, a survey…). */
-export interface NotifyJob {
-  readonly kind: Exclude<TemplateKind, 'reminder'>;
-  readonly patientId: string;
-  /** The resource it is about, `Type/id`; with the kind it makes the notification's identity. */
-  readonly about: string;
-}
-
-export const notifyJobId = (j: NotifyJob): string => `notify-${j.kind}-${j.about.replace('/', '-')}`;
-
-export const reminderJobId = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 'startMs'>): string =>
-  `rem-${j.appointmentId}-${j.offset}-${j.startMs}`;
-const reminderKey = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 'startMs'>): string =>
-  `${j.appointmentId}|${j.offset}|${j.startMs}`;
+import { notifyKey, reminderJobId, reminderKey, type NotifyJob, type ReminderJob } from './jobs.js';
+export { notifyJobId, reminderJobId, type NotifyJob, type ReminderJob } from './jobs.js';
+import { checkUpStillWanted, recurringFor, type Recurring } from './care-plans.js';
 
 export interface ReminderJobs {
   schedule(job: ReminderJob): Promise<void>;
+  /** A one-off notification, after `delayMs`. */
+  notify(job: NotifyJob, delayMs: number): Promise<void>;
   /** Removes a planned job that has not started (an active one re-checks the Appointment itself). */
   remove(jobId: string): Promise<void>;
   planned(appointmentId: string): Promise<string[]>;
+  /** Recurring notifications (BullMQ job schedulers), for continuous care. */
+  upsertRecurring(r: Recurring): Promise<void>;
+  removeRecurring(id: string): Promise<void>;
   setPlanned(appointmentId: string, jobIds: readonly string[]): Promise<void>;
 }
 
@@ -77,6 +64,8 @@ export interface ReminderDeps {
   readonly clock?: () => Date;
   /** Where patients open the portal (links in survey and education messages). */
   readonly portalUrl?: string;
+  /** How long after a fulfilled appointment the feedback survey goes out. */
+  readonly surveyDelayMs: number;
 }
 
 const REMINDED: readonly Appointment['status'][] = ['booked', 'pending'];
@@ -157,8 +146,34 @@ export class ReminderService {
       for (const j of jobs) await this.d.jobs.schedule(j);
       await this.d.jobs.setPlanned(appointmentId, [...wanted]);
       if (a) await this.syncRequests(a, jobs);
+      // After the visit: the feedback survey, once per appointment (the job id and the ledger both key on it).
+      const patientId = a ? patientOf(a) : undefined;
+      if (a?.status === 'fulfilled' && patientId)
+        await this.d.jobs.notify(
+          { kind: 'survey', recipient: `Patient/${patientId}`, about: `Appointment/${appointmentId}` },
+          this.d.surveyDelayMs,
+        );
       return [...wanted];
     });
+  }
+
+  /** Makes the CarePlan's recurring check-ups match the plan as it is now. Returns the scheduler ids kept. */
+  async syncCarePlan(carePlanId: string): Promise<string[]> {
+    const plan = await this.d.fhir
+      .read<CarePlan>('CarePlan', carePlanId, { noCache: true })
+      .catch((e: unknown) => {
+        if (e instanceof FhirError && e.isNotFound) return undefined;
+        throw e;
+      });
+    const wanted = plan ? await recurringFor(this.d.fhir, plan) : [];
+    for (const r of wanted) await this.d.jobs.upsertRecurring(r);
+    // Activities that stopped repeating (or a plan that ended) lose their schedulers.
+    const keep = new Set(wanted.map((r) => r.id));
+    for (let i = 0; i < Math.max(plan?.activity?.length ?? 0, 20); i++) {
+      const id = `checkup-${carePlanId}-${i}`;
+      if (!keep.has(id)) await this.d.jobs.removeRecurring(id);
+    }
+    return [...keep];
   }
 
   /** CommunicationRequests mirror the plan: new ones created, ones planned away revoked, in one transaction. */
@@ -297,7 +312,7 @@ export class ReminderService {
    * place or a link at most.
    */
   async notify(job: NotifyJob, owner: string, final: boolean): Promise<SendOutcome> {
-    const key = `notify|${job.kind}|${job.about}`;
+    const key = notifyKey(job);
     const claim = await this.d.ledger.claim(key, owner);
     if (claim === 'sent') return 'duplicate';
     if (claim === 'busy') throw new Error('another worker is sending this notification');
@@ -310,11 +325,23 @@ export class ReminderService {
       await this.d.ledger.markSent(key);
       return 'duplicate';
     }
-    const patient = await this.read<Patient>('Patient', job.patientId);
-    if (!patient) {
+    // A check-up run whose plan or journey has ended stops its scheduler instead of sending.
+    if (job.kind === 'check-up' && !(await checkUpStillWanted(this.d.fhir, job))) {
+      await this.d.ledger.release(key, owner);
+      const plan = job.about.replace(/^CarePlan\//, '');
+      await this.d.jobs.removeRecurring(`checkup-${plan}-${(job.context ?? '').replace('activity-', '')}`);
+      return 'stale';
+    }
+    const [recipientType, recipientId = ''] = job.recipient.split('/');
+    const person =
+      recipientType === 'Practitioner'
+        ? asContactable(await this.readAny<Practitioner>('Practitioner', recipientId))
+        : await this.read<Patient>('Patient', recipientId);
+    if (!person) {
       await this.d.ledger.release(key, owner);
       return 'stale';
     }
+    const patient = person;
     const nowMs = this.now();
     const contact = contactOf(patient, new Set(this.d.channels.keys()), nowMs);
     const zone = declaredZone(patient) ?? this.d.defaultZone;
@@ -367,8 +394,8 @@ export class ReminderService {
           ],
         },
       ],
-      subject: { reference: `Patient/${job.patientId}` },
-      recipient: [{ reference: `Patient/${job.patientId}` }],
+      ...(recipientType === 'Patient' ? { subject: { reference: job.recipient } } : {}),
+      recipient: [{ reference: job.recipient }],
       about: [{ reference: job.about }],
       sent: new Date(nowMs).toISOString(),
       payload: [{ contentString: message.text }],
@@ -419,6 +446,7 @@ export class ReminderService {
         };
       }
       case 'survey':
+        return { link: `${portal}/survey/patient-experience?appointment=${encodeURIComponent(id)}` };
       case 'education':
         return { link: `${portal}/${type}/${id}` };
       case 'check-up':
@@ -427,7 +455,7 @@ export class ReminderService {
     }
   }
 
-  private async readAny<T extends Communication | Slot>(
+  private async readAny<T extends Communication | Slot | Practitioner>(
     type: T['resourceType'],
     id: string,
   ): Promise<T | undefined> {
@@ -517,6 +545,18 @@ export class ReminderService {
     };
     await this.d.fhir.transaction(tx);
   }
+}
+
+/** A Practitioner reached the same way as a patient: telecom, name, language. */
+function asContactable(p: Practitioner | undefined): Patient | undefined {
+  if (!p) return undefined;
+  const language = p.communication?.[0]?.coding?.find((c) => c.code);
+  return {
+    resourceType: 'Patient',
+    ...(p.telecom ? { telecom: p.telecom } : {}),
+    ...(p.name ? { name: p.name } : {}),
+    ...(language ? { communication: [{ language: { coding: [language] }, preferred: true }] } : {}),
+  };
 }
 
 /** A versioned update of a CommunicationRequest's status. */

@@ -2,11 +2,12 @@
  * Queue `reminder-sweep`: the reconciliation sweep. Every REMINDER_SWEEP_INTERVAL it lists the Appointments
  * changed on the FHIR server since the last sweep (with a minute of overlap) and queues a re-plan for each, so
  * an edit made directly on the server (by the EHR) re-plans its reminders even when the REST-hook delivery was
- * lost. The last sweep time is kept in Redis.
+ * lost. CarePlans changed since then get their recurring check-ups synced the same way. The last sweep time is
+ * kept in Redis.
  */
 import type { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Appointment } from 'fhir/r4.js';
+import type { Appointment, CarePlan } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
 import type { RedisConnections } from '../queues/connections.js';
 
@@ -24,6 +25,7 @@ export async function sweep(
   key: string,
   replan: (id: string) => Promise<void>,
   nowMs = Date.now(),
+  syncCarePlan?: (id: string) => Promise<void>,
 ): Promise<number> {
   const last = Number((await redis.get(key)) ?? nowMs - 86400_000);
   const since = new Date(last - 60_000).toISOString();
@@ -33,13 +35,28 @@ export async function sweep(
     { noCache: true, maxPages: 50 },
   );
   for (const a of changed) await replan(a.id!);
+  let plans = 0;
+  if (syncCarePlan) {
+    const changedPlans = await fhir.searchAll<CarePlan>(
+      'CarePlan',
+      { _lastUpdated: `gt${since}`, _elements: 'id', _count: 200 },
+      { noCache: true, maxPages: 50 },
+    );
+    for (const p of changedPlans) await syncCarePlan(p.id!);
+    plans = changedPlans.length;
+  }
   await redis.set(key, String(nowMs));
-  return changed.length;
+  return changed.length + plans;
 }
 
 export function init(
   conns: RedisConnections,
-  deps: { fhir: FhirPort; prefix: string; replan: (id: string) => Promise<void> },
+  deps: {
+    fhir: FhirPort;
+    prefix: string;
+    replan: (id: string) => Promise<void>;
+    syncCarePlan: (id: string) => Promise<void>;
+  },
 ): SweepQueue {
   const queue = conns.queue(REMINDER_SWEEP_QUEUE, {
     defaultJobOptions: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
@@ -47,7 +64,9 @@ export function init(
   const key = `${deps.prefix}:reminder-sweep:last`;
   const worker = conns.worker(
     REMINDER_SWEEP_QUEUE,
-    async () => ({ replanned: await sweep(deps.fhir, conns.producer, key, deps.replan) }),
+    async () => ({
+      replanned: await sweep(deps.fhir, conns.producer, key, deps.replan, Date.now(), deps.syncCarePlan),
+    }),
     { concurrency: 1 },
   );
   return {

@@ -12,7 +12,7 @@ const dir = join(projectRoot(), 'profiles');
 describe('profiles/', () => {
   it('when loaded then code systems, value sets, structure definitions and search parameters come in that order', async () => {
     const res = await loadConformanceResources(dir);
-    const order = ['CodeSystem', 'ValueSet', 'StructureDefinition', 'SearchParameter'];
+    const order = ['CodeSystem', 'ValueSet', 'StructureDefinition', 'SearchParameter', 'Questionnaire'];
     const kinds = res.map((r) => order.indexOf(r.resourceType));
     expect(kinds.every((k) => k >= 0)).toBe(true);
     expect([...kinds].sort((a, b) => a - b)).toEqual(kinds);

@@ -21,6 +21,8 @@ export default fp(
         fhir: app.fhir,
         lock: redisLock(app.redis.producer),
         targets: app.config.journeyTargets,
+        // Engagement sends a stage's education when a journey enters it (the reminders plugin comes later).
+        onStageEntered: (episode, stage) => app.reminders.stageEntered(episode, stage),
       }),
     );
   },

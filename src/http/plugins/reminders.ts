@@ -19,6 +19,8 @@ import { init as initPlans, type PlanQueue } from '../../reminders/plan-worker.j
 import { init as initSweep, type SweepQueue } from '../../reminders/sweep-worker.js';
 import { handleReply, type InboundReply, type ReplyOutcome } from '../../reminders/replies.js';
 import { redisLock } from '../../queues/locks.js';
+import { educationFor } from '../../reminders/care-plans.js';
+import type { EpisodeOfCare } from 'fhir/r4.js';
 import { projectRoot } from '../../shared/paths.js';
 
 declare module 'fastify' {
@@ -29,7 +31,9 @@ declare module 'fastify' {
       plans: PlanQueue;
       sweep: SweepQueue;
       enqueuePlan(appointmentId: string): Promise<void>;
-      enqueueNotify(kind: NotifyJob['kind'], patientId: string, about: string): Promise<void>;
+      enqueueNotify(job: NotifyJob): Promise<void>;
+      /** A journey entered a stage: its education goes out (once per journey and document). */
+      stageEntered(episode: EpisodeOfCare, stage: string): Promise<void>;
       reply(reply: InboundReply): Promise<ReplyOutcome>;
     };
   }
@@ -57,9 +61,19 @@ export default fp(
     const get = (): ReminderService => service;
     const queue = initReminders(app.redis, get, { attempts: cfg.attempts, concurrency: cfg.concurrency });
     const plans = initPlans(app.redis, get);
-    const sweep = initSweep(app.redis, { fhir: app.fhir, prefix, replan: (id) => plans.add(id) });
+    const sweep = initSweep(app.redis, {
+      fhir: app.fhir,
+      prefix,
+      replan: (id) => plans.add(id),
+      syncCarePlan: async (id) => {
+        await service.syncCarePlan(id);
+      },
+    });
     const jobs: ReminderJobs = {
       schedule: (job) => queue.schedule(job),
+      notify: (job, delayMs) => queue.notify(job, delayMs),
+      upsertRecurring: (r) => queue.upsertRecurring(r),
+      removeRecurring: (id) => queue.removeRecurring(id),
       remove: (id) => queue.remove(id),
       planned: (id) => redis.smembers(plannedKey(id)),
       async setPlanned(id, ids): Promise<void> {
@@ -80,6 +94,7 @@ export default fp(
       defaultZone: app.config.defaultTimezone,
       jobs,
       ...(cfg.portalUrl ? { portalUrl: cfg.portalUrl } : {}),
+      surveyDelayMs: cfg.surveyDelayMs,
     });
     const sent = new Counter({
       name: 'careway_reminder_replies_total',
@@ -93,8 +108,10 @@ export default fp(
       plans,
       sweep,
       enqueuePlan: (id: string) => plans.add(id),
-      enqueueNotify: (kind: NotifyJob['kind'], patientId: string, about: string) =>
-        queue.notify({ kind, patientId, about }),
+      enqueueNotify: (job: NotifyJob) => queue.notify(job),
+      async stageEntered(episode: EpisodeOfCare, stage: string): Promise<void> {
+        for (const job of await educationFor(app.fhir, episode, stage)) await queue.notify(job);
+      },
       async reply(reply: InboundReply): Promise<ReplyOutcome> {
         const outcome = await handleReply(
           {

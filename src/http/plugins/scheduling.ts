@@ -52,7 +52,11 @@ export default fp(
       // Every Appointment change re-plans its reminders (the reminders plugin is registered after this one).
       appointmentChanged: (id) => app.reminders.enqueuePlan(id),
       offerMade: (communicationId, patientId) =>
-        app.reminders.enqueueNotify('waitlist-offer', patientId, `Communication/${communicationId}`),
+        app.reminders.enqueueNotify({
+          kind: 'waitlist-offer',
+          recipient: `Patient/${patientId}`,
+          about: `Communication/${communicationId}`,
+        }),
       metrics: {
         offered: () => offers.inc({ outcome: 'offered' }),
         accepted: () => offers.inc({ outcome: 'accepted' }),

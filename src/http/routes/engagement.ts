@@ -14,7 +14,13 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { CarewayError } from '../../shared/errors.js';
 import { verify } from '../../reminders/channels/sms-webhook.js';
-import { requireUnconfined } from '../plugins/auth.js';
+import { principalOf, requireUnconfined } from '../plugins/auth.js';
+import { FHIR_JSON } from '../plugins/errors.js';
+import { decide } from '../auth/scopes.js';
+import { postMessage } from '../../reminders/messaging.js';
+import { submitResponse } from '../../reminders/feedback.js';
+
+const FhirBody = Type.Object({ resourceType: Type.String() }, { additionalProperties: true });
 
 const ReplyBody = Type.Object(
   {
@@ -124,6 +130,89 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
           });
       }
       return { deadLetters: rows };
+    },
+  );
+
+  app.post(
+    '/fhir/Communication',
+    {
+      schema: {
+        tags: ['engagement'],
+        summary: 'Send a secure message (a Communication in a thread; scope: Communication.c)',
+        security: [{ bearer: [] }],
+        body: FhirBody,
+        response: { 200: FhirBody, 201: FhirBody, '4xx': FhirBody },
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      const d = decide(principal.scopes, 'Communication', 'c');
+      if (!d.allowed)
+        throw new CarewayError(
+          'insufficient-scope',
+          `${d.reason}; a scope like patient/Communication.c is needed`,
+          {
+            headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
+          },
+        );
+      if (d.compartmentOnly && !principal.patient)
+        throw new CarewayError('insufficient-scope', 'a patient/ scope needs a "patient" claim in the token');
+      const r = await postMessage(
+        {
+          fhir: app.fhir,
+          notify: (recipient, id) =>
+            app.reminders.enqueueNotify({
+              kind: 'message-notification',
+              recipient,
+              about: `Communication/${id}`,
+            }),
+        },
+        request.body,
+        {
+          ...(d.compartmentOnly && principal.patient ? { patient: principal.patient } : {}),
+          ...(principal.fhirUser ? { fhirUser: principal.fhirUser } : {}),
+        },
+      );
+      return reply
+        .code(r.created ? 201 : 200)
+        .type(FHIR_JSON)
+        .send(r.communication);
+    },
+  );
+
+  app.post(
+    '/fhir/QuestionnaireResponse',
+    {
+      schema: {
+        tags: ['engagement'],
+        summary: 'Submit a survey answer, linked to the journey (scope: QuestionnaireResponse.c)',
+        security: [{ bearer: [] }],
+        body: FhirBody,
+        response: { 200: FhirBody, 201: FhirBody, '4xx': FhirBody },
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      const d = decide(principal.scopes, 'QuestionnaireResponse', 'c');
+      if (!d.allowed)
+        throw new CarewayError(
+          'insufficient-scope',
+          `${d.reason}; a scope like patient/QuestionnaireResponse.c is needed`,
+          {
+            headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
+          },
+        );
+      if (d.compartmentOnly && !principal.patient)
+        throw new CarewayError('insufficient-scope', 'a patient/ scope needs a "patient" claim in the token');
+      const r = await submitResponse(
+        { fhir: app.fhir, journeysOf: (id) => app.journeys.journeysOf(id) },
+        request.body,
+        d.compartmentOnly ? principal.patient : undefined,
+      );
+      return reply
+        .code(r.created ? 201 : 200)
+        .type(FHIR_JSON)
+        .send(r.response);
     },
   );
 

@@ -1,0 +1,35 @@
+/**
+ * What the reminder queue's jobs carry: ids only (appointment, offset, start, due time; or the notification's
+ * kind, recipient and subject resource), never PHI. Their ids and ledger keys are derived here, in one place.
+ */
+import type { TemplateKind } from './templates.js';
+
+export interface ReminderJob {
+  readonly appointmentId: string;
+  readonly offset: string;
+  readonly startMs: number;
+  /** When it was planned to go (BullMQ's `delay` reads 0 inside the processor). */
+  readonly dueAt: number;
+}
+
+/** A one-off notification on the patient's channel about a resource (an offer, a new message, a survey…). */
+export interface NotifyJob {
+  readonly kind: Exclude<TemplateKind, 'reminder'>;
+  /** `Patient/{id}` or `Practitioner/{id}`. */
+  readonly recipient: string;
+  /** The resource it is about, `Type/id`; with the kind (and context) it makes the notification's identity. */
+  readonly about: string;
+  /** Scopes the identity further: education is sent once per journey (`EpisodeOfCare/{id}`). */
+  readonly context?: string;
+  /** One occurrence of a recurring notification (a check-up scheduler's run). */
+  readonly occurrence?: string;
+}
+
+export const notifyKey = (j: NotifyJob): string =>
+  ['notify', j.kind, j.about, j.context ?? '', j.occurrence ?? ''].join('|');
+export const notifyJobId = (j: NotifyJob): string => notifyKey(j).replace(/[|/:#@]/g, '-');
+
+export const reminderJobId = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 'startMs'>): string =>
+  `rem-${j.appointmentId}-${j.offset}-${j.startMs}`;
+export const reminderKey = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 'startMs'>): string =>
+  `${j.appointmentId}|${j.offset}|${j.startMs}`;
