@@ -53,12 +53,19 @@ export function init(
   const processId = randomUUID();
   const worker = conns.worker<ReminderJob>(
     REMINDERS_QUEUE,
-    (job): Promise<SendOutcome> =>
-      service().send(
-        job.data,
-        `${processId}-${job.id ?? ''}`,
-        job.attemptsMade + 1 >= (job.opts.attempts ?? 1),
-      ),
+    (job): Promise<SendOutcome> => {
+      const owner = `${processId}-${job.id ?? ''}`;
+      const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      // Two kinds of job share the queue (its retries and dead letters): reminders and one-off notifications.
+      if (job.name !== 'notify') return service().send(job.data, owner, final);
+      const data = job.data as unknown as NotifyJob;
+      // A job scheduler's run (a recurring check-up) is one occurrence: its id names the run.
+      return service().notify(
+        job.repeatJobKey ? { ...data, occurrence: job.id ?? String(job.timestamp) } : data,
+        owner,
+        final,
+      );
+    },
     { concurrency: options.concurrency, autorun: options.autorun ?? true },
   );
   forwardFinalFailures(worker, dead, (job, err) => ({

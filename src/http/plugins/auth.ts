@@ -14,6 +14,10 @@ import { createVerifier, type Principal, type TokenVerifier } from '../auth/veri
 import { decide, type Permission } from '../auth/scopes.js';
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Verifies the request's bearer token and sets `request.principal` (throws 401 otherwise). */
+    authenticate(request: FastifyRequest): Promise<void>;
+  }
   interface FastifyContextConfig {
     /** The route needs no bearer token. */
     public?: boolean;
@@ -67,10 +71,15 @@ export default fp<{ verifier?: TokenVerifier }>(
   async function auth(app: FastifyInstance, opts) {
     const verify = opts.verifier ?? createVerifier(app.config.auth);
     app.decorateRequest('principal', undefined);
+    app.decorate('authenticate', async (request: FastifyRequest) => {
+      request.principal = await verify(bearer(request));
+    });
     app.addHook('onRequest', async (request) => {
       // The OpenAPI UI and document are public (registered by @fastify/swagger-ui, which takes no route config).
       if (request.routeOptions.config.public === true || request.routeOptions.url?.startsWith('/docs'))
         return;
+      // The queue dashboard authenticates in its own scope: its plugin's error handler would turn a 401 into 500.
+      if (request.routeOptions.url?.startsWith('/admin/queues')) return;
       request.principal = await verify(bearer(request));
     });
   },

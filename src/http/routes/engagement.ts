@@ -218,7 +218,17 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
 
   // The dashboard: every route under /admin/queues needs a staff token (bearer auth runs first).
   await app.register(async (admin) => {
-    admin.addHook('onRequest', async (request) => requireUnconfined(request, 'Communication', 'r'));
+    // Answered here, not thrown: bull-board's own error handler would turn an auth failure into a 500.
+    admin.addHook('onRequest', async (request, reply) => {
+      try {
+        await app.authenticate(request);
+        requireUnconfined(request, 'Communication', 'r');
+      } catch (e) {
+        const err =
+          e instanceof CarewayError ? e : new CarewayError('unauthenticated', 'a bearer token is required');
+        return reply.code(err.status).headers(err.headers).type(FHIR_JSON).send(err.toOperationOutcome());
+      }
+    });
     const adapter = new FastifyAdapter();
     adapter.setBasePath('/admin/queues');
     createBullBoard({
