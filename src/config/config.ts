@@ -65,6 +65,8 @@ export interface Config {
   readonly journeyTargets: JourneyTargets;
   /** Prefix of every BullMQ key, so several deployments (or test runs) can share one Redis. */
   readonly queuePrefix: string;
+  /** RUN_WORKERS=false: this instance serves HTTP and MLLP and queues work, and runs no queue workers. */
+  readonly runWorkers: boolean;
   readonly referrals: ReferralConfig;
   readonly hl7: Hl7Config;
   readonly scheduling: SchedulingConfig;
@@ -485,6 +487,8 @@ export function loadConfig(env: Env): Config {
     noShowSweepMs: str('NOSHOW_SWEEP_INTERVAL') === 'off' ? 0 : duration('NOSHOW_SWEEP_INTERVAL', 'PT5M'),
   };
 
+  const workersRaw = str('RUN_WORKERS') ?? 'true';
+  if (!['true', 'false'].includes(workersRaw)) problems.push('RUN_WORKERS: must be true or false');
   const uploadRaw = str('CAREWAY_UPLOAD_PROFILES') ?? 'true';
   if (!['true', 'false'].includes(uploadRaw)) problems.push('CAREWAY_UPLOAD_PROFILES: must be true or false');
 
@@ -515,6 +519,7 @@ export function loadConfig(env: Env): Config {
     uploadProfiles: uploadRaw !== 'false',
     journeyTargets,
     queuePrefix,
+    runWorkers: workersRaw !== 'false',
     referrals,
     hl7,
     scheduling,

@@ -43,7 +43,12 @@ function options(url: URL, role: ConnectionRole, name: string): RedisOptions {
     : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false };
 }
 
-export function createConnections(redisUrl: URL, prefix = 'careway'): RedisConnections {
+export function createConnections(
+  redisUrl: URL,
+  prefix = 'careway',
+  /** false: queues only, no workers here (an API-only instance; workers run in other processes). */
+  runWorkers = true,
+): RedisConnections {
   const raw: Redis[] = [];
   const queues: Queue[] = [];
   const workers: Worker[] = [];
@@ -72,6 +77,7 @@ export function createConnections(redisUrl: URL, prefix = 'careway'): RedisConne
       const w = new Worker<T>(name, processor, {
         prefix,
         ...opts,
+        ...(runWorkers ? {} : { autorun: false }),
         connection: create('worker', `worker:${name}`),
       });
       w.on('error', () => undefined);

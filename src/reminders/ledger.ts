@@ -2,12 +2,12 @@
  * The send ledger: each reminder (appointment, offset, start) is sent at most once through retries, duplicate
  * jobs and worker crashes, and none is lost.
  *
- * A send first claims its key (`SET NX` with a lease). A second worker finds the claim and backs off; the
- * holder records `sent` once the Communication is written. A worker killed mid-send leaves a claim that expires:
- * the next attempt looks for the Communication the send writes (keyed on the same identity) and, finding it,
- * only records `sent`. The one window left is a kill between the provider accepting the message and the
- * Communication being written (a few milliseconds); the provider gets the same message id again then, so a
- * provider that deduplicates on it still delivers once.
+ * A send first claims its key (`SET NX` with a lease). A second worker finds the claim and waits; the holder
+ * records `sent` the moment the provider accepts the message, before writing the Communication. A worker killed
+ * mid-send leaves a claim whose lease lapses; the next attempt sends (the message never went out) or, finding
+ * `sent` or the Communication, only finishes the write-back. The one window left is a kill between the
+ * provider's acceptance reaching Careway and the Redis write just after it (well under a millisecond); the
+ * provider then gets the same message id again, so one that deduplicates on it still delivers once.
  */
 import type { Redis } from 'ioredis';
 
@@ -20,9 +20,20 @@ export interface Ledger {
   release(key: string, owner: string): Promise<void>;
 }
 
+/** A claim's lease: longer than any one send, short enough that a crashed sender's work is picked up soon. */
+export const LEASE_MS = 20_000;
+
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
-export function redisLedger(redis: Redis, prefix: string, leaseMs = 60_000): Ledger {
+/** Another worker holds the send's claim: wait for it (or for its lease to lapse if that worker died). */
+export class LedgerBusyError extends Error {
+  constructor() {
+    super('another worker is sending this message');
+    this.name = 'LedgerBusyError';
+  }
+}
+
+export function redisLedger(redis: Redis, prefix: string, leaseMs = LEASE_MS): Ledger {
   const k = (key: string): string => `${prefix}:reminder-ledger:${key}`;
   return {
     async claim(key, owner): Promise<ClaimResult> {

@@ -8,9 +8,10 @@
  * not-done Communication and the job goes to `reminders-dead` with the reason.
  */
 import { randomUUID } from 'node:crypto';
-import type { Queue, Worker } from 'bullmq';
+import { DelayedError, type Queue, type Worker } from 'bullmq';
 import type { RedisConnections } from '../queues/connections.js';
 import type { Recurring } from './care-plans.js';
+import { LEASE_MS, LedgerBusyError } from './ledger.js';
 import { forwardFinalFailures } from '../queues/dead-letter.js';
 import {
   notifyJobId,
@@ -53,20 +54,36 @@ export function init(
   const processId = randomUUID();
   const worker = conns.worker<ReminderJob>(
     REMINDERS_QUEUE,
-    (job): Promise<SendOutcome> => {
+    async (job, token): Promise<SendOutcome> => {
       const owner = `${processId}-${job.id ?? ''}`;
       const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      // Two kinds of job share the queue (its retries and dead letters): reminders and one-off notifications.
-      if (job.name !== 'notify') return service().send(job.data, owner, final);
-      const data = job.data as unknown as NotifyJob;
-      // A job scheduler's run (a recurring check-up) is one occurrence: its id names the run.
-      return service().notify(
-        job.repeatJobKey ? { ...data, occurrence: job.id ?? String(job.timestamp) } : data,
-        owner,
-        final,
-      );
+      try {
+        // Two kinds of job share the queue (its retries and dead letters): reminders and one-off notifications.
+        if (job.name !== 'notify') return await service().send(job.data, owner, final);
+        const data = job.data as unknown as NotifyJob;
+        // A job scheduler's run (a recurring check-up) is one occurrence: its id names the run.
+        return await service().notify(
+          job.repeatJobKey ? { ...data, occurrence: job.id ?? String(job.timestamp) } : data,
+          owner,
+          final,
+        );
+      } catch (e) {
+        // Someone else holds the send (or died holding it): wait out the lease without using up an attempt.
+        if (e instanceof LedgerBusyError && token) {
+          await job.moveToDelayed(Date.now() + LEASE_MS / 2, token);
+          throw new DelayedError();
+        }
+        throw e;
+      }
     },
-    { concurrency: options.concurrency, autorun: options.autorun ?? true },
+    {
+      concurrency: options.concurrency,
+      autorun: options.autorun ?? true,
+      // A worker that dies mid-send (kill -9) loses its job lock within 15 s; another worker takes the job
+      // over at the next stalled check, and the ledger keeps the send from happening twice.
+      lockDuration: 15_000,
+      stalledInterval: 5_000,
+    },
   );
   forwardFinalFailures(worker, dead, (job, err) => ({
     ...job.data,

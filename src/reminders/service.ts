@@ -7,8 +7,9 @@
  * the plan as CommunicationRequests (active while planned, revoked when re-planned away, completed once sent).
  *
  * Sending re-reads the Appointment first: nothing goes out for a cancelled, moved or past appointment. The send
- * ledger makes each reminder go out once (ledger.ts), and every attempt writes back a Communication:
- * `completed`, or `not-done` with the reason.
+ * ledger makes each reminder go out once (ledger.ts): a send is recorded in Redis the moment the provider
+ * accepts it, before the write-back, and a run that finds it recorded only completes the write-back. Every
+ * attempt writes back a Communication: `completed`, or `not-done` with the reason.
  */
 import type {
   Appointment,
@@ -28,7 +29,7 @@ import { FhirError } from '../fhir/errors.js';
 import { declaredZone } from '../fhir/zones.js';
 import type { JourneyLock } from '../journey/service.js';
 import { planReminders, type Offset, type QuietWindow } from './plan.js';
-import type { Ledger } from './ledger.js';
+import { LedgerBusyError, type Ledger } from './ledger.js';
 import type { Templates } from './templates.js';
 import { ChannelError, type Channel, type ChannelKind } from './channels/channel.js';
 import { contactOf } from './contact.js';
@@ -246,19 +247,6 @@ export class ReminderService {
     )
       return 'stale';
     const key = reminderKey(job);
-    const claim = await this.d.ledger.claim(key, owner);
-    if (claim === 'sent') return 'duplicate';
-    if (claim === 'busy') throw new Error('another worker is sending this reminder');
-    // A claim left by a worker that died mid-send: the Communication tells whether the send happened.
-    const written = await this.d.fhir.searchAll<Communication>(
-      'Communication',
-      { identifier: `${canonical.reminderSystem}|${key}` },
-      { noCache: true, maxPages: 1 },
-    );
-    if (written.some((c) => c.status === 'completed')) {
-      await this.d.ledger.markSent(key);
-      return 'duplicate';
-    }
     const patientId = patientOf(a);
     const patient = patientId ? await this.read<Patient>('Patient', patientId) : undefined;
     const contact = patient
@@ -274,6 +262,27 @@ export class ReminderService {
       time: safeFormat(locale, { timeStyle: 'short', timeZone: zone }, when),
       place,
     });
+    const claim = await this.d.ledger.claim(key, owner);
+    if (claim === 'busy') throw new LedgerBusyError();
+    const done = async (): Promise<boolean> =>
+      (
+        await this.d.fhir.searchAll<Communication>(
+          'Communication',
+          { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' },
+          { noCache: true, maxPages: 1 },
+        )
+      ).length > 0;
+    if (claim === 'sent') {
+      // Sent, but the write-back may have been cut off (a crash right after the send): finish it.
+      if (!(await done()))
+        await this.writeBack(a, job, contact.channel, { status: 'completed' }, message.text);
+      return 'duplicate';
+    }
+    // A claim left by a worker that died mid-send: the Communication tells whether the send happened.
+    if (await done()) {
+      await this.d.ledger.markSent(key);
+      return 'duplicate';
+    }
     const channel = this.d.channels.get(contact.channel) ?? this.d.channels.get('portal')!;
     let failure: string | undefined;
     try {
@@ -291,18 +300,14 @@ export class ReminderService {
       }
       failure = err.message;
     }
-    await this.writeBack(
-      a,
-      job,
-      contact.channel,
-      failure ? { status: 'not-done', reason: failure } : { status: 'completed' },
-      message.text,
-    );
     if (failure) {
+      await this.writeBack(a, job, contact.channel, { status: 'not-done', reason: failure }, message.text);
       await this.d.ledger.release(key, owner);
       return 'not-done';
     }
+    // Recorded first, in Redis (sub-millisecond), so a crash after this point can never send it again.
     await this.d.ledger.markSent(key);
+    await this.writeBack(a, job, contact.channel, { status: 'completed' }, message.text);
     return 'sent';
   }
 
@@ -315,7 +320,7 @@ export class ReminderService {
     const key = notifyKey(job);
     const claim = await this.d.ledger.claim(key, owner);
     if (claim === 'sent') return 'duplicate';
-    if (claim === 'busy') throw new Error('another worker is sending this notification');
+    if (claim === 'busy') throw new LedgerBusyError();
     const written = await this.d.fhir.searchAll<Communication>(
       'Communication',
       { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' },
@@ -400,17 +405,16 @@ export class ReminderService {
       sent: new Date(nowMs).toISOString(),
       payload: [{ contentString: message.text }],
     };
-    await this.d.fhir.create(
-      communication,
-      failure
-        ? {}
-        : { ifNoneExist: { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' } },
-    );
     if (failure) {
+      await this.d.fhir.create(communication);
       await this.d.ledger.release(key, owner);
       return 'not-done';
     }
+    // Recorded in Redis first (sub-millisecond), so a crash after the send can never send it again.
     await this.d.ledger.markSent(key);
+    await this.d.fhir.create(communication, {
+      ifNoneExist: { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' },
+    });
     return 'sent';
   }
 

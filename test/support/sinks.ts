@@ -30,6 +30,7 @@ export async function smtpSink(): Promise<{ url: string; mails: Mail[]; close():
       });
     },
   });
+  server.on('error', () => undefined);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const port = (server.server.address() as AddressInfo).port;
   return {

@@ -29,7 +29,7 @@ export default fp<InfrastructureOptions>(
       'fhir',
       opts.fhir ?? new FhirClient({ baseUrl: opts.config.fhirBaseUrl, timeoutMs: opts.config.fhirTimeoutMs }),
     );
-    const redis = createConnections(opts.config.redisUrl, opts.config.queuePrefix);
+    const redis = createConnections(opts.config.redisUrl, opts.config.queuePrefix, opts.config.runWorkers);
     app.decorate('redis', redis);
     app.addHook('onClose', async () => {
       await Promise.all([redis.closeAll(), app.fhir.close()]);

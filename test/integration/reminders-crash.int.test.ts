@@ -1,0 +1,165 @@
+/**
+ * The reminder workers survive a crash: a Careway process sending a batch of due reminders is killed with
+ * SIGKILL mid-batch and a second one takes over. Every reminder arrives once: nothing lost, nothing twice.
+ * The batch is planned by an instance that runs no workers (RUN_WORKERS=false), so only the child processes send.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Appointment, Communication, Patient } from 'fhir/r4.js';
+import { SMTPServer } from 'smtp-server';
+import type { AddressInfo } from 'node:net';
+import { projectRoot } from '../../src/shared/paths.js';
+import { freePort } from '../../src/devstack/processes.js';
+import { canonical } from '../../src/fhir/canonical.js';
+import { makeKeys, startHarness, testEnv, uniq, type Harness } from '../support/harness.js';
+
+const COUNT = 24;
+const prefix = `crash${uniq()}`;
+let h: Harness;
+let smtp: SMTPServer;
+let smtpUrl: string;
+const received: string[] = [];
+
+beforeAll(async () => {
+  // A slow SMTP server: 150 ms to accept each recipient, so the batch takes long enough to be interrupted. The
+  // message itself is taken and acknowledged at once, as a real server does: the window in which the server
+  // has a message its sender never heard back about stays as short as it is in real life (see ledger.ts).
+  smtp = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS', 'AUTH'],
+    logger: false,
+    onRcptTo(_address, _session, callback) {
+      setTimeout(() => callback(), 150);
+    },
+    onData(stream, _session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        received.push(/Message-ID: <([^>]+)>/i.exec(raw)?.[1] ?? 'none');
+        callback();
+      });
+    },
+  });
+  // A client killed mid-conversation resets its connection: expected here.
+  smtp.on('error', () => undefined);
+  await new Promise<void>((r) => smtp.listen(0, '127.0.0.1', () => r()));
+  smtpUrl = `smtp://127.0.0.1:${(smtp.server.address() as AddressInfo).port}`;
+  h = await startHarness({
+    QUEUE_PREFIX: prefix,
+    RUN_WORKERS: 'false',
+    REMINDER_OFFSETS: 'PT176S',
+    QUIET_HOURS: '00:00-00:00',
+  });
+});
+afterAll(async () => {
+  await h.close();
+  await new Promise<void>((r) => smtp.close(() => r()));
+});
+
+function careway(port: number): ChildProcess {
+  const env = {
+    ...testEnv(makeKeys()),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    MLLP_PORT: '0',
+    QUEUE_PREFIX: prefix,
+    SMTP_URL: smtpUrl,
+    SMTP_FROM: 'reminders@careway.test',
+    REMINDER_OFFSETS: 'PT176S',
+    REMINDER_CONCURRENCY: '4',
+    QUIET_HOURS: '00:00-00:00',
+    CAREWAY_UPLOAD_PROFILES: 'false',
+    LOG_LEVEL: 'warn',
+  };
+  return spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: 'ignore',
+  });
+}
+
+async function until<T>(
+  what: string,
+  fn: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 90_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('reminder workers and crashes', () => {
+  // Recovery takes up to a job lock (15 s) plus a claim's lease (20 s) on top of the batch itself.
+  it(
+    'when a worker is killed with SIGKILL mid-batch and another starts then every reminder arrives exactly once',
+    { timeout: 180_000 },
+    async () => {
+      // The appointments start in 3 minutes and their reminder (PT176S) falls due in about 4 s: recovery after
+      // the kill takes tens of seconds, and a reminder for an appointment that has started is (rightly) skipped.
+      const start = Date.now() + 180_000;
+      const ids: string[] = [];
+      for (let i = 0; i < COUNT; i++) {
+        const p = await h.fhir.create<Patient>({
+          resourceType: 'Patient',
+          identifier: [{ system: 'urn:careway:test:mrn', value: uniq() }],
+          name: [{ given: ['Crash'] }],
+          telecom: [{ system: 'email', value: `crash.${uniq()}@example.test` }],
+        });
+        const a = await h.fhir.create<Appointment>({
+          resourceType: 'Appointment',
+          status: 'booked',
+          start: new Date(start).toISOString(),
+          end: new Date(start + 900_000).toISOString(),
+          participant: [{ actor: { reference: `Patient/${p.resource.id}` }, status: 'accepted' }],
+        });
+        ids.push(a.resource.id!);
+        expect(await h.app.reminders.service.replan(a.resource.id!)).toHaveLength(1);
+      }
+      const first = careway(await freePort());
+      const exited = new Promise((r) => first.once('exit', r));
+      // Kill it once part of the batch is out (the reminders fall due about 4 s from now).
+      await until('a few sends', () => (received.length >= 5 ? true : undefined));
+      first.kill('SIGKILL');
+      await exited;
+      const atKill = received.length;
+      expect(atKill).toBeLessThan(COUNT);
+
+      const second = careway(await freePort());
+      const countWritten = async (): Promise<number[]> => {
+        const written = await h.fhir.searchAll<Communication>(
+          'Communication',
+          {
+            category: `${canonical.communicationCategory}|reminder`,
+            status: 'completed',
+            _count: 200,
+            _lastUpdated: `gt${new Date(Date.now() - 600_000).toISOString()}`,
+          },
+          { noCache: true },
+        );
+        return ids.map((id) => written.filter((c) => c.about?.[0]?.reference === `Appointment/${id}`).length);
+      };
+      try {
+        await until('every reminder', () => (new Set(received).size >= COUNT ? true : undefined));
+        // A send cut off by the kill before its write-back is finished by the second worker once it takes the
+        // stalled job over (lock 15 s, checked every 5 s).
+        await until('every write-back', async () =>
+          (await countWritten()).every((n) => n >= 1) ? true : undefined,
+        );
+        // Let anything that would be a duplicate show up.
+        await new Promise((r) => setTimeout(r, 3000));
+      } finally {
+        second.kill('SIGTERM');
+        await new Promise((r) => second.once('exit', r));
+      }
+      const mine = received.filter((m) => ids.some((id) => m.includes(`-${id}-`)));
+      expect(new Set(mine).size).toBe(COUNT);
+      expect(mine).toHaveLength(COUNT);
+      expect(await countWritten()).toEqual(ids.map(() => 1));
+    },
+  );
+});
