@@ -94,6 +94,11 @@ export interface RemindersConfig {
   readonly portalUrl?: string;
   /** SURVEY_DELAY: how long after a fulfilled appointment the feedback survey goes out. */
   readonly surveyDelayMs: number;
+  /**
+   * PUBLIC_BASE_URL + FHIR_WEBHOOK_SECRET: Careway's address as the FHIR server reaches it, and the bearer
+   * secret the FHIR server's REST-hook Subscription sends. With both, direct Appointment edits re-plan at once.
+   */
+  readonly webhook?: { readonly publicBaseUrl: URL; readonly secret: string };
 }
 
 export interface SchedulingConfig {
@@ -464,6 +469,13 @@ export function loadConfig(env: Env): Config {
     ...(str('MAPPINGS_DIR') ? { mappingsDir: str('MAPPINGS_DIR') } : {}),
   };
 
+  const publicBaseUrl = url('PUBLIC_BASE_URL', ['http:', 'https:'], false);
+  const webhookSecret = str('FHIR_WEBHOOK_SECRET');
+  if (!!publicBaseUrl !== !!webhookSecret)
+    problems.push("PUBLIC_BASE_URL and FHIR_WEBHOOK_SECRET: set both to receive the FHIR server's REST-hook");
+  if (webhookSecret && webhookSecret.length < 16)
+    problems.push('FHIR_WEBHOOK_SECRET: must be at least 16 characters');
+  const webhook = publicBaseUrl && webhookSecret ? { publicBaseUrl, secret: webhookSecret } : undefined;
   const reminders: RemindersConfig = {
     offsets,
     offsetsByService,
@@ -474,6 +486,7 @@ export function loadConfig(env: Env): Config {
     ...(str('TEMPLATES_DIR') ? { templatesDir: str('TEMPLATES_DIR')! } : {}),
     ...(str('PORTAL_URL') ? { portalUrl: str('PORTAL_URL')! } : {}),
     surveyDelayMs: duration('SURVEY_DELAY', 'PT2H'),
+    ...(webhook ? { webhook } : {}),
   };
 
   const parsedWeights = parseWeights(str('SCHEDULING_WEIGHTS'));

@@ -14,10 +14,12 @@ import type {
   Patient,
   Practitioner,
   QuestionnaireResponse,
+  Subscription,
 } from 'fhir/r4.js';
 import { startHarness, uniq, type Harness } from '../support/harness.js';
 import { smsSink } from '../support/sinks.js';
 import { canonical } from '../../src/fhir/canonical.js';
+import { freePort } from '../../src/devstack/processes.js';
 
 const SECRET = 'engagement-secret-0123456789';
 let h: Harness;
@@ -324,4 +326,76 @@ describe('operations', () => {
     expect(dead.statusCode).toBe(200);
     expect(dead.json()).toHaveProperty('deadLetters');
   });
+});
+
+describe('direct edits on the FHIR server', () => {
+  it(
+    'when an Appointment is written straight to HAPI then its REST-hook subscription re-plans the reminders',
+    { timeout: 120_000 },
+    async () => {
+      const port = await freePort();
+      const secret = 'hook-secret-0123456789abcdef';
+      const hooked = await startHarness({
+        PORT: String(port),
+        PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
+        FHIR_WEBHOOK_SECRET: secret,
+        // Its own queues: the other instance in this file plans with other offsets.
+        QUEUE_PREFIX: `hook${uniq()}`,
+        REMINDER_OFFSETS: 'PT1H',
+        QUIET_HOURS: '00:00-00:00',
+      });
+      try {
+        await hooked.app.listen({ port, host: '127.0.0.1' });
+        const subs = await hooked.fhir.searchAll<Subscription>(
+          'Subscription',
+          { url: `http://127.0.0.1:${port}/engagement/fhir-hook` },
+          { noCache: true },
+        );
+        expect(subs).toHaveLength(1);
+        // HAPI activates a new subscription asynchronously (about a second); edits before that reach the sweep only.
+        await until('the subscription to be active', async () => {
+          const sub = await hooked.fhir.read<Subscription>('Subscription', subs[0]!.id!, { noCache: true });
+          return sub.status === 'active' ? true : undefined;
+        });
+        const unauthorised = await hooked.app.inject({
+          method: 'PUT',
+          url: '/engagement/fhir-hook/Appointment/1',
+          headers: { 'content-type': 'application/fhir+json' },
+          payload: '{"resourceType":"Appointment","id":"1"}',
+        });
+        expect(unauthorised.statusCode).toBe(401);
+        const p = await patient();
+        const startMs = Date.now() + 3 * 3600_000;
+        const a = await hooked.fhir.create<Appointment>({
+          resourceType: 'Appointment',
+          status: 'booked',
+          start: new Date(startMs).toISOString(),
+          end: new Date(startMs + 1800_000).toISOString(),
+          participant: [{ actor: { reference: `Patient/${p.id}` }, status: 'accepted' }],
+        });
+        const jobId = `rem-${a.resource.id}-PT1H-${Date.parse(a.resource.start!)}`;
+        await until(
+          'the hook to plan the reminder',
+          async () => ((await hooked.app.reminders.queue.queue.getJob(jobId)) ? true : undefined),
+          20_000,
+        ).catch(async (e: unknown) => {
+          const plans = await hooked.app.reminders.plans.queue.getJobs([
+            'completed',
+            'failed',
+            'waiting',
+            'active',
+          ]);
+          const rem = await hooked.app.reminders.queue.queue.getJobs(['delayed', 'waiting']);
+          console.log(
+            JSON.stringify(plans.map((j) => [j.data, j.returnvalue, j.failedReason])),
+            jobId,
+            rem.map((j) => j.id),
+          );
+          throw e;
+        });
+      } finally {
+        await hooked.close();
+      }
+    },
+  );
 });

@@ -20,6 +20,7 @@ import { init as initSweep, type SweepQueue } from '../../reminders/sweep-worker
 import { handleReply, type InboundReply, type ReplyOutcome } from '../../reminders/replies.js';
 import { redisLock } from '../../queues/locks.js';
 import { educationFor } from '../../reminders/care-plans.js';
+import { ensureSubscription } from '../../reminders/subscription.js';
 import type { EpisodeOfCare } from 'fhir/r4.js';
 import { projectRoot } from '../../shared/paths.js';
 
@@ -130,6 +131,15 @@ export default fp(
       },
     });
     app.addHook('onReady', async () => {
+      if (cfg.webhook) {
+        try {
+          const r = await ensureSubscription(app.fhir, cfg.webhook.publicBaseUrl, cfg.webhook.secret);
+          app.log.info({ subscription: r }, 'Appointment REST-hook subscription');
+        } catch (err) {
+          // The sweep still catches direct edits; the next start tries again.
+          app.log.warn({ err }, 'Appointment REST-hook subscription not created');
+        }
+      }
       if (cfg.sweepMs <= 0) return;
       try {
         await sweep.start(cfg.sweepMs);

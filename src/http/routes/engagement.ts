@@ -7,13 +7,15 @@
  * - `GET /engagement/dead-letters`: reminders and re-plans that failed for good, ids and reasons only.
  * - `/admin/queues`: the BullMQ dashboard (bull-board), for staff tokens only.
  */
-import type { FastifyInstance } from 'fastify';
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { CarewayError } from '../../shared/errors.js';
 import { verify } from '../../reminders/channels/sms-webhook.js';
+import { HOOK_PATH } from '../../reminders/subscription.js';
 import { principalOf, requireUnconfined } from '../plugins/auth.js';
 import { FHIR_JSON } from '../plugins/errors.js';
 import { decide } from '../auth/scopes.js';
@@ -94,6 +96,42 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
       return { outcome };
     },
   );
+
+  // The FHIR server's REST-hook: HAPI PUTs each changed Appointment to `<endpoint>/Appointment/<id>` (and POSTs
+  // to the endpoint itself when there is no payload). Authenticated by the bearer secret the Subscription carries.
+  const hook = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const secret = app.config.reminders.webhook?.secret;
+    const given = request.headers.authorization ?? '';
+    const expected = `Bearer ${secret ?? ''}`;
+    if (
+      !secret ||
+      given.length !== expected.length ||
+      !timingSafeEqual(Buffer.from(given), Buffer.from(expected))
+    )
+      throw new CarewayError('unauthenticated', 'the FHIR server hook needs its bearer secret');
+    const { id } = (request.params as { id?: string }) ?? {};
+    const bodyId = (request.body as { resourceType?: string; id?: string } | undefined)?.id;
+    const appointmentId = id ?? bodyId;
+    if (appointmentId && /^[A-Za-z0-9\-.]{1,64}$/.test(appointmentId))
+      await app.reminders.enqueuePlan(appointmentId);
+    // Without a payload there is nothing to name: the next sweep picks the change up.
+    return reply
+      .code(200)
+      .type(FHIR_JSON)
+      .send(request.body ?? {});
+  };
+  for (const url of [HOOK_PATH, `${HOOK_PATH}/Appointment`, `${HOOK_PATH}/Appointment/:id`])
+    app.route({
+      method: ['POST', 'PUT'],
+      url,
+      config: { public: true },
+      schema: {
+        tags: ['engagement'],
+        summary: "The FHIR server's REST-hook for Appointment changes",
+        hide: url !== HOOK_PATH,
+      },
+      handler: hook,
+    });
 
   app.get(
     '/engagement/dead-letters',
