@@ -378,21 +378,7 @@ describe('direct edits on the FHIR server', () => {
           'the hook to plan the reminder',
           async () => ((await hooked.app.reminders.queue.queue.getJob(jobId)) ? true : undefined),
           20_000,
-        ).catch(async (e: unknown) => {
-          const plans = await hooked.app.reminders.plans.queue.getJobs([
-            'completed',
-            'failed',
-            'waiting',
-            'active',
-          ]);
-          const rem = await hooked.app.reminders.queue.queue.getJobs(['delayed', 'waiting']);
-          console.log(
-            JSON.stringify(plans.map((j) => [j.data, j.returnvalue, j.failedReason])),
-            jobId,
-            rem.map((j) => j.id),
-          );
-          throw e;
-        });
+        );
       } finally {
         await hooked.close();
       }
