@@ -262,6 +262,47 @@ describe('reminders', () => {
     expect((await reply('+0000000000', 'C')).json()).toEqual({ outcome: 'unknown-sender' });
   });
 
+  it('when a freed Slot is offered to a waiting patient by SMS then a YES reply books it', async () => {
+    const code = `wl-${uniq()}`;
+    const serviceType = [{ coding: [{ system: 'urn:careway:test:service', code }] }];
+    const start = Date.now() + 3 * 86400_000;
+    const slot = (
+      await h.fhir.create<Slot>({
+        resourceType: 'Slot',
+        schedule: { reference: `Schedule/${schedule}` },
+        serviceType,
+        status: 'free',
+        start: new Date(start).toISOString(),
+        end: new Date(start + 900_000).toISOString(),
+      })
+    ).resource.id!;
+    const waitingPhone = `+4914${Date.now() % 1e8}`;
+    const waiting = await patient([{ system: 'phone', use: 'mobile', value: waitingPhone }]);
+    const entry = await h.fhir.create<Appointment>({
+      resourceType: 'Appointment',
+      status: 'waitlist',
+      priority: 1,
+      serviceType,
+      created: new Date().toISOString(),
+      participant: [{ actor: { reference: `Patient/${waiting}` }, status: 'needs-action' }],
+    });
+    const other = await patient([{ system: 'email', value: `o.${uniq()}@example.test` }]);
+    const booked = await book(slot, other);
+    const cancelled = await post(`/fhir/Appointment/${booked.id}/$cancel`, {
+      resourceType: 'Parameters',
+      parameter: [{ name: 'reason', valueString: 'no longer needed' }],
+    });
+    expect(cancelled.statusCode).toBe(200);
+    const offer = await until('the offer SMS', () =>
+      sms.requests.find((r) => r.json.to === waitingPhone && r.json.text.includes('earlier appointment')),
+    );
+    expect(offer.json.text).not.toContain(CANARY);
+    expect((await reply(waitingPhone, 'YES')).json()).toEqual({ outcome: 'offer-accepted' });
+    const now = await h.fhir.read<Appointment>('Appointment', entry.resource.id!, { noCache: true });
+    expect(now.status).toBe('booked');
+    expect(now.slot?.[0]?.reference).toBe(`Slot/${slot}`);
+  });
+
   it('when an appointment is edited directly on the FHIR server then the sweep re-plans it', async () => {
     const pid = await patient([{ system: 'email', value: `edit.${uniq()}@example.test` }]);
     const a = await book(await slotIn(600), pid);
