@@ -1,9 +1,9 @@
 /**
- * `npm run bench [-- P1 P2 P3 P5 P6 SCHED]`: runs the benchmarks (all by default), prints a table per benchmark and
+ * `npm run bench [-- P1 P2 P3 P4 P5 P6 SCHED]`: runs the benchmarks (all by default), prints a table per benchmark and
  * writes bench/results/<id>-<time>.json. Every figure is a ratio to a comparator measured in the same run
  * (benchmarks.md), because shared 2-core machines are too noisy for absolute numbers.
  *
- * BENCH_P1_ITERATIONS tunes P1; BENCH_P2_PER_CONNECTION tunes P2; BENCH_P3_MESSAGES tunes P3; BENCH_ROUNDS / BENCH_SECONDS tune P5; BENCH_ITERATIONS tunes P6; BENCH_SCHED_ITERATIONS tunes SCHED.
+ * BENCH_P1_ITERATIONS tunes P1; BENCH_P2_PER_CONNECTION tunes P2; BENCH_P3_MESSAGES tunes P3; BENCH_ROUNDS / BENCH_SECONDS tune P5; BENCH_ITERATIONS tunes P6; BENCH_SCHED_ITERATIONS tunes SCHED; BENCH_P4_REMINDERS and BENCH_P4_WINDOW_S size P4.
  */
 import { startStack } from './lib.js';
 import { runP1 } from './p1-hl7-map.js';
@@ -12,6 +12,7 @@ import { runP3 } from './p3-hl7-e2e.js';
 import { runP5 } from './p5-facade.js';
 import { runP6 } from './p6-journey.js';
 import { runScheduling } from './scheduling.js';
+import { runP4 } from './reminders.js';
 
 const wanted = new Set(process.argv.slice(2).map((a) => a.toUpperCase()));
 const pick = (id: string): boolean => wanted.size === 0 || wanted.has(id);
@@ -22,7 +23,7 @@ if (pick('P1')) lines.push('', ...(await runP1(Number(process.env['BENCH_P1_ITER
 
 if (pick('P2')) lines.push('', ...(await runP2(Number(process.env['BENCH_P2_PER_CONNECTION'] ?? 1000), 8)));
 
-if (pick('P3') || pick('P5') || pick('P6') || pick('SCHED')) {
+if (pick('P3') || pick('P4') || pick('P5') || pick('P6') || pick('SCHED')) {
   const stack = await startStack();
   try {
     if (pick('P3')) lines.push('', ...(await runP3(stack, Number(process.env['BENCH_P3_MESSAGES'] ?? 300))));
@@ -32,6 +33,15 @@ if (pick('P3') || pick('P5') || pick('P6') || pick('SCHED')) {
       lines.push('', ...(await runP5(stack, rounds, seconds)));
     }
     if (pick('P6')) lines.push('', ...(await runP6(stack, Number(process.env['BENCH_ITERATIONS'] ?? 200))));
+    if (pick('P4'))
+      lines.push(
+        '',
+        ...(await runP4(
+          stack,
+          Number(process.env['BENCH_P4_REMINDERS'] ?? 1000),
+          Number(process.env['BENCH_P4_WINDOW_S'] ?? 60),
+        )),
+      );
     if (pick('SCHED'))
       lines.push('', ...(await runScheduling(stack, Number(process.env['BENCH_SCHED_ITERATIONS'] ?? 30))));
   } finally {

@@ -5,11 +5,10 @@
  */
 import type { Queue, Worker } from 'bullmq';
 import type { RedisConnections } from '../queues/connections.js';
-import { forwardFinalFailures } from '../queues/dead-letter.js';
+import { withDeadLetters } from '../queues/dead-letter.js';
 import type { ReminderService } from './service.js';
 
 export const REMINDER_PLANS_QUEUE = 'reminder-plans';
-export const REMINDER_PLANS_DEAD_QUEUE = 'reminder-plans-dead';
 
 export interface PlanJob {
   readonly appointmentId: string;
@@ -22,25 +21,20 @@ export interface PlanQueue {
 }
 
 export function init(conns: RedisConnections, service: () => ReminderService): PlanQueue {
-  const queue = conns.queue<PlanJob>(REMINDER_PLANS_QUEUE, {
-    defaultJobOptions: {
-      attempts: 8,
-      backoff: { type: 'exponential', delay: 1000 },
-      removeOnComplete: { count: 5000 },
-      removeOnFail: { age: 30 * 86400 },
-    },
-  });
-  const dead = conns.queue(REMINDER_PLANS_DEAD_QUEUE);
-  const worker = conns.worker<PlanJob>(
+  const { queue, worker } = withDeadLetters<PlanJob>(
+    conns,
     REMINDER_PLANS_QUEUE,
     async (job) => ({ planned: (await service().replan(job.data.appointmentId)).length }),
-    { concurrency: 4 },
+    {
+      job: {
+        attempts: 8,
+        backoff: { type: 'exponential', delay: 1000 },
+        removeOnComplete: { count: 5000 },
+        removeOnFail: { age: 30 * 86400 },
+      },
+      worker: { concurrency: 4 },
+    },
   );
-  forwardFinalFailures(worker, dead, (job, err) => ({
-    ...job.data,
-    reason: err.message,
-    attempts: job.attemptsMade,
-  }));
   return {
     queue,
     worker,

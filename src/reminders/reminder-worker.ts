@@ -12,7 +12,7 @@ import { DelayedError, type Queue, type Worker } from 'bullmq';
 import type { RedisConnections } from '../queues/connections.js';
 import type { Recurring } from './care-plans.js';
 import { LEASE_MS, LedgerBusyError } from './ledger.js';
-import { forwardFinalFailures } from '../queues/dead-letter.js';
+import { withDeadLetters } from '../queues/dead-letter.js';
 import {
   notifyJobId,
   reminderJobId,
@@ -23,7 +23,6 @@ import {
 } from './service.js';
 
 export const REMINDERS_QUEUE = 'reminders';
-export const REMINDERS_DEAD_QUEUE = 'reminders-dead';
 
 export interface ReminderQueue {
   readonly queue: Queue<ReminderJob>;
@@ -41,18 +40,10 @@ export function init(
   service: () => ReminderService,
   options: { attempts: number; concurrency: number; autorun?: boolean },
 ): ReminderQueue {
-  const queue = conns.queue<ReminderJob>(REMINDERS_QUEUE, {
-    defaultJobOptions: {
-      attempts: options.attempts,
-      backoff: { type: 'exponential', delay: 2000 },
-      removeOnComplete: { age: 30 * 86400 },
-      removeOnFail: { age: 90 * 86400 },
-    },
-  });
-  const dead = conns.queue(REMINDERS_DEAD_QUEUE);
   // The ledger owner: this process, so a claim left by a crashed process is told apart from our own retry.
   const processId = randomUUID();
-  const worker = conns.worker<ReminderJob>(
+  const { queue, dead, worker } = withDeadLetters<ReminderJob>(
+    conns,
     REMINDERS_QUEUE,
     async (job, token): Promise<SendOutcome> => {
       const owner = `${processId}-${job.id ?? ''}`;
@@ -77,19 +68,22 @@ export function init(
       }
     },
     {
-      concurrency: options.concurrency,
-      autorun: options.autorun ?? true,
-      // A worker that dies mid-send (kill -9) loses its job lock within 15 s; another worker takes the job
-      // over at the next stalled check, and the ledger keeps the send from happening twice.
-      lockDuration: 15_000,
-      stalledInterval: 5_000,
+      job: {
+        attempts: options.attempts,
+        backoff: { type: 'exponential', delay: 2000 },
+        removeOnComplete: { age: 30 * 86400 },
+        removeOnFail: { age: 90 * 86400 },
+      },
+      worker: {
+        concurrency: options.concurrency,
+        autorun: options.autorun ?? true,
+        // A worker that dies mid-send (kill -9) loses its job lock within 15 s; another worker takes the job
+        // over at the next stalled check, and the ledger keeps the send from happening twice.
+        lockDuration: 15_000,
+        stalledInterval: 5_000,
+      },
     },
   );
-  forwardFinalFailures(worker, dead, (job, err) => ({
-    ...job.data,
-    reason: err.message,
-    attempts: job.attemptsMade,
-  }));
   return {
     queue,
     dead,

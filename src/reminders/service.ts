@@ -21,6 +21,7 @@ import type {
   Location,
   Patient,
   Practitioner,
+  Resource,
   Slot,
 } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
@@ -85,10 +86,8 @@ export class ReminderService {
     return (this.d.clock ?? (() => new Date()))().getTime();
   }
 
-  private async read<T extends Appointment | Patient | Location>(
-    type: T['resourceType'],
-    id: string,
-  ): Promise<T | undefined> {
+  /** A resource, or undefined when it is gone (404/410). */
+  private async read<T extends Resource>(type: T['resourceType'], id: string): Promise<T | undefined> {
     try {
       return await this.d.fhir.read<T>(type, id, { noCache: true });
     } catch (e) {
@@ -340,7 +339,7 @@ export class ReminderService {
     const [recipientType, recipientId = ''] = job.recipient.split('/');
     const person =
       recipientType === 'Practitioner'
-        ? asContactable(await this.readAny<Practitioner>('Practitioner', recipientId))
+        ? asContactable(await this.read<Practitioner>('Practitioner', recipientId))
         : await this.read<Patient>('Patient', recipientId);
     if (!person) {
       await this.d.ledger.release(key, owner);
@@ -429,9 +428,9 @@ export class ReminderService {
     switch (job.kind) {
       case 'waitlist-offer': {
         const offer =
-          type === 'Communication' ? await this.readAny<Communication>('Communication', id) : undefined;
+          type === 'Communication' ? await this.read<Communication>('Communication', id) : undefined;
         const slotRef = offer?.about?.find((r) => r.reference?.startsWith('Slot/'))?.reference;
-        const slot = slotRef ? await this.readAny<Slot>('Slot', slotRef.slice('Slot/'.length)) : undefined;
+        const slot = slotRef ? await this.read<Slot>('Slot', slotRef.slice('Slot/'.length)) : undefined;
         if (!slot) return undefined;
         const hold = slot.extension?.find((x) => x.url === canonical.slotHoldExtension);
         const expires = hold?.extension?.find((x) => x.url === 'expires')?.valueInstant;
@@ -456,18 +455,6 @@ export class ReminderService {
       case 'check-up':
       case 'message-notification':
         return {};
-    }
-  }
-
-  private async readAny<T extends Communication | Slot | Practitioner>(
-    type: T['resourceType'],
-    id: string,
-  ): Promise<T | undefined> {
-    try {
-      return await this.d.fhir.read<T>(type, id, { noCache: true });
-    } catch (e) {
-      if (e instanceof FhirError && e.isNotFound) return undefined;
-      throw e;
     }
   }
 

@@ -6,12 +6,11 @@
  */
 import type { Queue, Worker } from 'bullmq';
 import type { RedisConnections } from '../queues/connections.js';
-import { forwardFinalFailures } from '../queues/dead-letter.js';
+import { withDeadLetters } from '../queues/dead-letter.js';
 import type { SchedulingDeps } from './context.js';
 import { releaseHold } from './booking.js';
 
 export const SLOT_HOLDS_QUEUE = 'slot-holds';
-export const SLOT_HOLDS_DEAD_QUEUE = 'slot-holds-dead';
 
 export interface HoldJob {
   readonly slotId: string;
@@ -35,21 +34,20 @@ export async function exec(data: HoldJob, deps: SchedulingDeps): Promise<'releas
 }
 
 export function init(conns: RedisConnections, deps: () => SchedulingDeps): HoldQueue {
-  const queue = conns.queue<HoldJob>(SLOT_HOLDS_QUEUE, {
-    defaultJobOptions: {
-      attempts: 10,
-      backoff: { type: 'exponential', delay: 1000 },
-      removeOnComplete: { age: 86400 },
-      removeOnFail: { age: 30 * 86400 },
+  const { queue, worker } = withDeadLetters<HoldJob>(
+    conns,
+    SLOT_HOLDS_QUEUE,
+    (job) => exec(job.data, deps()),
+    {
+      job: {
+        attempts: 10,
+        backoff: { type: 'exponential', delay: 1000 },
+        removeOnComplete: { age: 86400 },
+        removeOnFail: { age: 30 * 86400 },
+      },
+      worker: { concurrency: 4 },
     },
-  });
-  const dead = conns.queue(SLOT_HOLDS_DEAD_QUEUE);
-  const worker = conns.worker<HoldJob>(SLOT_HOLDS_QUEUE, (job) => exec(job.data, deps()), { concurrency: 4 });
-  forwardFinalFailures(worker, dead, (job, err) => ({
-    ...job.data,
-    reason: err.message,
-    attempts: job.attemptsMade,
-  }));
+  );
   return {
     queue,
     worker,

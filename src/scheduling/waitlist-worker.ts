@@ -5,12 +5,11 @@
  */
 import type { Queue, Worker } from 'bullmq';
 import type { RedisConnections } from '../queues/connections.js';
-import { forwardFinalFailures } from '../queues/dead-letter.js';
+import { withDeadLetters } from '../queues/dead-letter.js';
 import type { SchedulingDeps } from './context.js';
 import { offerSlot, type OfferOutcome } from './waitlist.js';
 
 export const WAITLIST_QUEUE = 'waitlist-offers';
-export const WAITLIST_DEAD_QUEUE = 'waitlist-offers-dead';
 
 export interface OfferJob {
   readonly slotId: string;
@@ -24,25 +23,20 @@ export interface WaitlistQueue {
 }
 
 export function init(conns: RedisConnections, deps: () => SchedulingDeps): WaitlistQueue {
-  const queue = conns.queue<OfferJob>(WAITLIST_QUEUE, {
-    defaultJobOptions: {
-      attempts: 8,
-      backoff: { type: 'exponential', delay: 1000 },
-      removeOnComplete: { age: 7 * 86400 },
-      removeOnFail: { age: 30 * 86400 },
-    },
-  });
-  const dead = conns.queue(WAITLIST_DEAD_QUEUE);
-  const worker = conns.worker<OfferJob>(
+  const { queue, worker } = withDeadLetters<OfferJob>(
+    conns,
     WAITLIST_QUEUE,
     (job): Promise<OfferOutcome> => offerSlot(deps(), job.data.slotId, job.data.round),
-    { concurrency: 2 },
+    {
+      job: {
+        attempts: 8,
+        backoff: { type: 'exponential', delay: 1000 },
+        removeOnComplete: { age: 7 * 86400 },
+        removeOnFail: { age: 30 * 86400 },
+      },
+      worker: { concurrency: 2 },
+    },
   );
-  forwardFinalFailures(worker, dead, (job, err) => ({
-    ...job.data,
-    reason: err.message,
-    attempts: job.attemptsMade,
-  }));
   return {
     queue,
     worker,

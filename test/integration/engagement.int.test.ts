@@ -16,7 +16,7 @@ import type {
   QuestionnaireResponse,
   Subscription,
 } from 'fhir/r4.js';
-import { startHarness, uniq, type Harness } from '../support/harness.js';
+import { startHarness, uniq, type Harness, until } from '../support/harness.js';
 import { smsSink } from '../support/sinks.js';
 import { canonical } from '../../src/fhir/canonical.js';
 import { freePort } from '../../src/devstack/processes.js';
@@ -25,20 +25,6 @@ const SECRET = 'engagement-secret-0123456789';
 let h: Harness;
 let sms: Awaited<ReturnType<typeof smsSink>>;
 let staff: string;
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 beforeAll(async () => {
   sms = await smsSink();
@@ -380,6 +366,13 @@ describe('direct edits on the FHIR server', () => {
           20_000,
         );
       } finally {
+        // A subscription left behind would keep HAPI delivering to a closed port on a shared server.
+        const left = await hooked.fhir.searchAll<Subscription>(
+          'Subscription',
+          { url: `http://127.0.0.1:${port}/engagement/fhir-hook` },
+          { noCache: true },
+        );
+        for (const sub of left) await hooked.fhir.request('DELETE', `Subscription/${sub.id}`);
         await hooked.close();
       }
     },

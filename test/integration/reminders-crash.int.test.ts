@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { projectRoot } from '../../src/shared/paths.js';
 import { freePort } from '../../src/devstack/processes.js';
 import { canonical } from '../../src/fhir/canonical.js';
-import { makeKeys, startHarness, testEnv, uniq, type Harness } from '../support/harness.js';
+import { makeKeys, startHarness, testEnv, uniq, type Harness, until } from '../support/harness.js';
 
 const COUNT = 24;
 const prefix = `crash${uniq()}`;
@@ -77,20 +77,6 @@ function careway(port: number): ChildProcess {
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: 'ignore',
   });
-}
-
-async function until<T>(
-  what: string,
-  fn: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 90_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('reminder workers and crashes', () => {

@@ -15,7 +15,7 @@ import type {
   Schedule,
   Slot,
 } from 'fhir/r4.js';
-import { startHarness, uniq, type Harness } from '../support/harness.js';
+import { startHarness, uniq, type Harness, until } from '../support/harness.js';
 import { smsSink, smtpSink } from '../support/sinks.js';
 import { canonical } from '../../src/fhir/canonical.js';
 import { sign, verify } from '../../src/reminders/channels/sms-webhook.js';
@@ -29,20 +29,6 @@ let smtp: Awaited<ReturnType<typeof smtpSink>>;
 let sms: Awaited<ReturnType<typeof smsSink>>;
 let staff: string;
 let schedule: string;
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 beforeAll(async () => {
   [smtp, sms] = await Promise.all([smtpSink(), smsSink()]);

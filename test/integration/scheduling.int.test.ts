@@ -19,7 +19,7 @@ import type {
   Slot,
   Task,
 } from 'fhir/r4.js';
-import { startHarness, uniq, type Harness } from '../support/harness.js';
+import { startHarness, uniq, type Harness, until } from '../support/harness.js';
 import { canonical } from '../../src/fhir/canonical.js';
 
 let h: Harness;
@@ -50,16 +50,6 @@ function monday(): Date {
 }
 const dateOf = (base: Date, plusDays: number): string =>
   new Date(base.getTime() + plusDays * 86400_000).toISOString().slice(0, 10);
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 async function patient(extra: Partial<Patient> = {}): Promise<string> {
   const p = await h.fhir.create<Patient>({

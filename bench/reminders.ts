@@ -1,0 +1,219 @@
+/**
+ * P4: reminders due over a window, sent by two Careway worker processes, against raw BullMQ delayed no-op jobs
+ * with the same due times on two workers, in the same run. Lateness is measured where it matters: for Careway
+ * when the SMS provider (a local HTTP sink) receives the message, for the comparator when the no-op runs.
+ * Every Careway send takes the whole path: re-read the Appointment and the Patient, the ledger, the signed
+ * webhook, the Communication write-back on HAPI. Also reports duplicates and Redis memory per scheduled reminder.
+ *
+ * BENCH_P4_REMINDERS (default 1,000) and BENCH_P4_WINDOW_S (default 60) size it; the target's 100,000 in
+ * 10 minutes is a matter of setting them (and of a FHIR server that takes ~5 requests per reminder at that rate).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Appointment, Bundle, BundleEntry, Patient } from 'fhir/r4.js';
+import { freePort } from '../src/devstack/processes.js';
+import { projectRoot } from '../src/shared/paths.js';
+import { reminderJobId, type ReminderJob } from '../src/reminders/jobs.js';
+import { loadOrCreateDevKey, DEV_AUDIENCE, DEV_ISSUER } from '../src/cli/dev-key.js';
+import { median, percentile, writeResult, type Stack } from './lib.js';
+
+const SECRET = 'bench-sms-secret-0123456789';
+
+async function usedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory');
+  return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
+}
+
+function stats(lateness: number[]): { p50: number; p99: number; max: number } {
+  return { p50: median(lateness), p99: percentile(lateness, 99), max: Math.max(...lateness) };
+}
+
+export async function runP4(stack: Stack, n: number, windowS: number): Promise<string[]> {
+  const run = Date.now().toString(36);
+  const redis = new Redis(stack.redis, { maxRetriesPerRequest: null });
+
+  // --- Comparator: raw BullMQ delayed no-op jobs, two workers.
+  const rawPrefix = `p4raw${run}`;
+  const rawQueue = new Queue('raw', { connection: redis, prefix: rawPrefix });
+  const rawLate: number[] = [];
+  let rawDone = 0;
+  let rawLast = 0;
+  const rawConnections = [0, 1].map(() => new Redis(stack.redis, { maxRetriesPerRequest: null }));
+  const rawWorkers = rawConnections.map(
+    (connection) =>
+      new Worker(
+        'raw',
+        async (job) => {
+          rawLate.push(Date.now() - (job.data as { dueAt: number }).dueAt);
+          rawDone++;
+          rawLast = Date.now();
+        },
+        { connection, prefix: rawPrefix, concurrency: 8 },
+      ),
+  );
+  let before = await usedMemory(redis);
+  const rawStart = Date.now() + 10_000;
+  const dueOf = (i: number, start: number): number => start + Math.floor((i / n) * windowS * 1000);
+  for (let i = 0; i < n; i += 500)
+    await rawQueue.addBulk(
+      Array.from({ length: Math.min(500, n - i) }, (_, k) => {
+        const dueAt = dueOf(i + k, rawStart);
+        return { name: 'noop', data: { dueAt }, opts: { jobId: `raw-${i + k}`, delay: dueAt - Date.now() } };
+      }),
+    );
+  const rawBytes = (await usedMemory(redis)) - before;
+  while (rawDone < n) await new Promise((r) => setTimeout(r, 200));
+  const rawRate = n / ((rawLast - rawStart) / 1000 || 1);
+  await Promise.all(rawWorkers.map((w) => w.close()));
+  await Promise.all(rawConnections.map((c) => c.quit()));
+  await rawQueue.obliterate({ force: true });
+  await rawQueue.close();
+
+  // --- Careway: patients and booked appointments on HAPI, then the reminder jobs, then two worker processes.
+  const received = new Map<string, number>();
+  let duplicates = 0;
+  const sink = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const id = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { messageId: string }).messageId;
+      if (received.has(id)) duplicates++;
+      else received.set(id, Date.now());
+      res.writeHead(200).end('{}');
+    });
+  });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
+  const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/sms`;
+  const startMs = Date.now() + windowS * 1000 + 3 * 3600_000;
+  const appointments: string[] = [];
+  for (let i = 0; i < n; i += 100) {
+    const entry: BundleEntry[] = [];
+    for (let k = 0; k < Math.min(100, n - i); k++) {
+      const urn = `urn:uuid:${crypto.randomUUID()}`;
+      const patient: Patient = {
+        resourceType: 'Patient',
+        name: [{ given: ['Bench'] }],
+        telecom: [{ system: 'phone', use: 'mobile', value: `+4917${String(i + k).padStart(8, '0')}` }],
+      };
+      const appointment: Appointment = {
+        resourceType: 'Appointment',
+        status: 'booked',
+        start: new Date(startMs).toISOString(),
+        end: new Date(startMs + 900_000).toISOString(),
+        participant: [{ actor: { reference: urn }, status: 'accepted' }],
+      };
+      entry.push(
+        { fullUrl: urn, resource: patient, request: { method: 'POST', url: 'Patient' } },
+        { resource: appointment, request: { method: 'POST', url: 'Appointment' } },
+      );
+    }
+    const res: Bundle = await stack.fhir.transaction({ resourceType: 'Bundle', type: 'transaction', entry });
+    for (const e of res.entry ?? []) {
+      const id = /^Appointment\/([^/]+)/.exec(e.response?.location ?? '')?.[1];
+      if (id) appointments.push(id);
+    }
+  }
+  const prefix = `p4${run}`;
+  const queue = new Queue<ReminderJob>('reminders', { connection: redis, prefix });
+  const careStart = Date.now() + 20_000;
+  const dueById = new Map<string, number>();
+  before = await usedMemory(redis);
+  for (let i = 0; i < n; i += 500) {
+    const jobs = appointments.slice(i, i + 500).map((appointmentId, k) => {
+      const data: ReminderJob = { appointmentId, offset: 'PT1H', startMs, dueAt: dueOf(i + k, careStart) };
+      dueById.set(`reminder-${appointmentId}-PT1H-${startMs}`, data.dueAt);
+      return {
+        name: 'remind',
+        data,
+        opts: {
+          jobId: reminderJobId(data),
+          delay: data.dueAt - Date.now(),
+          attempts: 5,
+          backoff: { type: 'exponential', delay: 2000 },
+          removeOnComplete: { age: 3600 },
+        },
+      };
+    });
+    await queue.addBulk(jobs);
+  }
+  const carewayBytes = (await usedMemory(redis)) - before;
+  const key = loadOrCreateDevKey();
+  const workers: ChildProcess[] = [];
+  for (let w = 0; w < 2; w++) {
+    workers.push(
+      spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
+        env: {
+          ...process.env,
+          FHIR_BASE_URL: stack.hapi,
+          REDIS_URL: stack.redis,
+          AUTH_PUBLIC_KEY: key.publicPem,
+          AUTH_ISSUER: DEV_ISSUER,
+          AUTH_AUDIENCE: DEV_AUDIENCE,
+          PORT: String(await freePort()),
+          HOST: '127.0.0.1',
+          MLLP_PORT: '0',
+          LOG_LEVEL: 'warn',
+          HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+          QUEUE_PREFIX: prefix,
+          SMS_WEBHOOK_URL: sinkUrl,
+          SMS_WEBHOOK_SECRET: SECRET,
+          SMS_RATE_PER_SECOND: '100000',
+          REMINDER_CONCURRENCY: '16',
+          QUIET_HOURS: '00:00-00:00',
+          CAREWAY_UPLOAD_PROFILES: 'false',
+          NOSHOW_SWEEP_INTERVAL: 'off',
+          REMINDER_SWEEP_INTERVAL: 'off',
+        },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }),
+    );
+  }
+  const deadline = careStart + windowS * 1000 + 600_000;
+  while (received.size < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+  await new Promise((r) => setTimeout(r, 3000)); // late duplicates would show up here
+  for (const w of workers) w.kill('SIGTERM');
+  await Promise.all(
+    workers.map((w) => new Promise((r) => (w.exitCode !== null ? r(null) : w.once('exit', r)))),
+  );
+  sink.close();
+  const late = [...received].map(([id, at]) => at - (dueById.get(id) ?? at));
+  const last = Math.max(...received.values());
+  const carewayRate = received.size / ((last - careStart) / 1000 || 1);
+  await queue.obliterate({ force: true });
+  await queue.close();
+  await redis.quit();
+
+  const raw = stats(rawLate);
+  const care = stats(late);
+  const result = {
+    what: `${n} reminders due over ${windowS} s on two Careway worker processes (full send path: FHIR re-reads, ledger, signed SMS webhook, Communication write-back) vs raw BullMQ delayed no-op jobs on two workers`,
+    reminders: n,
+    windowS,
+    raw: { ...raw, perSecond: rawRate, redisBytesPerJob: rawBytes / n },
+    careway: {
+      ...care,
+      perSecond: carewayRate,
+      sent: received.size,
+      duplicates,
+      redisBytesPerReminder: carewayBytes / n,
+    },
+    throughputRatio: carewayRate / rawRate,
+    targets: { p50: 20, p99: 250, max: 1000, duplicates: 0, throughputRatio: 0.9 },
+  };
+  const file = writeResult('P4', result);
+  const f = (x: number): string => x.toFixed(0).padStart(7);
+  return [
+    `P4 ${n} reminders due over ${windowS} s, two workers (lateness in ms)`,
+    '| path                         |     p50 |     p99 |     max |   per s | Redis B/job |',
+    '|------------------------------|---------|---------|---------|---------|-------------|',
+    `| raw BullMQ delayed no-op     | ${f(raw.p50)} | ${f(raw.p99)} | ${f(raw.max)} | ${rawRate.toFixed(1).padStart(7)} | ${f(rawBytes / n).padStart(11)} |`,
+    `| Careway reminders (SMS)      | ${f(care.p50)} | ${f(care.p99)} | ${f(care.max)} | ${carewayRate.toFixed(1).padStart(7)} | ${f(carewayBytes / n).padStart(11)} |`,
+    `sent ${received.size}/${n}, duplicates ${duplicates}; throughput ratio ${result.throughputRatio.toFixed(3)} (targets: p50 <= 20 ms, p99 <= 250 ms, max <= 1 s, 0 duplicates, ratio >= 0.9)`,
+    `written to ${file}`,
+  ];
+}
