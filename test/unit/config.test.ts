@@ -88,6 +88,36 @@ describe('loadConfig', () => {
     expect(p).toContain('MLLP_TLS_CERT and MLLP_TLS_KEY: set both to enable MLLP over TLS');
   });
 
+  it('when reminder keys are set then offsets per service, webhook and workers are parsed, and bad ones named', () => {
+    const c = loadConfig({
+      ...good,
+      REMINDER_OFFSETS: 'PT2H,P1D',
+      REMINDER_SERVICE_OFFSETS: 'SURG=P7D,P1D http://snomed.info/sct|1234=PT30M',
+      PUBLIC_BASE_URL: 'http://careway.internal:8080',
+      FHIR_WEBHOOK_SECRET: 'hook-secret-0123456789',
+      RUN_WORKERS: 'false',
+    });
+    expect(c.reminders.offsets.map((o) => o.text)).toEqual(['P1D', 'PT2H']);
+    expect(c.reminders.offsetsByService['SURG']?.map((o) => o.text)).toEqual(['P7D', 'P1D']);
+    expect(c.reminders.offsetsByService['http://snomed.info/sct|1234']?.map((o) => o.ms)).toEqual([
+      1_800_000,
+    ]);
+    expect(c.reminders.webhook?.publicBaseUrl.host).toBe('careway.internal:8080');
+    expect(c.runWorkers).toBe(false);
+    const p = problems({
+      ...good,
+      REMINDER_SERVICE_OFFSETS: 'SURG',
+      FHIR_WEBHOOK_SECRET: 'short',
+      RUN_WORKERS: 'no',
+    });
+    expect(p).toContain('REMINDER_SERVICE_OFFSETS: "SURG" must be <service type code>=<offsets>');
+    expect(p).toContain('FHIR_WEBHOOK_SECRET: must be at least 16 characters');
+    expect(p).toContain(
+      "PUBLIC_BASE_URL and FHIR_WEBHOOK_SECRET: set both to receive the FHIR server's REST-hook",
+    );
+    expect(p).toContain('RUN_WORKERS: must be true or false');
+  });
+
   it('when both key sources are set then that is refused', () => {
     expect(problems({ ...good, AUTH_JWKS_URL: 'https://auth.example/jwks' })).toEqual([
       'AUTH_JWKS_URL and AUTH_PUBLIC_KEY: set one, not both',
