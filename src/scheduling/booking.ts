@@ -152,7 +152,8 @@ export async function hold(
         ],
       };
       await deps.fhir.transaction(tx);
-      await deps.scheduleRelease(slotIds[0]!, h.id, Date.parse(h.expires));
+      // One release per Slot: a multi-actor hold spans Schedules, and each Slot is released on its own.
+      for (const id of slotIds) await deps.scheduleRelease(id, h.id, Date.parse(h.expires));
       return { hold: h, slots: await readSlots(deps, slotIds), changed: true };
     }),
   );
@@ -482,31 +483,21 @@ export async function releaseHold(
       }
       const h = holdOf(slot);
       if (slot.status !== 'busy-tentative' || h?.id !== holdId) return;
-      // A multi-slot hold shares one id: release every slot that carries it.
-      const siblings = await deps.fhir.searchAll<Slot>(
-        'Slot',
-        { schedule: slot.schedule.reference ?? '', status: 'busy-tentative', start: `eq${slot.start}` },
-        { noCache: true, maxPages: 1 },
-      );
-      const all = [slot, ...siblings.filter((s) => s.id !== slot.id && holdOf(s)?.id === holdId)];
       await deps.fhir.transaction({
         resourceType: 'Bundle',
         type: 'transaction',
         entry: [
-          ...all.map((s) => put(withHold(s, 'free'), s.meta?.versionId ?? '')),
+          put(withHold(slot, 'free'), slot.meta?.versionId ?? ''),
           {
-            resource: withTargets(
-              journeyProvenance({
-                target: `Slot/${slot.id}`,
-                at: now(deps).toISOString(),
-                actor: SYSTEM_ACTOR,
-                activity: 'UPDATE',
-                reason: h.offer ? 'Waitlist offer expired' : 'Hold expired',
-                change: 'slot:busy-tentative->free',
-                ...(h.offer ? { trigger: { reference: h.offer } } : {}),
-              }),
-              all.slice(1).map((s) => `Slot/${s.id}`),
-            ),
+            resource: journeyProvenance({
+              target: `Slot/${slot.id}`,
+              at: now(deps).toISOString(),
+              actor: SYSTEM_ACTOR,
+              activity: 'UPDATE',
+              reason: h.offer ? 'Waitlist offer expired' : 'Hold expired',
+              change: 'slot:busy-tentative->free',
+              ...(h.offer ? { trigger: { reference: h.offer } } : {}),
+            }),
             request: { method: 'POST', url: 'Provenance' },
           },
         ],

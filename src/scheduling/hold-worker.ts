@@ -1,5 +1,5 @@
 /**
- * Queue `slot-holds`: one delayed job per hold, due at its expiry. The job carries ids only (Slot, hold).
+ * Queue `slot-holds`: one delayed job per held Slot, due at the hold's expiry. The job carries ids only (Slot, hold).
  * Releasing re-reads the Slot under its lock and frees it only if the same hold still stands, so a hold
  * that was booked, or replaced by a newer one, is left alone; a replayed job changes nothing.
  * An expired waitlist offer hands the Slot back to the waitlist for the next patient in the same round.
@@ -55,7 +55,7 @@ export function init(conns: RedisConnections, deps: () => SchedulingDeps): HoldQ
       await queue.add(
         'release',
         { slotId, holdId },
-        { jobId: `hold-${holdId}`, delay: Math.max(0, atMs - Date.now()) },
+        { jobId: `hold-${holdId}-${slotId}`, delay: Math.max(0, atMs - Date.now()) },
       );
     },
   };

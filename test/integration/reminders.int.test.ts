@@ -23,6 +23,7 @@ import { sweep } from '../../src/reminders/sweep-worker.js';
 import { reminderJobId } from '../../src/reminders/service.js';
 
 const SECRET = 'test-sms-secret-0123456789';
+const FILE_STARTED = new Date().toISOString();
 const CANARY = `Zyxcanary${uniq()}`;
 let h: Harness;
 let smtp: Awaited<ReturnType<typeof smtpSink>>;
@@ -105,7 +106,13 @@ const communicationsFor = (id: string) =>
   h.fhir
     .searchAll<Communication>(
       'Communication',
-      { category: `${canonical.communicationCategory}|reminder`, _count: 50, _sort: 'sent' },
+      // Only this run's reminders (a shared server may hold many more), oldest first.
+      {
+        category: `${canonical.communicationCategory}|reminder`,
+        _lastUpdated: `ge${FILE_STARTED}`,
+        _count: 200,
+        _sort: 'sent',
+      },
       { noCache: true },
     )
     .then((all) => all.filter((c) => c.about?.some((r) => r.reference === `Appointment/${id}`)));

@@ -337,26 +337,32 @@ describe('$find', () => {
 });
 
 describe('$hold and $book', () => {
-  it('when a hold is not confirmed then it expires and the Slot is free again', async () => {
+  it('when a hold is not confirmed then it expires and its Slots (practitioner and room) are free again', async () => {
     const pid = await patient();
     const slot = (await slotsOf(schedA))[19]!;
+    const room = (await slotsOf(schedRoom)).find((s) => s.start === slot.start)!;
     const res = await post(
       '/fhir/Appointment/$hold',
       params(
         { name: 'slot', valueReference: { reference: `Slot/${slot.id}` } },
+        { name: 'slot', valueReference: { reference: `Slot/${room.id}` } },
         { name: 'patient', valueReference: { reference: `Patient/${pid}` } },
       ),
     );
     expect(res.statusCode, res.body).toBe(201);
     expect((await readSlot(slot.id!)).status).toBe('busy-tentative');
+    expect((await readSlot(room.id!)).status).toBe('busy-tentative');
     const other = await patient();
     const taken = await book([slot.id!], other);
     expect(taken.statusCode).toBe(409);
     expect(outcome(taken).issue[0]!.details?.coding?.[0]?.code).toBe('slot-held');
     await until('the hold to expire', async () =>
-      (await readSlot(slot.id!)).status === 'free' ? true : undefined,
+      (await readSlot(slot.id!)).status === 'free' && (await readSlot(room.id!)).status === 'free'
+        ? true
+        : undefined,
     );
     expect((await readSlot(slot.id!)).extension).toBeUndefined();
+    expect((await readSlot(room.id!)).extension).toBeUndefined();
   });
 
   it('when 50 patients book one Slot at once then exactly one Appointment is booked', async () => {
