@@ -282,23 +282,14 @@ export class ReminderService {
       await this.d.ledger.markSent(key);
       return 'duplicate';
     }
-    const channel = this.d.channels.get(contact.channel) ?? this.d.channels.get('portal')!;
-    let failure: string | undefined;
-    try {
-      await channel.send({
-        to: contact.to,
-        subject: message.subject,
-        text: message.text,
-        messageId: `reminder-${key.replaceAll('|', '-')}`,
-      });
-    } catch (e) {
-      const err = e instanceof ChannelError ? e : new ChannelError('send failed', true);
-      if (err.retryable && !final) {
-        await this.d.ledger.release(key, owner);
-        throw err;
-      }
-      failure = err.message;
-    }
+    const failure = await this.deliver(
+      contact,
+      message,
+      `reminder-${key.replaceAll('|', '-')}`,
+      key,
+      owner,
+      final,
+    );
     if (failure) {
       await this.writeBack(a, job, contact.channel, { status: 'not-done', reason: failure }, message.text);
       await this.d.ledger.release(key, owner);
@@ -358,23 +349,7 @@ export class ReminderService {
       firstName: contact.firstName,
       ...values,
     });
-    const channel = this.d.channels.get(contact.channel) ?? this.d.channels.get('portal')!;
-    let failure: string | undefined;
-    try {
-      await channel.send({
-        to: contact.to,
-        subject: message.subject,
-        text: message.text,
-        messageId: key.replace(/[|/]/g, '-'),
-      });
-    } catch (e) {
-      const err = e instanceof ChannelError ? e : new ChannelError('send failed', true);
-      if (err.retryable && !final) {
-        await this.d.ledger.release(key, owner);
-        throw err;
-      }
-      failure = err.message;
-    }
+    const failure = await this.deliver(contact, message, key.replace(/[|/]/g, '-'), key, owner, final);
     const communication: Communication = {
       resourceType: 'Communication',
       identifier: [{ system: canonical.reminderSystem, value: key }],
@@ -455,6 +430,32 @@ export class ReminderService {
       case 'check-up':
       case 'message-notification':
         return {};
+    }
+  }
+
+  /**
+   * Sends on the contact's channel (the portal when that channel is not configured). Returns the reason when the
+   * send failed for good; a retryable failure before the last attempt gives the claim back and throws.
+   */
+  private async deliver(
+    contact: { channel: ChannelKind; to: string },
+    message: { subject: string; text: string },
+    messageId: string,
+    key: string,
+    owner: string,
+    final: boolean,
+  ): Promise<string | undefined> {
+    const channel = this.d.channels.get(contact.channel) ?? this.d.channels.get('portal')!;
+    try {
+      await channel.send({ to: contact.to, subject: message.subject, text: message.text, messageId });
+      return undefined;
+    } catch (e) {
+      const err = e instanceof ChannelError ? e : new ChannelError('send failed', true);
+      if (err.retryable && !final) {
+        await this.d.ledger.release(key, owner);
+        throw err;
+      }
+      return err.message;
     }
   }
 

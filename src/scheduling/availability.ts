@@ -21,6 +21,7 @@ import type {
   Slot,
 } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
+import { zoneOf } from '../fhir/zones.js';
 import { FhirError } from '../fhir/errors.js';
 import { alertFlag } from '../journey/timeline.js';
 import { CarewayError } from '../shared/errors.js';
@@ -35,7 +36,6 @@ import {
   positionOf,
   readPreferences,
   withPreferences,
-  zoneOf,
 } from './resources.js';
 
 export interface GenerateResult {

@@ -9,7 +9,6 @@
 import type { Extension, Location, Patient, Practitioner, Resource, Slot } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import { WEEKDAY_CODES, type Weekday } from '../shared/zoned-time.js';
-export { zoneOf } from '../fhir/zones.js';
 import { TIMES_OF_DAY, type GeoPoint, type Preferences, type TimeOfDay } from './ranking.js';
 
 const isWeekday = (c: string): c is Weekday => (WEEKDAY_CODES as readonly string[]).includes(c);

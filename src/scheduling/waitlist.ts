@@ -24,13 +24,14 @@ import type {
   Slot,
 } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
+import { zoneOf } from '../fhir/zones.js';
 import { FhirError } from '../fhir/errors.js';
 import { journeyProvenance, type Actor } from '../journey/provenance.js';
 import { CarewayError } from '../shared/errors.js';
 import { toZonedIso } from '../shared/zoned-time.js';
 import { mustRead, now, retryOnConflict, withLocks, type SchedulingDeps } from './context.js';
 import { fitsPreferences } from './ranking.js';
-import { holdOf, readPreferences, withHold, zoneOf, type Hold } from './resources.js';
+import { holdOf, readPreferences, withHold, type Hold } from './resources.js';
 
 export const OFFER_CATEGORY = 'waitlist-offer';
 const OFFER_SYSTEM = `${canonical.communicationCategory.replace('/CodeSystem/', '/sid/')}-offer`;

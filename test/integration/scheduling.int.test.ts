@@ -132,6 +132,22 @@ function book(
 }
 
 const mon = monday();
+/** Schedule A's template: mornings Mon-Fri, a break at 10:30, and a holiday on Wednesday. */
+const generateA = () =>
+  generate(
+    schedA,
+    dateOf(mon, 0),
+    dateOf(mon, 4),
+    window(['mon', 'tue', 'wed', 'thu', 'fri'], '09:00', '12:00'),
+    {
+      name: 'break',
+      part: [
+        { name: 'availableStartTime', valueTime: '10:30:00' },
+        { name: 'availableEndTime', valueTime: '11:00:00' },
+      ],
+    },
+    { name: 'holiday', valueDate: dateOf(mon, 2) },
+  );
 let drA: string;
 let drB: string;
 let room: string;
@@ -150,20 +166,7 @@ beforeAll(async () => {
   schedB = await schedule([`Practitioner/${drB}`], 'cardio');
   schedRoom = await schedule([`Location/${room}`], 'room');
   // A: mornings Mon-Fri with a break and a holiday on Wednesday; B: Tuesday and Thursday afternoons.
-  const a = await generate(
-    schedA,
-    dateOf(mon, 0),
-    dateOf(mon, 4),
-    window(['mon', 'tue', 'wed', 'thu', 'fri'], '09:00', '12:00'),
-    {
-      name: 'break',
-      part: [
-        { name: 'availableStartTime', valueTime: '10:30:00' },
-        { name: 'availableEndTime', valueTime: '11:00:00' },
-      ],
-    },
-    { name: 'holiday', valueDate: dateOf(mon, 2) },
-  );
+  const a = await generateA();
   expect(a.statusCode, a.body).toBe(201);
   const b = await generate(schedB, dateOf(mon, 0), dateOf(mon, 4), window(['tue', 'thu'], '13:00', '15:00'));
   expect(b.statusCode, b.body).toBe(201);
@@ -186,20 +189,7 @@ describe('slot generation', () => {
     expect(slots.some((s) => s.start.startsWith(dateOf(mon, 2)))).toBe(false);
     expect(new Set(slots.map((s) => s.identifier?.[0]?.value)).size).toBe(20);
 
-    const again = await generate(
-      schedA,
-      dateOf(mon, 0),
-      dateOf(mon, 4),
-      window(['mon', 'tue', 'wed', 'thu', 'fri'], '09:00', '12:00'),
-      {
-        name: 'break',
-        part: [
-          { name: 'availableStartTime', valueTime: '10:30:00' },
-          { name: 'availableEndTime', valueTime: '11:00:00' },
-        ],
-      },
-      { name: 'holiday', valueDate: dateOf(mon, 2) },
-    );
+    const again = await generateA();
     expect(again.statusCode).toBe(200);
     expect(again.json<Parameters>().parameter).toEqual([
       { name: 'created', valueInteger: 0 },

@@ -18,7 +18,7 @@ import { verify } from '../../reminders/channels/sms-webhook.js';
 import { HOOK_PATH } from '../../reminders/subscription.js';
 import { principalOf, requireUnconfined } from '../plugins/auth.js';
 import { FHIR_JSON } from '../plugins/errors.js';
-import { decide } from '../auth/scopes.js';
+import { confinedPatient } from '../auth/access.js';
 import { postMessage } from '../../reminders/messaging.js';
 import { submitResponse } from '../../reminders/feedback.js';
 
@@ -184,17 +184,7 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      const d = decide(principal.scopes, 'Communication', 'c');
-      if (!d.allowed)
-        throw new CarewayError(
-          'insufficient-scope',
-          `${d.reason}; a scope like patient/Communication.c is needed`,
-          {
-            headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
-          },
-        );
-      if (d.compartmentOnly && !principal.patient)
-        throw new CarewayError('insufficient-scope', 'a patient/ scope needs a "patient" claim in the token');
+      const confinedTo = confinedPatient(principal, 'Communication', 'c');
       const r = await postMessage(
         {
           fhir: app.fhir,
@@ -207,7 +197,7 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
         },
         request.body,
         {
-          ...(d.compartmentOnly && principal.patient ? { patient: principal.patient } : {}),
+          ...(confinedTo ? { patient: confinedTo } : {}),
           ...(principal.fhirUser ? { fhirUser: principal.fhirUser } : {}),
         },
       );
@@ -231,21 +221,11 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      const d = decide(principal.scopes, 'QuestionnaireResponse', 'c');
-      if (!d.allowed)
-        throw new CarewayError(
-          'insufficient-scope',
-          `${d.reason}; a scope like patient/QuestionnaireResponse.c is needed`,
-          {
-            headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
-          },
-        );
-      if (d.compartmentOnly && !principal.patient)
-        throw new CarewayError('insufficient-scope', 'a patient/ scope needs a "patient" claim in the token');
+      const confinedTo = confinedPatient(principal, 'QuestionnaireResponse', 'c');
       const r = await submitResponse(
         { fhir: app.fhir, journeysOf: (id) => app.journeys.journeysOf(id) },
         request.body,
-        d.compartmentOnly ? principal.patient : undefined,
+        confinedTo,
       );
       return reply
         .code(r.created ? 201 : 200)

@@ -17,8 +17,8 @@ import { localId, readParameters } from '../../fhir/parameters.js';
 import type { CarewayOperation } from '../../fhir/facade.js';
 import { CANONICAL_BASE } from '../../fhir/canonical.js';
 import { isJourneyStage, JOURNEY_STAGES } from '../../journey/stages.js';
-import type { Actor } from '../../journey/provenance.js';
 import { decide, type Permission } from '../auth/scopes.js';
+import { actorOf, confinedPatient, forbidden } from '../auth/access.js';
 import type { Principal } from '../auth/verifier.js';
 import { principalOf } from '../plugins/auth.js';
 import { FHIR_JSON } from '../plugins/errors.js';
@@ -106,22 +106,8 @@ const TimelineSchema = Type.Object(
   { $id: 'JourneyTimeline' },
 );
 
-function forbidden(message: string): CarewayError {
-  return new CarewayError('insufficient-scope', message, {
-    headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
-  });
-}
-
 function access(principal: Principal, permission: Permission): { confinedTo: string | undefined } {
-  const d = decide(principal.scopes, 'EpisodeOfCare', permission);
-  if (!d.allowed) throw forbidden(`${d.reason}; a scope like user/EpisodeOfCare.${permission} is needed`);
-  if (!d.compartmentOnly) return { confinedTo: undefined };
-  if (!principal.patient) throw forbidden('a patient/ scope needs a "patient" claim in the token');
-  return { confinedTo: principal.patient };
-}
-
-function actorOf(principal: Principal): Actor {
-  return { subject: principal.subject, ...(principal.fhirUser ? { fhirUser: principal.fhirUser } : {}) };
+  return { confinedTo: confinedPatient(principal, 'EpisodeOfCare', permission) };
 }
 
 function patientOfEpisode(reference: string | undefined): string | undefined {

@@ -17,13 +17,11 @@ import { CarewayError } from '../../shared/errors.js';
 import { localId, readParameters } from '../../fhir/parameters.js';
 import type { CarewayOperation } from '../../fhir/facade.js';
 import { CANONICAL_BASE } from '../../fhir/canonical.js';
-import type { Actor } from '../../journey/provenance.js';
 import { WEEKDAY_CODES, type Weekday } from '../../shared/zoned-time.js';
 import { TIMES_OF_DAY, type Preferences, type TimeOfDay } from '../../scheduling/ranking.js';
 import type { AvailableTime } from '../../scheduling/slots.js';
-import { decide, type Permission } from '../auth/scopes.js';
-import type { Principal } from '../auth/verifier.js';
 import { principalOf } from '../plugins/auth.js';
+import { actorOf, confinedPatient } from '../auth/access.js';
 import { FHIR_JSON } from '../plugins/errors.js';
 
 const op = (name: string, resourceType: string, documentation: string): CarewayOperation => ({
@@ -90,37 +88,9 @@ const IdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9\\-.]{1,64
 const FhirBody = Type.Object({ resourceType: Type.String() }, { additionalProperties: true });
 const fhirResponses = { 200: FhirBody, 201: FhirBody, '4xx': FhirBody, '5xx': FhirBody };
 
-function forbidden(message: string): CarewayError {
-  return new CarewayError('insufficient-scope', message, {
-    headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
-  });
-}
-
-/** The patient a token is confined to, or undefined for user/system access. */
-function access(
-  principal: Principal,
-  type: string,
-  permission: Permission,
-  staffOnly = false,
-): string | undefined {
-  const d = decide(principal.scopes, type, permission);
-  if (!d.allowed) throw forbidden(`${d.reason}; a scope like user/${type}.${permission} is needed`);
-  if (!d.compartmentOnly) return undefined;
-  if (staffOnly)
-    throw forbidden(
-      `patient-context tokens cannot use this operation (user/ or system/ ${type}.${permission})`,
-    );
-  if (!principal.patient) throw forbidden('a patient/ scope needs a "patient" claim in the token');
-  return principal.patient;
-}
-
 function confine(confinedTo: string | undefined, patientId: string | undefined): void {
   if (confinedTo && confinedTo !== patientId)
     throw new CarewayError('outside-compartment', 'a patient token can only act for its own patient');
-}
-
-function actorOf(principal: Principal): Actor {
-  return { subject: principal.subject, ...(principal.fhirUser ? { fhirUser: principal.fhirUser } : {}) };
 }
 
 const firstCoding = (cc: { coding?: Coding[] } | undefined): Coding | undefined =>
@@ -182,7 +152,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     '/fhir/Schedule/:id/$generate-slots',
     { schema: schema('Generate Slots from a weekly template (scope: Slot.c)', 'generate-slots', true) },
     async (request, reply) => {
-      access(principalOf(request), 'Slot', 'c', true);
+      confinedPatient(principalOf(request), 'Slot', 'c', true);
       const { id } = request.params as { id: string };
       const p = readParameters(
         request.body,
@@ -225,7 +195,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     { schema: schema('Find appointment slots ranked for a patient (scope: Slot.s)', 'find') },
     async (request, reply) => {
       const principal = principalOf(request);
-      const confinedTo = access(principal, 'Slot', 's');
+      const confinedTo = confinedPatient(principal, 'Slot', 's');
       const p = readParameters(
         request.body,
         {
@@ -277,7 +247,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     { schema: schema('Hold Slots for a patient for a short time (scope: Appointment.c)', 'hold') },
     async (request, reply) => {
       const principal = principalOf(request);
-      const confinedTo = access(principal, 'Appointment', 'c');
+      const confinedTo = confinedPatient(principal, 'Appointment', 'c');
       const p = readParameters(
         request.body,
         {
@@ -309,7 +279,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     { schema: schema('Book Slots for a patient, atomically (scope: Appointment.c)', 'book') },
     async (request, reply) => {
       const principal = principalOf(request);
-      const confinedTo = access(principal, 'Appointment', 'c');
+      const confinedTo = confinedPatient(principal, 'Appointment', 'c');
       const p = readParameters(
         request.body,
         {
@@ -371,7 +341,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     { schema: schema('Cancel an appointment and free its Slots (scope: Appointment.u)', 'cancel', true) },
     async (request, reply) => {
       const principal = principalOf(request);
-      const confinedTo = access(principal, 'Appointment', 'u');
+      const confinedTo = confinedPatient(principal, 'Appointment', 'u');
       const { id } = request.params as { id: string };
       const p = readParameters(request.body, { reason: { kind: 'valueString', required: true } }, '$cancel');
       if (confinedTo) {
@@ -394,7 +364,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     { schema: schema('Mark a no-show (scope: user/ or system/ Appointment.u)', 'noshow', true) },
     async (request, reply) => {
       const principal = principalOf(request);
-      access(principal, 'Appointment', 'u', true);
+      confinedPatient(principal, 'Appointment', 'u', true);
       const { id } = request.params as { id: string };
       if (request.body !== undefined && request.body !== null) readParameters(request.body, {}, '$noshow');
       const r = await app.scheduling.markNoShow(id, actorOf(principal));
@@ -407,7 +377,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     { schema: schema('Accept a waitlist offer (scope: Appointment.u)', 'accept-offer') },
     async (request, reply) => {
       const principal = principalOf(request);
-      const confinedTo = access(principal, 'Appointment', 'u');
+      const confinedTo = confinedPatient(principal, 'Appointment', 'u');
       const p = readParameters(
         request.body,
         { offer: { kind: 'valueReference', required: true } },
@@ -434,7 +404,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
       },
     },
     async (request, reply) => {
-      access(principalOf(request), 'Appointment', 's', true);
+      confinedPatient(principalOf(request), 'Appointment', 's', true);
       const q = request.query as { 'service-type': string };
       const entries = await app.scheduling.waitlist(q['service-type'].split(','));
       return send(reply, 200, {
@@ -461,7 +431,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
       },
       async (request, reply) => {
         const principal = principalOf(request);
-        const confinedTo = access(principal, type, 'u');
+        const confinedTo = confinedPatient(principal, type, 'u');
         const { id } = request.params as { id: string };
         const p = readParameters(
           request.body,
