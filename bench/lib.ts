@@ -9,6 +9,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { startHapi, startRedis, freePort, type LocalService } from '../src/devstack/processes.js';
 import { projectRoot } from '../src/shared/paths.js';
+import { serviceEnv } from '../src/shared/runtime.js';
 import { FhirClient } from '../src/fhir/client.js';
 import { mintDevToken } from '../src/cli/dev-key-token.js';
 import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevKey } from '../src/cli/dev-key.js';
@@ -63,7 +64,7 @@ export async function startStack(): Promise<Stack> {
     const mllpPort = await freePort();
     const key = loadOrCreateDevKey();
     const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
-      env: {
+      env: serviceEnv({
         ...process.env,
         FHIR_BASE_URL: hapi,
         REDIS_URL: redis,
@@ -75,7 +76,7 @@ export async function startStack(): Promise<Stack> {
         LOG_LEVEL: 'warn',
         MLLP_PORT: String(mllpPort),
         HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-      },
+      }),
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     started.push({

@@ -1,7 +1,8 @@
 /**
  * P3: end to end, HL7 in over MLLP → committed on HAPI (through the queue, the maps, the per-patient lock and
  * the journey effects), against a direct replay of the transaction bundles Careway's worker builds for the same
- * messages (data, new journey, links, Provenance) into the same HAPI, replayed one at a time and with as many in flight as Careway has partitions. Targets: ≥ 90 % of
+ * messages (data, new journey, links, Provenance) into the same HAPI, replayed one at a time and in parallel (the faster
+ * of N and 2N in flight, N = Careway's partitions). Targets: ≥ 90 % of
  * the direct replay, never below 40 msg/s.
  */
 import { connect } from 'node:net';
@@ -56,21 +57,31 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
       return messageTransaction(mapped, facts, { opening: { sender: facts.sender, patientKey } });
     });
   const partitions = Number(process.env['HL7_PARTITIONS'] ?? 4);
-  // Two comparators: a plain replay, one transaction after another, and one with as many in flight as Careway
-  // has partitions (what a replay tool that knows the patients are distinct could do).
-  let bundles = bundlesFor('d');
+  // Two comparators: a plain replay, one transaction after another, and a parallel replay (what a replay tool
+  // that knows the patients are distinct could do).
+  const bundles = bundlesFor('d');
   let t0 = performance.now();
   for (const b of bundles) await stack.fhir.transaction(b);
   const directRate = count / ((performance.now() - t0) / 1000);
-  bundles = bundlesFor('q');
-  t0 = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: partitions }, async () => {
-      while (next < bundles.length) await stack.fhir.transaction(bundles[next++]!);
-    }),
-  );
-  const parallelRate = count / ((performance.now() - t0) / 1000);
+  // The parallel comparator is the replay at its best: the faster of as many in flight as Careway has
+  // partitions and twice that (on 2 cores HAPI saturates the CPU either way, and more in flight can be slower).
+  const inFlightRate = async (prefix: string, inFlight: number): Promise<number> => {
+    const replay = bundlesFor(prefix);
+    const start = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (next < replay.length) await stack.fhir.transaction(replay[next++]!);
+      }),
+    );
+    return count / ((performance.now() - start) / 1000);
+  };
+  const parallel = [
+    { inFlight: partitions, perSecond: await inFlightRate('q', partitions) },
+    { inFlight: partitions * 2, perSecond: await inFlightRate('r', partitions * 2) },
+  ];
+  const best = parallel.reduce((x, y) => (y.perSecond > x.perSecond ? y : x));
+  const parallelRate = best.perSecond;
 
   // Careway: MLLP in, wait for every ACK, then for the queue to drain.
   const redis = new Redis(stack.redis, { maxRetriesPerRequest: null });
@@ -126,7 +137,8 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
     messages: count,
     partitions,
     direct: { perSecond: directRate },
-    directParallel: { perSecond: parallelRate, inFlight: partitions },
+    directParallel: parallel,
+    directBest: best,
     careway: { perSecond: carewayRate, failed, rssMiB: carewayRss },
     ratio: carewayRate / directRate,
     ratioToParallel: carewayRate / parallelRate,
@@ -138,9 +150,12 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
     '| path                                             |  msg/s |',
     '|--------------------------------------------------|--------|',
     `| direct replay of the transactions, one at a time | ${directRate.toFixed(1).padStart(6)} |`,
-    `| direct replay, ${String(partitions).padStart(2)} in flight                       | ${parallelRate.toFixed(1).padStart(6)} |`,
+    ...parallel.map(
+      (p) =>
+        `| direct replay, ${String(p.inFlight).padStart(2)} in flight                       | ${p.perSecond.toFixed(1).padStart(6)} |`,
+    ),
     `| Careway: MLLP → queue → maps → HAPI              | ${carewayRate.toFixed(1).padStart(6)} |`,
-    `ratio ${result.ratio.toFixed(3)} to the plain replay, ${result.ratioToParallel.toFixed(3)} to the parallel one (target >= 0.90, and >= 40 msg/s); failed jobs ${failed}; Careway RSS after the run ${carewayRss?.toFixed(0) ?? '?'} MiB (P7 target <= 300 MB)`,
+    `ratio ${result.ratio.toFixed(3)} to the plain replay, ${result.ratioToParallel.toFixed(3)} to the best parallel one (${best.inFlight} in flight) (target >= 0.90, and >= 40 msg/s); failed jobs ${failed}; Careway RSS after the run ${carewayRss?.toFixed(0) ?? '?'} MiB (P7 target <= 300 MB)`,
     `written to ${file}`,
   ];
 }

@@ -21,6 +21,7 @@ import { projectRoot } from '../src/shared/paths.js';
 import { reminderJobId, type ReminderJob } from '../src/reminders/jobs.js';
 import { loadOrCreateDevKey, DEV_AUDIENCE, DEV_ISSUER } from '../src/cli/dev-key.js';
 import { median, percentile, writeResult, type Stack } from './lib.js';
+import { serviceEnv } from '../src/shared/runtime.js';
 
 const SECRET = 'bench-sms-secret-0123456789';
 
@@ -147,7 +148,7 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
   for (let w = 0; w < 2; w++) {
     workers.push(
       spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
-        env: {
+        env: serviceEnv({
           ...process.env,
           FHIR_BASE_URL: stack.hapi,
           REDIS_URL: stack.redis,
@@ -168,7 +169,7 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
           CAREWAY_UPLOAD_PROFILES: 'false',
           NOSHOW_SWEEP_INTERVAL: 'off',
           REMINDER_SWEEP_INTERVAL: 'off',
-        },
+        }),
         stdio: ['ignore', 'ignore', 'inherit'],
       }),
     );

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { startHapi, startRedis, type LocalService } from '../devstack/processes.js';
 import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevHl7Key, loadOrCreateDevKey } from './dev-key.js';
 import { projectRoot } from '../shared/paths.js';
+import { serviceEnv } from '../shared/runtime.js';
 
 const started: LocalService[] = [];
 let stopping = false;
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
   env['PORT'] ??= '8080';
 
   const careway = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
-    env,
+    env: serviceEnv(env),
     stdio: 'inherit',
   });
   careway.once('exit', (code) => void stopAll(code ?? 1));

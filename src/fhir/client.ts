@@ -22,6 +22,12 @@ export type SearchParams =
 export interface RequestOptions {
   /** Send `Cache-Control: no-cache` so the server does not answer from a cached search. */
   noCache?: boolean;
+  /**
+   * Send `Cache-Control: no-store, max-results=N`: a fresh search that the server neither caches nor keeps for
+   * paging. HAPI then answers it synchronously (up to N results) without writing a search record, which makes a
+   * small lookup on a hot path markedly cheaper; any other server reads it as plain HTTP no-store.
+   */
+  storeless?: number;
   /** Override the client's timeout for this call. */
   timeoutMs?: number;
   /** Mark a POST as safe to retry (e.g. a transaction made only of conditional writes). */
@@ -398,7 +404,8 @@ export class FhirClient implements FhirPort {
     const idempotent = options?.idempotent ?? ['GET', 'HEAD', 'PUT', 'DELETE'].includes(method);
     const headers: Record<string, string> = { Accept: FHIR_JSON, ...this.headers, ...options?.headers };
     if (body !== undefined) headers['Content-Type'] = `${FHIR_JSON}; charset=utf-8`;
-    if (options?.noCache) headers['Cache-Control'] = 'no-cache';
+    if (options?.storeless) headers['Cache-Control'] = `no-store, max-results=${options.storeless}`;
+    else if (options?.noCache) headers['Cache-Control'] = 'no-cache';
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const attempts = idempotent ? this.retries + 1 : 1;
 

@@ -309,7 +309,7 @@ async function patientContext(
   if (!token) return { kept: {}, open: undefined };
   const params: Record<string, string> = { identifier: token };
   if (withJourney) params['_revinclude'] = 'EpisodeOfCare:patient';
-  const bundle = await fhir.search('Patient', params, { noCache: true });
+  const bundle = await fhir.search('Patient', params, { storeless: 100 });
   const resources = (bundle.entry ?? []).map((e) => e.resource);
   const current = resources.find((r): r is Patient => r?.resourceType === 'Patient');
   const open = resources
