@@ -100,6 +100,15 @@ describe('FhirClient', () => {
     expect((f.calls[0]?.init.headers as Record<string, string>)['Cache-Control']).toBe('no-cache');
   });
 
+  it('when asked for a storeless search then Cache-Control: no-store with max-results is sent', async () => {
+    const f = scripted([json(200, { resourceType: 'Bundle', type: 'searchset' })]);
+    const c = new FhirClient({ baseUrl: 'http://fhir.test/fhir/', fetch: f.fn });
+    await c.search('Patient', { identifier: 'a|b' }, { storeless: 100, noCache: true });
+    expect((f.calls[0]?.init.headers as Record<string, string>)['Cache-Control']).toBe(
+      'no-store, max-results=100',
+    );
+  });
+
   it('when a paging link points at another origin then it is not followed', async () => {
     const f = scripted([]);
     const c = new FhirClient({ baseUrl: 'http://fhir.test/fhir', fetch: f.fn });
