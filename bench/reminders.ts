@@ -3,10 +3,11 @@
  * with the same due times on two workers, in the same run. Lateness is measured where it matters: for Careway
  * when the SMS provider (a local HTTP sink) receives the message, for the comparator when the no-op runs.
  * Every Careway send takes the whole path: re-read the Appointment and the Patient, the ledger, the signed
- * webhook, the Communication write-back on HAPI. Also reports duplicates and Redis memory per scheduled reminder.
+ * webhook, the Communication write-back on HAPI and the planned CommunicationRequest completed (the setup
+ * creates one per reminder, as planning does). Careway runs with its default settings (REMINDER_CONCURRENCY). Also reports duplicates and Redis memory per scheduled reminder.
  *
  * BENCH_P4_REMINDERS (default 1,000) and BENCH_P4_WINDOW_S (default 60) size it; the target's 100,000 in
- * 10 minutes is a matter of setting them (and of a FHIR server that takes ~5 requests per reminder at that rate).
+ * 10 minutes is a matter of setting them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
@@ -18,7 +19,8 @@ import { Redis } from 'ioredis';
 import type { Appointment, Bundle, BundleEntry, Patient } from 'fhir/r4.js';
 import { freePort } from '../src/devstack/processes.js';
 import { projectRoot } from '../src/shared/paths.js';
-import { reminderJobId, type ReminderJob } from '../src/reminders/jobs.js';
+import { reminderJobId, reminderKey, type ReminderJob } from '../src/reminders/jobs.js';
+import { canonical } from '../src/fhir/canonical.js';
 import { loadOrCreateDevKey, DEV_AUDIENCE, DEV_ISSUER } from '../src/cli/dev-key.js';
 import { median, percentile, writeResult, type Stack } from './lib.js';
 import { serviceEnv } from '../src/shared/runtime.js';
@@ -114,10 +116,33 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
       );
     }
     const res: Bundle = await stack.fhir.transaction({ resourceType: 'Bundle', type: 'transaction', entry });
+    const created: string[] = [];
     for (const e of res.entry ?? []) {
       const id = /^Appointment\/([^/]+)/.exec(e.response?.location ?? '')?.[1];
-      if (id) appointments.push(id);
+      if (id) created.push(id);
     }
+    appointments.push(...created);
+    // What planning leaves on the FHIR server: an active CommunicationRequest per reminder, which the send
+    // completes (the write-back's second half).
+    await stack.fhir.transaction({
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: created.map((appointmentId) => ({
+        resource: {
+          resourceType: 'CommunicationRequest',
+          identifier: [
+            {
+              system: canonical.reminderSystem,
+              value: reminderKey({ appointmentId, offset: 'PT1H', startMs }),
+            },
+          ],
+          status: 'active',
+          basedOn: [{ reference: `Appointment/${appointmentId}` }],
+          about: [{ reference: `Appointment/${appointmentId}` }],
+        },
+        request: { method: 'POST', url: 'CommunicationRequest' },
+      })),
+    });
   }
   const prefix = `p4${run}`;
   const queue = new Queue<ReminderJob>('reminders', { connection: redis, prefix });
@@ -164,7 +189,6 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
           SMS_WEBHOOK_URL: sinkUrl,
           SMS_WEBHOOK_SECRET: SECRET,
           SMS_RATE_PER_SECOND: '100000',
-          REMINDER_CONCURRENCY: '16',
           QUIET_HOURS: '00:00-00:00',
           CAREWAY_UPLOAD_PROFILES: 'false',
           NOSHOW_SWEEP_INTERVAL: 'off',

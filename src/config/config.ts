@@ -480,7 +480,7 @@ export function loadConfig(env: Env): Config {
     offsets,
     offsetsByService,
     attempts: positiveInt('REMINDER_ATTEMPTS', 5),
-    concurrency: positiveInt('REMINDER_CONCURRENCY', 8),
+    concurrency: positiveInt('REMINDER_CONCURRENCY', 32),
     smsPerSecond: positiveInt('SMS_RATE_PER_SECOND', 10),
     sweepMs: str('REMINDER_SWEEP_INTERVAL') === 'off' ? 0 : duration('REMINDER_SWEEP_INTERVAL', 'PT5M'),
     ...(str('TEMPLATES_DIR') ? { templatesDir: str('TEMPLATES_DIR')! } : {}),

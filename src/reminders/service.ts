@@ -13,7 +13,6 @@
  */
 import type {
   Appointment,
-  Bundle,
   CarePlan,
   BundleEntry,
   Communication,
@@ -37,6 +36,7 @@ import { contactOf } from './contact.js';
 import { notifyKey, reminderJobId, reminderKey, type NotifyJob, type ReminderJob } from './jobs.js';
 export { notifyJobId, reminderJobId, type NotifyJob, type ReminderJob } from './jobs.js';
 import { checkUpStillWanted, recurringFor, type Recurring } from './care-plans.js';
+import { SendBatch, withStatus } from './send-batch.js';
 
 export interface ReminderJobs {
   schedule(job: ReminderJob): Promise<void>;
@@ -80,20 +80,20 @@ const MEDIUM: Readonly<Record<ChannelKind, { code: string; display: string }>> =
 export type SendOutcome = 'sent' | 'stale' | 'duplicate' | 'not-done';
 
 export class ReminderService {
-  constructor(private readonly d: ReminderDeps) {}
+  /** Reads and write-backs of concurrent sends share FHIR requests. */
+  private readonly batch: SendBatch;
+
+  constructor(private readonly d: ReminderDeps) {
+    this.batch = new SendBatch(d.fhir);
+  }
 
   private now(): number {
     return (this.d.clock ?? (() => new Date()))().getTime();
   }
 
-  /** A resource, or undefined when it is gone (404/410). */
-  private async read<T extends Resource>(type: T['resourceType'], id: string): Promise<T | undefined> {
-    try {
-      return await this.d.fhir.read<T>(type, id, { noCache: true });
-    } catch (e) {
-      if (e instanceof FhirError && e.isNotFound) return undefined;
-      throw e;
-    }
+  /** A resource's current version, or undefined when it is gone; reads made at the same time share a request. */
+  private read<T extends Resource>(type: T['resourceType'], id: string): Promise<T | undefined> {
+    return this.batch.read<T>(type, id);
   }
 
   private offsetsFor(a: Appointment): readonly Offset[] {
@@ -277,8 +277,9 @@ export class ReminderService {
         await this.writeBack(a, job, contact.channel, { status: 'completed' }, message.text);
       return 'duplicate';
     }
-    // A claim left by a worker that died mid-send: the Communication tells whether the send happened.
-    if (await done()) {
+    // Tried before (a claim left by a worker that died mid-send, or an earlier attempt): the Communication tells
+    // whether the send happened. A first attempt has nothing to look for, which saves a search per reminder.
+    if (claim === 'reclaimed' && (await done())) {
       await this.d.ledger.markSent(key);
       return 'duplicate';
     }
@@ -311,11 +312,14 @@ export class ReminderService {
     const claim = await this.d.ledger.claim(key, owner);
     if (claim === 'sent') return 'duplicate';
     if (claim === 'busy') throw new LedgerBusyError();
-    const written = await this.d.fhir.searchAll<Communication>(
-      'Communication',
-      { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' },
-      { noCache: true, maxPages: 1 },
-    );
+    const written =
+      claim === 'reclaimed'
+        ? await this.d.fhir.searchAll<Communication>(
+            'Communication',
+            { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' },
+            { noCache: true, maxPages: 1 },
+          )
+        : [];
     if (written.length) {
       await this.d.ledger.markSent(key);
       return 'duplicate';
@@ -471,7 +475,7 @@ export class ReminderService {
     return 'the clinic';
   }
 
-  /** The Communication for this attempt, and the CommunicationRequest marked completed, in one transaction. */
+  /** The Communication for this attempt, and the CommunicationRequest marked completed (batched: send-batch.ts). */
   private async writeBack(
     a: Appointment,
     job: ReminderJob,
@@ -506,36 +510,7 @@ export class ReminderService {
       payload: [{ contentString: text }],
       ...(journey ? { extension: [journey] } : {}),
     };
-    const requests = await this.d.fhir.searchAll<CommunicationRequest>(
-      'CommunicationRequest',
-      { identifier: `${canonical.reminderSystem}|${key}` },
-      { noCache: true, maxPages: 1 },
-    );
-    const tx: Bundle = {
-      resourceType: 'Bundle',
-      type: 'transaction',
-      entry: [
-        {
-          resource: communication,
-          // A not-done attempt may be followed by a completed one later; only completed is unique per key.
-          request:
-            result.status === 'completed'
-              ? {
-                  method: 'POST',
-                  url: 'Communication',
-                  ifNoneExist: new URLSearchParams({
-                    identifier: `${canonical.reminderSystem}|${key}`,
-                    status: 'completed',
-                  }).toString(),
-                }
-              : { method: 'POST', url: 'Communication' },
-        },
-        ...requests
-          .filter((c) => c.status === 'active' && result.status === 'completed')
-          .map((c) => withStatus(c, 'completed')),
-      ],
-    };
-    await this.d.fhir.transaction(tx);
+    await this.batch.writeBack({ key, communication });
   }
 }
 
@@ -548,19 +523,6 @@ function asContactable(p: Practitioner | undefined): Patient | undefined {
     ...(p.telecom ? { telecom: p.telecom } : {}),
     ...(p.name ? { name: p.name } : {}),
     ...(language ? { communication: [{ language: { coding: [language] }, preferred: true }] } : {}),
-  };
-}
-
-/** A versioned update of a CommunicationRequest's status. */
-function withStatus(c: CommunicationRequest, status: CommunicationRequest['status']): BundleEntry {
-  const resource: CommunicationRequest = { ...c, status };
-  return {
-    resource,
-    request: {
-      method: 'PUT',
-      url: `CommunicationRequest/${c.id}`,
-      ifMatch: `W/"${c.meta?.versionId ?? ''}"`,
-    },
   };
 }
 
