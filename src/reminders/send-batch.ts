@@ -99,12 +99,14 @@ export class SendBatch {
       }
     }
     return Promise.all(
-      items.map((item) =>
-        this.fhir.transaction(transaction(entriesFor(item))).then(
-          () => undefined,
-          (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-        ),
-      ),
+      items.map(async (item) => {
+        try {
+          await this.fhir.transaction(transaction(entriesFor(item)));
+          return undefined;
+        } catch (e) {
+          return e instanceof Error ? e : new Error(String(e));
+        }
+      }),
     );
   }
 }

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import type { Bundle, Communication, Resource } from 'fhir/r4.js';
+import type { FhirPort } from '../../src/fhir/client.js';
+import { FhirError } from '../../src/fhir/errors.js';
+import { SendBatch } from '../../src/reminders/send-batch.js';
+import { canonical } from '../../src/fhir/canonical.js';
+
+/** A scripted FHIR port: records calls; the transaction handler decides what the "server" answers. */
+function port(onTransaction: (b: Bundle) => void) {
+  const calls: { op: string; type?: string; params?: unknown; bundle?: Bundle }[] = [];
+  const store: Resource[] = [
+    { resourceType: 'Appointment', id: 'a1' },
+    { resourceType: 'Appointment', id: 'a2' },
+  ];
+  const fhir = {
+    search: (type: string, params: Record<string, string>) => {
+      calls.push({ op: 'search', type, params });
+      const ids = String(params['_id'] ?? '').split(',');
+      return Promise.resolve({
+        resourceType: 'Bundle',
+        type: 'searchset',
+        entry: store
+          .filter((r) => r.resourceType === type && ids.includes(r.id ?? ''))
+          .map((resource) => ({ resource })),
+      });
+    },
+    searchAll: (type: string, params: unknown) => {
+      calls.push({ op: 'searchAll', type, params });
+      return Promise.resolve([]);
+    },
+    transaction: (bundle: Bundle) => {
+      calls.push({ op: 'transaction', bundle });
+      onTransaction(bundle);
+      return Promise.resolve({ resourceType: 'Bundle', type: 'transaction-response' });
+    },
+  } as unknown as FhirPort;
+  return { fhir, calls };
+}
+
+const comm = (key: string): Communication => ({
+  resourceType: 'Communication',
+  status: 'completed',
+  identifier: [{ system: canonical.reminderSystem, value: key }],
+});
+
+describe('reminder send batching', () => {
+  it('when sends read at the same time then one _id search answers them all, and a missing one is undefined', async () => {
+    const { fhir, calls } = port(() => undefined);
+    const batch = new SendBatch(fhir);
+    const [a, b, gone] = await Promise.all([
+      batch.read('Appointment', 'a1'),
+      batch.read('Appointment', 'a2'),
+      batch.read('Appointment', 'nope'),
+    ]);
+    expect([a?.id, b?.id, gone]).toEqual(['a1', 'a2', undefined]);
+    expect(calls.filter((c) => c.op === 'search')).toHaveLength(1);
+    expect((calls[0]?.params as Record<string, string>)['_id']).toBe('a1,a2,nope');
+  });
+
+  it('when write-backs come together then they are one transaction with one conditional create each', async () => {
+    const { fhir, calls } = port(() => undefined);
+    const batch = new SendBatch(fhir);
+    await Promise.all(['k1', 'k2', 'k3'].map((key) => batch.writeBack({ key, communication: comm(key) })));
+    const tx = calls.filter((c) => c.op === 'transaction');
+    expect(tx).toHaveLength(1);
+    expect(tx[0]?.bundle?.entry?.map((e) => e.request?.ifNoneExist)).toEqual(
+      ['k1', 'k2', 'k3'].map((k) =>
+        new URLSearchParams({
+          identifier: `${canonical.reminderSystem}|${k}`,
+          status: 'completed',
+        }).toString(),
+      ),
+    );
+  });
+
+  it('when the server refuses a batch then each write-back is tried alone and only the bad one fails', async () => {
+    const { fhir, calls } = port((b) => {
+      const keys = (b.entry ?? []).map((e) => (e.resource as Communication).identifier?.[0]?.value);
+      if (keys.includes('bad')) throw new FhirError({ kind: 'http', status: 412, method: 'POST', path: '' });
+    });
+    const batch = new SendBatch(fhir);
+    const results = await Promise.allSettled(
+      ['k1', 'bad', 'k3'].map((key) => batch.writeBack({ key, communication: comm(key) })),
+    );
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    // One refused batch, then three single ones.
+    expect(calls.filter((c) => c.op === 'transaction').map((c) => c.bundle?.entry?.length)).toEqual([
+      3, 1, 1, 1,
+    ]);
+  });
+});
