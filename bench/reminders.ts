@@ -19,7 +19,7 @@ import { Redis } from 'ioredis';
 import type { Appointment, Bundle, BundleEntry, Patient } from 'fhir/r4.js';
 import { freePort } from '../src/devstack/processes.js';
 import { projectRoot } from '../src/shared/paths.js';
-import { reminderJobId, reminderKey, type ReminderJob } from '../src/reminders/jobs.js';
+import { reminderDelay, reminderJobId, reminderKey, type ReminderJob } from '../src/reminders/jobs.js';
 import { canonical } from '../src/fhir/canonical.js';
 import { loadOrCreateDevKey, DEV_AUDIENCE, DEV_ISSUER } from '../src/cli/dev-key.js';
 import { median, percentile, writeResult, type Stack } from './lib.js';
@@ -158,7 +158,8 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
         data,
         opts: {
           jobId: reminderJobId(data),
-          delay: data.dueAt - Date.now(),
+          // As Careway queues them: a lead ahead, the worker sending on the due instant (jobs.ts).
+          delay: reminderDelay(data),
           attempts: 5,
           backoff: { type: 'exponential', delay: 2000 },
           removeOnComplete: { age: 3600 },

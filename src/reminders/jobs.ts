@@ -29,6 +29,18 @@ export const notifyKey = (j: NotifyJob): string =>
   ['notify', j.kind, j.about, j.context ?? '', j.occurrence ?? ''].join('|');
 export const notifyJobId = (j: NotifyJob): string => notifyKey(j).replace(/[|/:#@]/g, '-');
 
+/**
+ * How far ahead of its due time a reminder's job is queued. BullMQ hands out a delayed job tens of milliseconds
+ * after its time (bench P4's raw comparator: p50 ≈ 50 ms, p99 ≈ 100 ms), so a job queued exactly on time sends
+ * that late. Queued a lead ahead, the worker re-reads and claims early, then waits for the due instant and sends
+ * on it (never before: the plan's quiet hours hold to the millisecond).
+ */
+export const REMINDER_LEAD_MS = 150;
+
+/** The BullMQ delay for a reminder job queued now. */
+export const reminderDelay = (j: Pick<ReminderJob, 'dueAt'>, nowMs = Date.now()): number =>
+  Math.max(0, j.dueAt - REMINDER_LEAD_MS - nowMs);
+
 export const reminderJobId = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 'startMs'>): string =>
   `rem-${j.appointmentId}-${j.offset}-${j.startMs}`;
 export const reminderKey = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 'startMs'>): string =>

@@ -13,6 +13,7 @@ import type { RedisConnections } from '../queues/connections.js';
 import type { Recurring } from './care-plans.js';
 import { LEASE_MS, LedgerBusyError } from './ledger.js';
 import { withDeadLetters } from '../queues/dead-letter.js';
+import { reminderDelay } from './jobs.js';
 import {
   notifyJobId,
   reminderJobId,
@@ -91,7 +92,7 @@ export function init(
     async schedule(job): Promise<void> {
       await queue.add('remind', job, {
         jobId: reminderJobId(job),
-        delay: Math.max(0, job.dueAt - Date.now()),
+        delay: reminderDelay(job),
       });
     },
     async notify(job, delayMs = 0): Promise<void> {

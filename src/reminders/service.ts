@@ -33,7 +33,14 @@ import { LedgerBusyError, type Ledger } from './ledger.js';
 import type { Templates } from './templates.js';
 import { ChannelError, type Channel, type ChannelKind } from './channels/channel.js';
 import { contactOf } from './contact.js';
-import { notifyKey, reminderJobId, reminderKey, type NotifyJob, type ReminderJob } from './jobs.js';
+import {
+  notifyKey,
+  REMINDER_LEAD_MS,
+  reminderJobId,
+  reminderKey,
+  type NotifyJob,
+  type ReminderJob,
+} from './jobs.js';
 export { notifyJobId, reminderJobId, type NotifyJob, type ReminderJob } from './jobs.js';
 import { checkUpStillWanted, recurringFor, type Recurring } from './care-plans.js';
 import { SendBatch, withStatus } from './send-batch.js';
@@ -283,6 +290,9 @@ export class ReminderService {
       await this.d.ledger.markSent(key);
       return 'duplicate';
     }
+    // Queued a lead ahead of its time (jobs.ts): everything is ready, so send on the due instant, not before.
+    const early = job.dueAt - Date.now();
+    if (early > 0) await new Promise((r) => setTimeout(r, Math.min(early, 2 * REMINDER_LEAD_MS)));
     const failure = await this.deliver(
       contact,
       message,

@@ -13,15 +13,17 @@ function port(onTransaction: (b: Bundle) => void) {
     { resourceType: 'Appointment', id: 'a2' },
   ];
   const fhir = {
-    search: (type: string, params: Record<string, string>) => {
-      calls.push({ op: 'search', type, params });
-      const ids = String(params['_id'] ?? '').split(',');
+    batch: (bundle: Bundle) => {
+      calls.push({ op: 'batch', bundle });
       return Promise.resolve({
         resourceType: 'Bundle',
-        type: 'searchset',
-        entry: store
-          .filter((r) => r.resourceType === type && ids.includes(r.id ?? ''))
-          .map((resource) => ({ resource })),
+        type: 'batch-response',
+        entry: (bundle.entry ?? []).map((e) => {
+          const resource = store.find((r) => `${r.resourceType}/${r.id}` === e.request?.url);
+          return resource
+            ? { resource, response: { status: '200 OK' } }
+            : { response: { status: '404 Not Found' } };
+        }),
       });
     },
     searchAll: (type: string, params: unknown) => {
@@ -44,7 +46,7 @@ const comm = (key: string): Communication => ({
 });
 
 describe('reminder send batching', () => {
-  it('when sends read at the same time then one _id search answers them all, and a missing one is undefined', async () => {
+  it('when sends read at the same time then one batch of reads answers them all, and a missing one is undefined', async () => {
     const { fhir, calls } = port(() => undefined);
     const batch = new SendBatch(fhir);
     const [a, b, gone] = await Promise.all([
@@ -53,8 +55,12 @@ describe('reminder send batching', () => {
       batch.read('Appointment', 'nope'),
     ]);
     expect([a?.id, b?.id, gone]).toEqual(['a1', 'a2', undefined]);
-    expect(calls.filter((c) => c.op === 'search')).toHaveLength(1);
-    expect((calls[0]?.params as Record<string, string>)['_id']).toBe('a1,a2,nope');
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.bundle?.entry?.map((e) => e.request?.url)).toEqual([
+      'Appointment/a1',
+      'Appointment/a2',
+      'Appointment/nope',
+    ]);
   });
 
   it('when write-backs come together then they are one transaction with one conditional create each', async () => {
