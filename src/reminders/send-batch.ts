@@ -88,17 +88,19 @@ export class SendBatch {
       ? await this.fhir.searchAll<CommunicationRequest>(
           'CommunicationRequest',
           {
+            // Identifier only, the status checked here: on HAPI/H2 a `status` clause matching thousands of
+            // planned requests turned this indexed lookup into a scan under load.
             identifier: completed.map((k) => `${canonical.reminderSystem}|${k}`).join(','),
-            status: 'active',
             _count: 2 * completed.length,
           },
           { noCache: true, maxPages: 2 },
         )
       : [];
+    const active = requests.filter((c) => c.status === 'active');
     const entriesFor = (item: WriteBack): BundleEntry[] => [
       communicationEntry(item),
       ...(item.communication.status === 'completed'
-        ? requests
+        ? active
             .filter((c) =>
               c.identifier?.some((i) => i.system === canonical.reminderSystem && i.value === item.key),
             )
@@ -135,7 +137,8 @@ function transaction(entry: BundleEntry[]): Bundle {
 function communicationEntry(item: WriteBack): BundleEntry {
   return {
     resource: item.communication,
-    // A not-done attempt may be followed by a completed one later; only completed is unique per key.
+    // Only the delivered message carries the reminder's own identifier (a failed attempt's is `<key>|not-done`,
+    // and there may be several), so one identifier, an indexed lookup, makes its create conditional.
     request:
       item.communication.status === 'completed'
         ? {
@@ -143,7 +146,6 @@ function communicationEntry(item: WriteBack): BundleEntry {
             url: 'Communication',
             ifNoneExist: new URLSearchParams({
               identifier: `${canonical.reminderSystem}|${item.key}`,
-              status: 'completed',
             }).toString(),
           }
         : { method: 'POST', url: 'Communication' },

@@ -185,11 +185,13 @@ export class ReminderService {
 
   /** CommunicationRequests mirror the plan: new ones created, ones planned away revoked, in one transaction. */
   private async syncRequests(a: Appointment, jobs: readonly ReminderJob[]): Promise<void> {
-    const existing = await this.d.fhir.searchAll<CommunicationRequest>(
-      'CommunicationRequest',
-      { 'based-on': `Appointment/${a.id}`, status: 'active', _count: 50 },
-      { noCache: true, maxPages: 2 },
-    );
+    const existing = await this.d.fhir
+      .searchAll<CommunicationRequest>(
+        'CommunicationRequest',
+        { 'based-on': `Appointment/${a.id}`, _count: 100 },
+        { noCache: true, maxPages: 2 },
+      )
+      .then((all) => all.filter((c) => c.status === 'active'));
     const keyOf = (c: CommunicationRequest): string | undefined =>
       c.identifier?.find((i) => i.system === canonical.reminderSystem)?.value;
     const have = new Set(existing.map(keyOf));
@@ -274,7 +276,7 @@ export class ReminderService {
       (
         await this.d.fhir.searchAll<Communication>(
           'Communication',
-          { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' },
+          { identifier: `${canonical.reminderSystem}|${key}` },
           { noCache: true, maxPages: 1 },
         )
       ).length > 0;
@@ -326,7 +328,7 @@ export class ReminderService {
       claim === 'reclaimed'
         ? await this.d.fhir.searchAll<Communication>(
             'Communication',
-            { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' },
+            { identifier: `${canonical.reminderSystem}|${key}` },
             { noCache: true, maxPages: 1 },
           )
         : [];
@@ -366,7 +368,7 @@ export class ReminderService {
     const failure = await this.deliver(contact, message, key.replace(/[|/]/g, '-'), key, owner, final);
     const communication: Communication = {
       resourceType: 'Communication',
-      identifier: [{ system: canonical.reminderSystem, value: key }],
+      identifier: [{ system: canonical.reminderSystem, value: failure ? notDone(key) : key }],
       status: failure ? 'not-done' : 'completed',
       ...(failure ? { statusReason: { text: failure } } : {}),
       category: [
@@ -401,7 +403,7 @@ export class ReminderService {
     // Recorded in Redis first (sub-millisecond), so a crash after the send can never send it again.
     await this.d.ledger.markSent(key);
     await this.d.fhir.create(communication, {
-      ifNoneExist: { identifier: `${canonical.reminderSystem}|${key}`, status: 'completed' },
+      ifNoneExist: { identifier: `${canonical.reminderSystem}|${key}` },
     });
     return 'sent';
   }
@@ -498,7 +500,9 @@ export class ReminderService {
     const journey = a.extension?.find((x) => x.url === canonical.journeyReferenceExtension);
     const communication: Communication = {
       resourceType: 'Communication',
-      identifier: [{ system: canonical.reminderSystem, value: key }],
+      identifier: [
+        { system: canonical.reminderSystem, value: result.status === 'completed' ? key : notDone(key) },
+      ],
       status: result.status,
       ...(result.status === 'not-done' ? { statusReason: { text: result.reason } } : {}),
       category: [
@@ -534,6 +538,14 @@ function asContactable(p: Practitioner | undefined): Patient | undefined {
     ...(p.name ? { name: p.name } : {}),
     ...(language ? { communication: [{ language: { coding: [language] }, preferred: true }] } : {}),
   };
+}
+
+/**
+ * A failed attempt's identifier. The key itself is kept for the one delivered message, so a single identifier
+ * (an indexed lookup, unlike a status clause matching thousands) finds it and keeps its create conditional.
+ */
+function notDone(key: string): string {
+  return `${key}|not-done`;
 }
 
 function patientOf(a: Appointment): string | undefined {

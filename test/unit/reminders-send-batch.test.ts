@@ -73,7 +73,6 @@ describe('reminder send batching', () => {
       ['k1', 'k2', 'k3'].map((k) =>
         new URLSearchParams({
           identifier: `${canonical.reminderSystem}|${k}`,
-          status: 'completed',
         }).toString(),
       ),
     );
