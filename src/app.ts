@@ -80,6 +80,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(fhirRoutes, {
     version: VERSION,
     operations: [...JOURNEY_OPERATIONS, ...REFERRAL_OPERATIONS, ...SCHEDULING_OPERATIONS],
+    // Referral intake (ServiceRequest), secure messaging (Communication) and survey intake (QuestionnaireResponse).
+    createTypes: ['ServiceRequest', 'Communication', 'QuestionnaireResponse'],
   });
   await app.register(journeyRoutes);
   await app.register(referralRoutes);

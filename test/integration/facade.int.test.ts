@@ -46,6 +46,11 @@ describe('/fhir facade', () => {
     expect(cs.implementation?.url).toBe('http://careway.test/fhir');
     const patient = cs.rest?.[0]?.resource?.find((r) => r.type === 'Patient');
     expect(patient?.interaction?.map((i) => i.code)).toEqual(['read', 'vread', 'search-type']);
+    // The creates other routes serve are declared, and only those.
+    for (const type of ['ServiceRequest', 'Communication', 'QuestionnaireResponse'])
+      expect(cs.rest?.[0]?.resource?.find((r) => r.type === type)?.interaction?.map((i) => i.code)).toContain(
+        'create',
+      );
     expect(patient?.searchParam?.some((p) => p.name === 'identifier')).toBe(true);
   });
 

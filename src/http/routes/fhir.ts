@@ -45,6 +45,8 @@ export interface FhirRoutesOptions {
   version: string;
   /** Careway's own operations, listed in the CapabilityStatement. */
   operations?: readonly CarewayOperation[];
+  /** Types other route modules accept `create` for (listed so the CapabilityStatement does not understate). */
+  createTypes?: readonly string[];
   /** Key for signing paging links; random per process unless given. */
   pagingKey?: Buffer;
 }
@@ -196,7 +198,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
           publicBase: publicBase(request),
           version: opts.version,
           ...(opts.operations ? { operations: opts.operations } : {}),
-          createTypes: ['ServiceRequest'],
+          createTypes: opts.createTypes ?? [],
           systemInteractions: ['transaction'],
         }),
       );
