@@ -5,8 +5,9 @@
  * CommunicationRequest completed). One request per reminder for each makes the FHIR server the bottleneck
  * long before Redis or the SMS provider: at 100,000 reminders in 10 minutes that is ~170 sends a second. So the
  * reads of concurrent sends become one batch of reads per type, and their write-backs one transaction, through
- * DataLoader: a batch is what arrived in the same tick, or while the previous batch was in flight, so a lone
- * send waits for nothing.
+ * DataLoader. A batch leaves at once when the way is clear (a lone send waits for nothing); while earlier ones
+ * of its kind are in flight it keeps gathering (`Lane`), so under load the batches grow instead of the number
+ * of requests.
  *
  * Reads are never cached (a re-read must be fresh: the reminder may have been cancelled a moment ago). A batch
  * write-back that the server refuses is retried one reminder at a time, so one bad write-back cannot fail the
@@ -24,17 +25,50 @@ export interface WriteBack {
   readonly communication: Communication;
 }
 
-/** Fewer ids than this keep the `_id` and `identifier` search URLs short. */
+/** Fewer ids than this keep the `identifier` search URL short and a transaction a sensible size. */
 const MAX_BATCH = 50;
+
+/**
+ * DataLoader's scheduler for one kind of request: at most `width` batches in flight; a batch scheduled while
+ * they are busy is dispatched when one of them ends, having gathered every load that came meanwhile.
+ */
+class Lane {
+  private inFlight = 0;
+  private readonly queued: (() => void)[] = [];
+
+  constructor(private readonly width: number) {}
+
+  readonly schedule = (dispatch: () => void): void => {
+    if (this.inFlight < this.width) {
+      // Still let the loads of this tick join before leaving.
+      setImmediate(dispatch);
+      this.inFlight++;
+    } else this.queued.push(dispatch);
+  };
+
+  /** Runs a dispatched batch, then lets the next waiting one go. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } finally {
+      const next = this.queued.shift();
+      if (next) setImmediate(next);
+      else this.inFlight--;
+    }
+  }
+}
 
 export class SendBatch {
   private readonly loaders = new Map<string, DataLoader<string, Resource | undefined>>();
   private readonly writes: DataLoader<WriteBack, void>;
+  private readonly readLane = new Lane(4);
+  private readonly writeLane = new Lane(2);
 
   constructor(private readonly fhir: FhirPort) {
-    this.writes = new DataLoader((items) => this.writeBatch(items), {
+    this.writes = new DataLoader((items) => this.writeLane.run(() => this.writeBatch(items)), {
       cache: false,
       maxBatchSize: MAX_BATCH,
+      batchScheduleFn: this.writeLane.schedule,
     });
   }
 
@@ -42,7 +76,11 @@ export class SendBatch {
   read<T extends Resource>(type: T['resourceType'], id: string): Promise<T | undefined> {
     let loader = this.loaders.get(type);
     if (!loader) {
-      loader = new DataLoader((ids) => this.readBatch(type, ids), { cache: false, maxBatchSize: MAX_BATCH });
+      loader = new DataLoader((ids) => this.readLane.run(() => this.readBatch(type, ids)), {
+        cache: false,
+        maxBatchSize: MAX_BATCH,
+        batchScheduleFn: this.readLane.schedule,
+      });
       this.loaders.set(type, loader);
     }
     return loader.load(id) as Promise<T | undefined>;

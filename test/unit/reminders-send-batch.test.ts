@@ -78,6 +78,32 @@ describe('reminder send batching', () => {
     );
   });
 
+  it('when write-backs come while a batch is in flight then they gather into the next batch', async () => {
+    const { fhir, calls } = port(() => undefined);
+    const slow = fhir.transaction.bind(fhir);
+    fhir.transaction = async (b) => {
+      await new Promise((r) => setTimeout(r, 30));
+      return slow(b);
+    };
+    const batch = new SendBatch(fhir);
+    const wave = (keys: string[]) => keys.map((key) => batch.writeBack({ key, communication: comm(key) }));
+    // Two lanes: the first two waves leave at once, the next three gather while those are in flight.
+    const first = [...wave(['a'])];
+    await new Promise((r) => setImmediate(r));
+    first.push(...wave(['b']));
+    await new Promise((r) => setTimeout(r, 5));
+    // Each in a tick of its own: plain DataLoader would send three more transactions.
+    const later: Promise<void>[] = [];
+    for (const k of ['c', 'd', 'e']) {
+      later.push(...wave([k]));
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all([...first, ...later]);
+    expect(calls.filter((c) => c.op === 'transaction').map((c) => c.bundle?.entry?.length)).toEqual([
+      1, 1, 3,
+    ]);
+  });
+
   it('when the server refuses a batch then each write-back is tried alone and only the bad one fails', async () => {
     const { fhir, calls } = port((b) => {
       const keys = (b.entry ?? []).map((e) => (e.resource as Communication).identifier?.[0]?.value);
