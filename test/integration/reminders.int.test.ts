@@ -369,6 +369,51 @@ describe('reminders', () => {
     }
   });
 
+  it('when a service type has its own offsets then its appointments are planned with them, others with the default', async () => {
+    const other = await startHarness({
+      REMINDER_OFFSETS: 'P1D',
+      REMINDER_SERVICE_OFFSETS: 'CARDIO=P3D,PT4H http://snomed.info/sct|394579002=P5D',
+      QUIET_HOURS: '00:00-00:00',
+      DEFAULT_TIMEZONE: 'UTC',
+    });
+    try {
+      const pid = await patient([{ system: 'email', value: `svc.${uniq()}@example.test` }]);
+      const startMs = Date.now() + 10 * 86_400_000;
+      const book = async (serviceType?: Appointment['serviceType']): Promise<string> =>
+        (
+          await h.fhir.create<Appointment>({
+            resourceType: 'Appointment',
+            status: 'booked',
+            ...(serviceType ? { serviceType } : {}),
+            start: new Date(startMs).toISOString(),
+            end: new Date(startMs + 1_800_000).toISOString(),
+            participant: [{ actor: { reference: `Patient/${pid}` }, status: 'accepted' }],
+          })
+        ).resource.id!;
+      const byCode = await book([{ coding: [{ system: 'urn:local:services', code: 'CARDIO' }] }]);
+      const bySystemAndCode = await book([
+        { coding: [{ system: 'http://snomed.info/sct', code: '394579002' }] },
+      ]);
+      const plain = await book();
+      const planned = async (id: string): Promise<string[]> =>
+        (await other.app.reminders.service.replan(id))
+          .map((j) => j.replace(`rem-${id}-`, '').split('-')[0]!)
+          .sort();
+      expect(await planned(byCode)).toEqual(['P3D', 'PT4H']);
+      expect(await planned(bySystemAndCode)).toEqual(['P5D']);
+      expect(await planned(plain)).toEqual(['P1D']);
+      // Staff see the same plan as CommunicationRequests.
+      const requests = await h.fhir.searchAll<CommunicationRequest>(
+        'CommunicationRequest',
+        { 'based-on': `Appointment/${byCode}` },
+        { noCache: true },
+      );
+      expect(requests.map((c) => c.identifier?.[0]?.value?.split('|')[1]).sort()).toEqual(['P3D', 'PT4H']);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('when reminders are planned and sent then no PHI is in job data or logs', async () => {
     const all = await h.app.reminders.queue.queue.getJobs(
       ['completed', 'delayed', 'waiting', 'failed'],
