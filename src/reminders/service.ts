@@ -127,6 +127,16 @@ export class ReminderService {
     return this.d.defaultZone;
   }
 
+  /** Whether the delivered message's Communication exists (only it carries the bare key: see notDone). */
+  private async delivered(key: string): Promise<boolean> {
+    const found = await this.d.fhir.searchAll<Communication>(
+      'Communication',
+      { identifier: `${canonical.reminderSystem}|${key}` },
+      { noCache: true, maxPages: 1 },
+    );
+    return found.length > 0;
+  }
+
   /** Re-plans an appointment's reminders to match what it is now. Returns the planned job ids. */
   async replan(appointmentId: string): Promise<string[]> {
     return this.d.lock.withLock(`reminders:${appointmentId}`, async () => {
@@ -272,23 +282,15 @@ export class ReminderService {
     });
     const claim = await this.d.ledger.claim(key, owner);
     if (claim === 'busy') throw new LedgerBusyError();
-    const done = async (): Promise<boolean> =>
-      (
-        await this.d.fhir.searchAll<Communication>(
-          'Communication',
-          { identifier: `${canonical.reminderSystem}|${key}` },
-          { noCache: true, maxPages: 1 },
-        )
-      ).length > 0;
     if (claim === 'sent') {
       // Sent, but the write-back may have been cut off (a crash right after the send): finish it.
-      if (!(await done()))
+      if (!(await this.delivered(key)))
         await this.writeBack(a, job, contact.channel, { status: 'completed' }, message.text);
       return 'duplicate';
     }
     // Tried before (a claim left by a worker that died mid-send, or an earlier attempt): the Communication tells
     // whether the send happened. A first attempt has nothing to look for, which saves a search per reminder.
-    if (claim === 'reclaimed' && (await done())) {
+    if (claim === 'reclaimed' && (await this.delivered(key))) {
       await this.d.ledger.markSent(key);
       return 'duplicate';
     }
@@ -324,15 +326,7 @@ export class ReminderService {
     const claim = await this.d.ledger.claim(key, owner);
     if (claim === 'sent') return 'duplicate';
     if (claim === 'busy') throw new LedgerBusyError();
-    const written =
-      claim === 'reclaimed'
-        ? await this.d.fhir.searchAll<Communication>(
-            'Communication',
-            { identifier: `${canonical.reminderSystem}|${key}` },
-            { noCache: true, maxPages: 1 },
-          )
-        : [];
-    if (written.length) {
+    if (claim === 'reclaimed' && (await this.delivered(key))) {
       await this.d.ledger.markSent(key);
       return 'duplicate';
     }
