@@ -32,7 +32,7 @@ import type { MappedMessage } from './mapping/engine.js';
 import { EVENT_STAGE, initialState, type JourneyEvent } from '../journey/rules.js';
 import type { JourneyStage } from '../journey/stages.js';
 import { JOURNEY_EXTENSION_URL, newJourneyEpisode } from '../journey/episode.js';
-import { unseal } from './seal.js';
+import { unseal } from '../shared/seal.js';
 import { mergePatients } from './merge.js';
 import { CarewayError } from '../shared/errors.js';
 

@@ -19,7 +19,7 @@ import { buildAck, type AckCode, type AckError } from './ack.js';
 import { splitBatch } from './batch.js';
 import { decodeMessage, UnsupportedCharsetError, type Charset } from './charset.js';
 import { Hl7Message, Hl7ParseError } from './message.js';
-import { seal, type Sealed } from './seal.js';
+import { seal, type Sealed } from '../shared/seal.js';
 import { PartitionedQueue } from '../queues/partitioned.js';
 
 export const HL7_INBOUND_QUEUE = 'hl7-inbound';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exec as execInbound } from '../../src/hl7/inbound-worker.js';
 import { loadMappings, Mapper } from '../../src/hl7/mapping/engine.js';
-import { seal } from '../../src/hl7/seal.js';
+import { seal } from '../../src/shared/seal.js';
 import { localLock } from '../../src/queues/locks.js';
 import { projectRoot } from '../../src/shared/paths.js';
 import type { Appointment, Encounter, EpisodeOfCare, Patient, Provenance } from 'fhir/r4.js';

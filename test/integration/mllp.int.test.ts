@@ -12,7 +12,7 @@ import { Hl7Intake, type InboundJob } from '../../src/hl7/intake.js';
 import { MllpServer } from '../../src/hl7/mllp/server.js';
 import { frame, MllpDecoder } from '../../src/hl7/mllp/framing.js';
 import { Hl7Message } from '../../src/hl7/message.js';
-import { unseal } from '../../src/hl7/seal.js';
+import { unseal } from '../../src/shared/seal.js';
 import { uniq } from '../support/harness.js';
 
 const key = randomBytes(32);

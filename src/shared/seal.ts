@@ -1,6 +1,7 @@
 /**
- * Raw HL7 messages are PHI. They are kept for replay only sealed with AES-256-GCM (a fresh 96-bit IV per
- * message; the tag authenticates the ciphertext), so Redis and its backups never hold them in clear.
+ * PHI that must wait in Redis (raw HL7 messages kept for replay, reminder write-backs not yet on the FHIR
+ * server) is kept only sealed with AES-256-GCM (a fresh 96-bit IV per item; the tag authenticates the
+ * ciphertext), so Redis and its backups never hold it in clear. The key is HL7_ENCRYPTION_KEY.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 
