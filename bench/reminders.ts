@@ -3,8 +3,8 @@
  * with the same due times on two workers, in the same run. Lateness is measured where it matters: for Careway
  * when the SMS provider (a local HTTP sink) receives the message, for the comparator when the no-op runs.
  * Every Careway send takes the whole path: re-read the Appointment and the Patient, the ledger, the signed
- * webhook, the Communication write-back on HAPI and the planned CommunicationRequest completed (the setup
- * creates one per reminder, as planning does). Careway runs with its default settings (REMINDER_CONCURRENCY). Also reports duplicates and Redis memory per scheduled reminder.
+ * webhook, and the write-back queued; the bench then waits until every Communication is on HAPI and the planned
+ * CommunicationRequest completed (the setup creates one per reminder, as planning does) and reports when. Careway runs with its default settings (REMINDER_CONCURRENCY). Also reports duplicates and Redis memory per scheduled reminder.
  *
  * BENCH_P4_REMINDERS (default 1,000) and BENCH_P4_WINDOW_S (default 60) size it; the target's 100,000 in
  * 10 minutes is a matter of setting them.
@@ -171,6 +171,8 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
   const carewayBytes = (await usedMemory(redis)) - before;
   const key = loadOrCreateDevKey();
   const workers: ChildProcess[] = [];
+  // One key for both, as in any deployment: a write-back queued by one worker may be written by the other.
+  const sealingKey = randomBytes(32).toString('base64');
   for (let w = 0; w < 2; w++) {
     workers.push(
       spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
@@ -185,7 +187,7 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
           HOST: '127.0.0.1',
           MLLP_PORT: '0',
           LOG_LEVEL: 'warn',
-          HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+          HL7_ENCRYPTION_KEY: sealingKey,
           QUEUE_PREFIX: prefix,
           SMS_WEBHOOK_URL: sinkUrl,
           SMS_WEBHOOK_SECRET: SECRET,
@@ -202,6 +204,23 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
   const deadline = careStart + windowS * 1000 + 600_000;
   while (received.size < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
   await new Promise((r) => setTimeout(r, 3000)); // late duplicates would show up here
+  // Write-backs run off the send path (reminder-writebacks): wait until every sent reminder's Communication and
+  // completed CommunicationRequest are on HAPI, and report how long after the last send that was.
+  const since = new Date(careStart - 60_000).toISOString();
+  const count = async (type: string, status: string): Promise<number> =>
+    (
+      await stack.fhir.search(
+        type,
+        { _lastUpdated: `ge${since}`, status, _summary: 'count' },
+        { noCache: true },
+      )
+    ).total ?? 0;
+  let written = 0;
+  const writeDeadline = Date.now() + 900_000;
+  while ((written = await count('Communication', 'completed')) < received.size && Date.now() < writeDeadline)
+    await new Promise((r) => setTimeout(r, 1000));
+  const writtenAt = Date.now();
+  const requestsCompleted = await count('CommunicationRequest', 'completed');
   for (const w of workers) w.kill('SIGTERM');
   await Promise.all(
     workers.map((w) => new Promise((r) => (w.exitCode !== null ? r(null) : w.once('exit', r)))),
@@ -209,6 +228,13 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
   sink.close();
   const late = [...received].map(([id, at]) => at - (dueById.get(id) ?? at));
   const last = Math.max(...received.values());
+  const writeBack = {
+    communications: written,
+    requestsCompleted,
+    // Measured by polling every second: an upper bound.
+    doneSecondsAfterLastSend: (writtenAt - last) / 1000,
+    perSecond: written / ((writtenAt - careStart) / 1000 || 1),
+  };
   const carewayRate = received.size / ((last - careStart) / 1000 || 1);
   await queue.obliterate({ force: true });
   await queue.close();
@@ -228,6 +254,7 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
       duplicates,
       redisBytesPerReminder: carewayBytes / n,
     },
+    writeBack,
     throughputRatio: carewayRate / rawRate,
     targets: { p50: 20, p99: 250, max: 1000, duplicates: 0, throughputRatio: 0.9 },
   };
@@ -240,6 +267,7 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
     `| raw BullMQ delayed no-op     | ${f(raw.p50)} | ${f(raw.p99)} | ${f(raw.max)} | ${rawRate.toFixed(1).padStart(7)} | ${f(rawBytes / n).padStart(11)} |`,
     `| Careway reminders (SMS)      | ${f(care.p50)} | ${f(care.p99)} | ${f(care.max)} | ${carewayRate.toFixed(1).padStart(7)} | ${f(carewayBytes / n).padStart(11)} |`,
     `sent ${received.size}/${n}, duplicates ${duplicates}; throughput ratio ${result.throughputRatio.toFixed(3)} (targets: p50 <= 20 ms, p99 <= 250 ms, max <= 1 s, 0 duplicates, ratio >= 0.9)`,
+    `write-back (off the send path): ${written} Communications and ${requestsCompleted} CommunicationRequests completed on HAPI, the last <= ${writeBack.doneSecondsAfterLastSend.toFixed(1)} s after the last send (${writeBack.perSecond.toFixed(1)}/s over the run)`,
     `written to ${file}`,
   ];
 }

@@ -115,7 +115,7 @@ export interface SchedulingConfig {
 }
 
 export interface Hl7Config {
-  /** AES-256 key sealing raw messages kept for replay. */
+  /** AES-256 key sealing the PHI that waits in Redis (raw messages kept for replay, reminder write-backs). */
   readonly encryptionKey: Buffer;
   readonly maxFrameBytes: number;
   readonly idleTimeoutMs: number;

@@ -16,12 +16,13 @@ export interface PlanJob {
 
 export interface PlanQueue {
   readonly queue: Queue<PlanJob>;
+  readonly dead: Queue;
   readonly worker: Worker<PlanJob>;
   add(appointmentId: string): Promise<void>;
 }
 
 export function init(conns: RedisConnections, service: () => ReminderService): PlanQueue {
-  const { queue, worker } = withDeadLetters<PlanJob>(
+  const { queue, dead, worker } = withDeadLetters<PlanJob>(
     conns,
     REMINDER_PLANS_QUEUE,
     async (job) => ({ planned: (await service().replan(job.data.appointmentId)).length }),
@@ -37,6 +38,7 @@ export function init(conns: RedisConnections, service: () => ReminderService): P
   );
   return {
     queue,
+    dead,
     worker,
     async add(appointmentId): Promise<void> {
       await queue.add('plan', { appointmentId });

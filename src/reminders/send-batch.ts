@@ -4,10 +4,10 @@
  * Each send needs its Appointment and Patient re-read and a Communication written back (and its
  * CommunicationRequest completed). One request per reminder for each makes the FHIR server the bottleneck
  * long before Redis or the SMS provider: at 100,000 reminders in 10 minutes that is ~170 sends a second. So the
- * reads of concurrent sends become one batch of reads per type, and their write-backs one transaction, through
- * DataLoader. A batch leaves at once when the way is clear (a lone send waits for nothing); while earlier ones
- * of its kind are in flight it keeps gathering (`Lane`), so under load the batches grow instead of the number
- * of requests.
+ * reads of concurrent sends become one batch of reads per type (ReadBatch, on the send path), and write-backs
+ * one transaction (WriteBackBatch, off the send path: writeback-worker.ts), through DataLoader. A batch leaves at
+ * once when the way is clear (a lone send waits for nothing); while earlier ones of its kind are in flight it
+ * keeps gathering (`Lane`), so under load the batches grow instead of the number of requests.
  *
  * Reads are never cached (a re-read must be fresh: the reminder may have been cancelled a moment ago). A batch
  * write-back that the server refuses is retried one reminder at a time, so one bad write-back cannot fail the
@@ -25,8 +25,10 @@ export interface WriteBack {
   readonly communication: Communication;
 }
 
-/** Fewer ids than this keep the `identifier` search URL short and a transaction a sensible size. */
-const MAX_BATCH = 50;
+/** Reads per batch Bundle. */
+const MAX_READ_BATCH = 50;
+/** Identifiers per search: keeps the URL well under the server's header limit (8 KiB on Jetty). */
+const MAX_IDS_PER_SEARCH = 50;
 
 /**
  * DataLoader's scheduler for one kind of request: at most `width` batches in flight; a batch scheduled while
@@ -58,37 +60,25 @@ class Lane {
   }
 }
 
-export class SendBatch {
+/** Re-reads for concurrent sends: one batch of plain reads per type, a few batches in flight. */
+export class ReadBatch {
   private readonly loaders = new Map<string, DataLoader<string, Resource | undefined>>();
-  private readonly writes: DataLoader<WriteBack, void>;
-  private readonly readLane = new Lane(4);
-  private readonly writeLane = new Lane(2);
+  private readonly lane = new Lane(4);
 
-  constructor(private readonly fhir: FhirPort) {
-    this.writes = new DataLoader((items) => this.writeLane.run(() => this.writeBatch(items)), {
-      cache: false,
-      maxBatchSize: MAX_BATCH,
-      batchScheduleFn: this.writeLane.schedule,
-    });
-  }
+  constructor(private readonly fhir: FhirPort) {}
 
   /** The current version of a resource, or undefined when it is gone. */
   read<T extends Resource>(type: T['resourceType'], id: string): Promise<T | undefined> {
     let loader = this.loaders.get(type);
     if (!loader) {
-      loader = new DataLoader((ids) => this.readLane.run(() => this.readBatch(type, ids)), {
+      loader = new DataLoader((ids) => this.lane.run(() => this.readBatch(type, ids)), {
         cache: false,
-        maxBatchSize: MAX_BATCH,
-        batchScheduleFn: this.readLane.schedule,
+        maxBatchSize: MAX_READ_BATCH,
+        batchScheduleFn: this.lane.schedule,
       });
       this.loaders.set(type, loader);
     }
     return loader.load(id) as Promise<T | undefined>;
-  }
-
-  /** Writes the Communication and completes the reminder's active CommunicationRequest. */
-  writeBack(item: WriteBack): Promise<void> {
-    return this.writes.load(item);
   }
 
   /**
@@ -119,22 +109,57 @@ export class SendBatch {
       );
     });
   }
+}
 
-  private async writeBatch(items: readonly WriteBack[]): Promise<(void | Error)[]> {
-    const completed = items.filter((i) => i.communication.status === 'completed').map((i) => i.key);
-    const requests = completed.length
-      ? await this.fhir.searchAll<CommunicationRequest>(
+/**
+ * Write-backs: many reminders' Communications (and their completed CommunicationRequests) in one transaction.
+ * Used by the write-back queue's worker (writeback-worker.ts), which runs them off the send path.
+ */
+export class WriteBackBatch {
+  private readonly writes: DataLoader<WriteBack, void>;
+
+  constructor(
+    private readonly fhir: FhirPort,
+    options: { readonly maxBatch?: number; readonly lanes?: number } = {},
+  ) {
+    const lane = new Lane(options.lanes ?? 1);
+    this.writes = new DataLoader((items) => lane.run(() => this.writeBatch(items)), {
+      cache: false,
+      maxBatchSize: options.maxBatch ?? 200,
+      batchScheduleFn: lane.schedule,
+    });
+  }
+
+  /** Writes the Communication and completes the reminder's active CommunicationRequest. */
+  writeBack(item: WriteBack): Promise<void> {
+    return this.writes.load(item);
+  }
+
+  /** The active CommunicationRequests of these reminders, by identifier, a URL-sized chunk per search. */
+  private async activeRequests(keys: readonly string[]): Promise<CommunicationRequest[]> {
+    const chunks: string[][] = [];
+    for (let i = 0; i < keys.length; i += MAX_IDS_PER_SEARCH)
+      chunks.push(keys.slice(i, i + MAX_IDS_PER_SEARCH));
+    const found = await Promise.all(
+      chunks.map((chunk) =>
+        this.fhir.searchAll<CommunicationRequest>(
           'CommunicationRequest',
           {
             // Identifier only, the status checked here: on HAPI/H2 a `status` clause matching thousands of
             // planned requests turned this indexed lookup into a scan under load.
-            identifier: completed.map((k) => `${canonical.reminderSystem}|${k}`).join(','),
-            _count: 2 * completed.length,
+            identifier: chunk.map((k) => `${canonical.reminderSystem}|${k}`).join(','),
+            _count: 2 * chunk.length,
           },
           { noCache: true, maxPages: 2 },
-        )
-      : [];
-    const active = requests.filter((c) => c.status === 'active');
+        ),
+      ),
+    );
+    return found.flat().filter((c) => c.status === 'active');
+  }
+
+  private async writeBatch(items: readonly WriteBack[]): Promise<(void | Error)[]> {
+    const completed = items.filter((i) => i.communication.status === 'completed').map((i) => i.key);
+    const active = completed.length ? await this.activeRequests(completed) : [];
     const entriesFor = (item: WriteBack): BundleEntry[] => [
       communicationEntry(item),
       ...(item.communication.status === 'completed'
@@ -149,24 +174,35 @@ export class SendBatch {
     const keys = completed.filter((k, i) => completed.indexOf(k) !== i);
     if (items.length > 1 && keys.length === 0) {
       try {
-        await this.fhir.transaction(transaction(items.flatMap(entriesFor)));
+        await this.fhir.transaction(transaction(items.flatMap(entriesFor)), MINIMAL);
         return items.map(() => undefined);
       } catch {
         // One refused entry (a CommunicationRequest changed meanwhile, say) fails the whole batch: go one by one.
       }
     }
-    return Promise.all(
-      items.map(async (item) => {
+    // A few at a time: a refused batch of hundreds must not turn into hundreds of concurrent requests.
+    const results: (void | Error)[] = [];
+    let next = 0;
+    const one = async (): Promise<void> => {
+      for (let i = next++; i < items.length; i = next++) {
         try {
-          await this.fhir.transaction(transaction(entriesFor(item)));
-          return undefined;
+          await this.fhir.transaction(transaction(entriesFor(items[i]!)), MINIMAL);
+          results[i] = undefined;
         } catch (e) {
-          return e instanceof Error ? e : new Error(String(e));
+          results[i] = e instanceof Error ? e : new Error(String(e));
         }
-      }),
-    );
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, items.length) }, one));
+    return results;
   }
 }
+
+/**
+ * Nothing in a write-back's answer is read, so the server need not encode hundreds of resources back
+ * (seen in HAPI's stacks under load). A big transaction on a busy server gets longer than the default timeout.
+ */
+const MINIMAL = { headers: { Prefer: 'return=minimal' }, timeoutMs: 60_000 } as const;
 
 function transaction(entry: BundleEntry[]): Bundle {
   return { resourceType: 'Bundle', type: 'transaction', entry };

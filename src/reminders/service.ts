@@ -8,8 +8,9 @@
  *
  * Sending re-reads the Appointment first: nothing goes out for a cancelled, moved or past appointment. The send
  * ledger makes each reminder go out once (ledger.ts): a send is recorded in Redis the moment the provider
- * accepts it, before the write-back, and a run that finds it recorded only completes the write-back. Every
- * attempt writes back a Communication: `completed`, or `not-done` with the reason.
+ * accepts it, before the write-back, and a run that finds it recorded only queues the write-back again. Every
+ * attempt writes back a Communication, `completed` or `not-done` with the reason, through a durable queue
+ * (writeback-worker.ts): the send does not wait for the FHIR server's transaction.
  */
 import type {
   Appointment,
@@ -43,7 +44,7 @@ import {
 } from './jobs.js';
 export { notifyJobId, reminderJobId, type NotifyJob, type ReminderJob } from './jobs.js';
 import { checkUpStillWanted, recurringFor, type Recurring } from './care-plans.js';
-import { SendBatch, withStatus } from './send-batch.js';
+import { ReadBatch, withStatus, type WriteBack } from './send-batch.js';
 
 export interface ReminderJobs {
   schedule(job: ReminderJob): Promise<void>;
@@ -70,6 +71,8 @@ export interface ReminderDeps {
   readonly quiet: QuietWindow | undefined;
   readonly defaultZone: string;
   readonly jobs: ReminderJobs;
+  /** The durable write-back queue for reminder Communications (writeback-worker.ts). */
+  readonly writeBacks: { add(item: WriteBack): Promise<void> };
   readonly clock?: () => Date;
   /** Where patients open the portal (links in survey and education messages). */
   readonly portalUrl?: string;
@@ -87,11 +90,11 @@ const MEDIUM: Readonly<Record<ChannelKind, { code: string; display: string }>> =
 export type SendOutcome = 'sent' | 'stale' | 'duplicate' | 'not-done';
 
 export class ReminderService {
-  /** Reads and write-backs of concurrent sends share FHIR requests. */
-  private readonly batch: SendBatch;
+  /** Re-reads of concurrent sends share FHIR requests. */
+  private readonly batch: ReadBatch;
 
   constructor(private readonly d: ReminderDeps) {
-    this.batch = new SendBatch(d.fhir);
+    this.batch = new ReadBatch(d.fhir);
   }
 
   private now(): number {
@@ -283,9 +286,9 @@ export class ReminderService {
     const claim = await this.d.ledger.claim(key, owner);
     if (claim === 'busy') throw new LedgerBusyError();
     if (claim === 'sent') {
-      // Sent, but the write-back may have been cut off (a crash right after the send): finish it.
-      if (!(await this.delivered(key)))
-        await this.writeBack(a, job, contact.channel, { status: 'completed' }, message.text);
+      // Sent, but the run may have been cut off before its write-back was queued: queue it (again). The same
+      // write-back queued twice is one job, and its create is conditional on the key.
+      await this.writeBack(a, job, contact.channel, { status: 'completed' }, message.text);
       return 'duplicate';
     }
     // Tried before (a claim left by a worker that died mid-send, or an earlier attempt): the Communication tells
@@ -481,7 +484,10 @@ export class ReminderService {
     return 'the clinic';
   }
 
-  /** The Communication for this attempt, and the CommunicationRequest marked completed (batched: send-batch.ts). */
+  /**
+   * Queues the Communication for this attempt (and the CommunicationRequest's completion): written off the send
+   * path, many per transaction (writeback-worker.ts), so a busy FHIR server does not make reminders late.
+   */
   private async writeBack(
     a: Appointment,
     job: ReminderJob,
@@ -518,7 +524,7 @@ export class ReminderService {
       payload: [{ contentString: text }],
       ...(journey ? { extension: [journey] } : {}),
     };
-    await this.batch.writeBack({ key, communication });
+    await this.d.writeBacks.add({ key, communication });
   }
 }
 

@@ -4,6 +4,7 @@
  * The batch is planned by an instance that runs no workers (RUN_WORKERS=false), so only the child processes send.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Appointment, Communication, Patient } from 'fhir/r4.js';
@@ -58,9 +59,14 @@ afterAll(async () => {
   await new Promise<void>((r) => smtp.close(() => r()));
 });
 
+// Both processes seal with the same key, as every instance of one deployment does: a write-back queued by the
+// killed one is written by its successor.
+const sealingKey = randomBytes(32).toString('base64');
+
 function careway(port: number): ChildProcess {
   const env = {
     ...testEnv(makeKeys()),
+    HL7_ENCRYPTION_KEY: sealingKey,
     PORT: String(port),
     HOST: '127.0.0.1',
     MLLP_PORT: '0',
@@ -131,8 +137,8 @@ describe('reminder workers and crashes', () => {
       };
       try {
         await until('every reminder', () => (new Set(received).size >= COUNT ? true : undefined));
-        // A send cut off by the kill before its write-back is finished by the second worker once it takes the
-        // stalled job over (lock 15 s, checked every 5 s).
+        // A send cut off by the kill before its write-back was queued is finished by the second worker once it
+        // takes the stalled job over (lock 15 s, checked every 5 s); a write-back queued but cut off likewise.
         await until('every write-back', async () =>
           (await countWritten()).every((n) => n >= 1) ? true : undefined,
         );

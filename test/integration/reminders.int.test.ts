@@ -2,7 +2,7 @@
  * Reminders end to end with real HAPI, Redis, a real SMTP server and an HTTP SMS provider on loopback, with time
  * compressed through config (offsets of seconds): reminders arrive at their offsets, move with the appointment,
  * never go out for a cancelled one, write a Communication per send, confirm and cancel by signed reply, re-plan
- * after a direct edit through the sweep, keep quiet hours in the patient's zone, and keep PHI out of jobs and logs.
+ * after a direct edit through the sweep, keep quiet hours in the patient's zone, and keep PHI out of jobs (write-backs sealed) and logs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type {
@@ -21,6 +21,7 @@ import { canonical } from '../../src/fhir/canonical.js';
 import { sign, verify } from '../../src/reminders/channels/sms-webhook.js';
 import { sweep } from '../../src/reminders/sweep-worker.js';
 import { reminderJobId } from '../../src/reminders/service.js';
+import { unseal } from '../../src/shared/seal.js';
 
 const SECRET = 'test-sms-secret-0123456789';
 const FILE_STARTED = new Date().toISOString();
@@ -426,6 +427,25 @@ describe('reminders', () => {
       expect(data).not.toContain(CANARY);
       expect(data).not.toMatch(/\+49|@example/);
     }
+    // Write-backs wait in Redis with the message text (the first name): sealed, never in clear.
+    const writeBacks = await h.app.reminders.writeBacks.queue.getJobs(
+      ['completed', 'waiting', 'failed'],
+      0,
+      500,
+    );
+    expect(writeBacks.length).toBeGreaterThan(0);
+    for (const j of writeBacks) {
+      const data = JSON.stringify(j.data);
+      expect(Object.keys(j.data).sort()).toEqual(['communication', 'key', 'status']);
+      expect(data).not.toMatch(/contentString|\+49|@example/);
+      expect(data).not.toContain(CANARY);
+      const opened = unseal(j.data.communication, h.app.config.hl7.encryptionKey).toString('utf8');
+      expect(JSON.parse(opened)).toMatchObject({ resourceType: 'Communication' });
+    }
+    const sealedText = writeBacks
+      .map((j) => unseal(j.data.communication, h.app.config.hl7.encryptionKey).toString('utf8'))
+      .join('\n');
+    expect(sealedText).toContain('Ada');
     const logs = h.rawLogs.join('\n');
     expect(logs).not.toContain(CANARY);
     expect(logs).not.toMatch(/\+491[5-7]\d{6}/);

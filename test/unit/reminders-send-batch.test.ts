@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Bundle, Communication, Resource } from 'fhir/r4.js';
 import type { FhirPort } from '../../src/fhir/client.js';
 import { FhirError } from '../../src/fhir/errors.js';
-import { SendBatch } from '../../src/reminders/send-batch.js';
+import { ReadBatch, WriteBackBatch } from '../../src/reminders/send-batch.js';
 import { canonical } from '../../src/fhir/canonical.js';
 
 /** A scripted FHIR port: records calls; the transaction handler decides what the "server" answers. */
@@ -48,7 +48,7 @@ const comm = (key: string): Communication => ({
 describe('reminder send batching', () => {
   it('when sends read at the same time then one batch of reads answers them all, and a missing one is undefined', async () => {
     const { fhir, calls } = port(() => undefined);
-    const batch = new SendBatch(fhir);
+    const batch = new ReadBatch(fhir);
     const [a, b, gone] = await Promise.all([
       batch.read('Appointment', 'a1'),
       batch.read('Appointment', 'a2'),
@@ -65,7 +65,7 @@ describe('reminder send batching', () => {
 
   it('when write-backs come together then they are one transaction with one conditional create each', async () => {
     const { fhir, calls } = port(() => undefined);
-    const batch = new SendBatch(fhir);
+    const batch = new WriteBackBatch(fhir);
     await Promise.all(['k1', 'k2', 'k3'].map((key) => batch.writeBack({ key, communication: comm(key) })));
     const tx = calls.filter((c) => c.op === 'transaction');
     expect(tx).toHaveLength(1);
@@ -85,7 +85,7 @@ describe('reminder send batching', () => {
       await new Promise((r) => setTimeout(r, 30));
       return slow(b);
     };
-    const batch = new SendBatch(fhir);
+    const batch = new WriteBackBatch(fhir, { lanes: 2 });
     const wave = (keys: string[]) => keys.map((key) => batch.writeBack({ key, communication: comm(key) }));
     // Two lanes: the first two waves leave at once, the next three gather while those are in flight.
     const first = [...wave(['a'])];
@@ -109,7 +109,7 @@ describe('reminder send batching', () => {
       const keys = (b.entry ?? []).map((e) => (e.resource as Communication).identifier?.[0]?.value);
       if (keys.includes('bad')) throw new FhirError({ kind: 'http', status: 412, method: 'POST', path: '' });
     });
-    const batch = new SendBatch(fhir);
+    const batch = new WriteBackBatch(fhir);
     const results = await Promise.allSettled(
       ['k1', 'bad', 'k3'].map((key) => batch.writeBack({ key, communication: comm(key) })),
     );
@@ -118,5 +118,17 @@ describe('reminder send batching', () => {
     expect(calls.filter((c) => c.op === 'transaction').map((c) => c.bundle?.entry?.length)).toEqual([
       3, 1, 1, 1,
     ]);
+  });
+
+  it('when a batch completes many reminders then their requests are looked up in URL-sized searches', async () => {
+    const { fhir, calls } = port(() => undefined);
+    const batch = new WriteBackBatch(fhir, { maxBatch: 200 });
+    const keys = Array.from({ length: 120 }, (_, i) => `k${i}`);
+    await Promise.all(keys.map((key) => batch.writeBack({ key, communication: comm(key) })));
+    const searches = calls.filter((c) => c.op === 'searchAll');
+    const asked = searches.map((c) => String((c.params as { identifier: string }).identifier).split(','));
+    expect(asked.map((a) => a.length)).toEqual([50, 50, 20]);
+    expect(asked.flat()).toEqual(keys.map((k) => `${canonical.reminderSystem}|${k}`));
+    expect(calls.filter((c) => c.op === 'transaction').map((c) => c.bundle?.entry?.length)).toEqual([120]);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * Reminders and engagement: the reminder service, its channels and templates, and the queues that plan,
- * send and reconcile (`reminder-plans`, `reminders`, `reminder-sweep`). Every Appointment change anywhere in
+ * send, write back and reconcile (`reminder-plans`, `reminders`, `reminder-writebacks`, `reminder-sweep`). Every Appointment change anywhere in
  * Careway (scheduling operations, HL7 SIU) reaches `enqueuePlan`.
  */
 import fp from 'fastify-plugin';
@@ -17,6 +17,7 @@ import type { Channel, ChannelKind } from '../../reminders/channels/channel.js';
 import { init as initReminders, type ReminderQueue } from '../../reminders/reminder-worker.js';
 import { init as initPlans, type PlanQueue } from '../../reminders/plan-worker.js';
 import { init as initSweep, type SweepQueue } from '../../reminders/sweep-worker.js';
+import { init as initWriteBacks, type WriteBackQueue } from '../../reminders/writeback-worker.js';
 import { handleReply, type InboundReply, type ReplyOutcome } from '../../reminders/replies.js';
 import { redisLock } from '../../queues/locks.js';
 import { educationFor } from '../../reminders/care-plans.js';
@@ -31,6 +32,7 @@ declare module 'fastify' {
       queue: ReminderQueue;
       plans: PlanQueue;
       sweep: SweepQueue;
+      writeBacks: WriteBackQueue;
       enqueuePlan(appointmentId: string): Promise<void>;
       enqueueNotify(job: NotifyJob): Promise<void>;
       /** A journey entered a stage: its education goes out (once per journey and document). */
@@ -62,6 +64,11 @@ export default fp(
     const get = (): ReminderService => service;
     const queue = initReminders(app.redis, get, { attempts: cfg.attempts, concurrency: cfg.concurrency });
     const plans = initPlans(app.redis, get);
+    // Up to 200 write-backs per transaction, one transaction in flight per process (writeback-worker.ts).
+    const writeBacks = initWriteBacks(app.redis, app.fhir, app.config.hl7.encryptionKey, {
+      concurrency: 200,
+      maxBatch: 200,
+    });
     const sweep = initSweep(app.redis, {
       fhir: app.fhir,
       prefix,
@@ -94,6 +101,7 @@ export default fp(
       quiet: app.config.quietHours,
       defaultZone: app.config.defaultTimezone,
       jobs,
+      writeBacks,
       ...(cfg.portalUrl ? { portalUrl: cfg.portalUrl } : {}),
       surveyDelayMs: cfg.surveyDelayMs,
     });
@@ -108,6 +116,7 @@ export default fp(
       queue,
       plans,
       sweep,
+      writeBacks,
       enqueuePlan: (id: string) => plans.add(id),
       enqueueNotify: (job: NotifyJob) => queue.notify(job),
       async stageEntered(episode: EpisodeOfCare, stage: string): Promise<void> {

@@ -4,7 +4,7 @@
  *   signed with HMAC-SHA256 over `<timestamp>.<raw body>` using SMS_WEBHOOK_SECRET; unsigned, badly signed or
  *   stale (over 5 minutes) requests get 401. The route is public to bearer auth because the signature is its
  *   authentication.
- * - `GET /engagement/dead-letters`: reminders and re-plans that failed for good, ids and reasons only.
+ * - `GET /engagement/dead-letters`: reminders, write-backs and re-plans that failed for good, ids and reasons only.
  * - `/admin/queues`: the BullMQ dashboard (bull-board), for staff tokens only.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -138,7 +138,8 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
     {
       schema: {
         tags: ['engagement'],
-        summary: 'Reminders and re-plans that failed for good (user/ or system/ Communication.r)',
+        summary:
+          'Reminders, write-backs and re-plans that failed for good (user/ or system/ Communication.r)',
         security: [{ bearer: [] }],
         response: {
           200: Type.Object({
@@ -156,7 +157,7 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
     },
     async (request) => {
       requireUnconfined(request, 'Communication', 'r');
-      const queues = [app.reminders.queue.dead];
+      const queues = [app.reminders.queue.dead, app.reminders.writeBacks.dead, app.reminders.plans.dead];
       const rows = [];
       for (const q of queues) {
         for (const j of await q.getJobs(['waiting', 'completed', 'failed', 'delayed'], 0, 199, false))
@@ -254,7 +255,10 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
         ...app.hl7.queue.queues,
         app.reminders.queue.queue,
         app.reminders.queue.dead,
+        app.reminders.writeBacks.queue,
+        app.reminders.writeBacks.dead,
         app.reminders.plans.queue,
+        app.reminders.plans.dead,
         app.schedulingQueues.holds.queue,
         app.schedulingQueues.waitlist.queue,
       ].map((q) => new BullMQAdapter(q)),
