@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build, start and wait for Careway's test FHIR server (HAPI FHIR JPA R4 on in-memory H2).
+# Build, start and wait for Careway's test FHIR server (HAPI FHIR JPA R4 on in-memory H2 or PostgreSQL).
 #
 #   hapi.sh build                 compile + copy jars to target/lib (skipped when up to date)
 #   hapi.sh start [port]          build if needed, then exec the server in the foreground
@@ -8,7 +8,8 @@
 #                                 base URL http://127.0.0.1:<port>/fhir; exit 1 on timeout
 #   hapi.sh go-offline            prefetch every Maven artifact (CI cache warm-up)
 #
-# Extra JVM flags can be passed with JAVA_OPTS. Works from any working directory.
+# Extra JVM flags can be passed with JAVA_OPTS. HAPI_JDBC_URL (jdbc:postgresql:…) puts it on PostgreSQL
+# instead of in-memory H2 (postgres.sh starts one). Works from any working directory.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,7 +19,7 @@ MAIN_CLASS="org.careway.fhirserver.CarewayFhirServer"
 STAMP="target/.build-stamp"
 
 usage() {
-	sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 

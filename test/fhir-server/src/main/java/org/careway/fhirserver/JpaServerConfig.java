@@ -15,6 +15,7 @@ import ca.uhn.fhir.jpa.config.util.HapiEntityManagerFactoryUtil;
 import ca.uhn.fhir.jpa.model.config.PartitionSettings;
 import ca.uhn.fhir.jpa.model.config.SubscriptionSettings;
 import ca.uhn.fhir.jpa.model.dialect.HapiFhirH2Dialect;
+import ca.uhn.fhir.jpa.model.dialect.HapiFhirPostgresDialect;
 import ca.uhn.fhir.jpa.subscription.channel.config.SubscriptionChannelConfig;
 import ca.uhn.fhir.jpa.subscription.match.config.SubscriptionProcessorConfig;
 import ca.uhn.fhir.jpa.subscription.match.deliver.email.IEmailSender;
@@ -37,7 +38,7 @@ import javax.sql.DataSource;
 import java.util.Properties;
 
 /**
- * Spring wiring for a HAPI FHIR JPA server (R4) on in-memory H2.
+ * Spring wiring for a HAPI FHIR JPA server (R4) on in-memory H2 (or PostgreSQL: HAPI_JDBC_URL).
  *
  * <p>Everything FHIR-specific (DAOs, search, validation chain, subscriptions) comes from HAPI's own
  * configuration classes imported below; this class only supplies what HAPI expects the host
@@ -68,16 +69,39 @@ public class JpaServerConfig {
 	/** Fresh in-memory database per process; DB_CLOSE_DELAY=-1 keeps it alive while the pool cycles connections. */
 	static final String JDBC_URL = "jdbc:h2:mem:hapi;DB_CLOSE_DELAY=-1";
 
+	/**
+	 * HAPI_JDBC_URL (with HAPI_JDBC_USER / HAPI_JDBC_PASSWORD) puts the server on PostgreSQL instead, for
+	 * benchmarks at hospital scale: on H2, HAPI resolves the ids a transaction references with one OR-of-ANDs
+	 * query that H2 answers with a table scan, so writes slow down in proportion to the database (PostgreSQL
+	 * answers the same query from its indexes). The tests keep the in-memory H2.
+	 */
+	static final String CONFIGURED_URL = System.getenv("HAPI_JDBC_URL");
+
+	static boolean onPostgres() {
+		return CONFIGURED_URL != null && CONFIGURED_URL.startsWith("jdbc:postgresql:");
+	}
+
 	/** batch2 maintenance pass interval (HAPI's default is 60 s); see batch2MaintenanceInterval(). */
 	static final long BATCH2_MAINTENANCE_INTERVAL_MS = 2_000;
 
 	@Bean(destroyMethod = "close")
 	public BasicDataSource dataSource() {
 		BasicDataSource ds = new BasicDataSource();
-		ds.setDriverClassName("org.h2.Driver");
-		ds.setUrl(JDBC_URL);
-		ds.setUsername("sa");
-		ds.setPassword("");
+		if (CONFIGURED_URL != null && !onPostgres()) {
+			throw new IllegalStateException("HAPI_JDBC_URL: only jdbc:postgresql: URLs are supported");
+		}
+		if (onPostgres()) {
+			ds.setDriverClassName("org.postgresql.Driver");
+			ds.setUrl(CONFIGURED_URL);
+			ds.setUsername(System.getenv().getOrDefault("HAPI_JDBC_USER", "postgres"));
+			ds.setPassword(System.getenv().getOrDefault("HAPI_JDBC_PASSWORD", ""));
+			ourLog.info("Database: PostgreSQL at {}", CONFIGURED_URL);
+		} else {
+			ds.setDriverClassName("org.h2.Driver");
+			ds.setUrl(JDBC_URL);
+			ds.setUsername("sa");
+			ds.setPassword("");
+		}
 		// HAPI's search coordinator, batch2 and subscription threads each hold a connection while
 		// request threads do too; 8 (the dbcp2 default) can starve under a parallel test suite.
 		ds.setMaxTotal(30);
@@ -171,8 +195,10 @@ public class JpaServerConfig {
 		emf.setDataSource(theDataSource);
 
 		Properties p = new Properties();
-		p.put("hibernate.dialect", HapiFhirH2Dialect.class.getName());
-		// Empty in-memory DB at every start: let Hibernate create the schema.
+		p.put(
+				"hibernate.dialect",
+				onPostgres() ? HapiFhirPostgresDialect.class.getName() : HapiFhirH2Dialect.class.getName());
+		// Empty in-memory DB at every start (or an empty PostgreSQL database): let Hibernate create the schema.
 		p.put("hibernate.hbm2ddl.auto", "update");
 		// Hibernate Search is on the classpath (via jpaserver-base) but we have no Lucene/Elastic
 		// backend; left enabled it fails to start choosing one.
