@@ -32,6 +32,10 @@ async function usedMemory(redis: Redis): Promise<number> {
   return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
 }
 
+function progress(line: string): void {
+  process.stderr.write(`P4 ${new Date().toISOString()} ${line}\n`);
+}
+
 function stats(lateness: number[]): { p50: number; p99: number; max: number } {
   return { p50: median(lateness), p99: percentile(lateness, 99), max: Math.max(...lateness) };
 }
@@ -60,7 +64,9 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
       ),
   );
   let before = await usedMemory(redis);
-  const rawStart = Date.now() + 10_000;
+  // Due times start once every job is queued (up to ~150 ms per 500 here), so none is due before it exists.
+  const queueing = Math.ceil(n / 500) * 150;
+  const rawStart = Date.now() + 10_000 + queueing;
   const dueOf = (i: number, start: number): number => start + Math.floor((i / n) * windowS * 1000);
   for (let i = 0; i < n; i += 500)
     await rawQueue.addBulk(
@@ -70,6 +76,7 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
       }),
     );
   const rawBytes = (await usedMemory(redis)) - before;
+  progress(`raw: ${n} jobs queued, ${Math.round((rawStart - Date.now()) / 1000)} s before the first is due`);
   while (rawDone < n) await new Promise((r) => setTimeout(r, 200));
   const rawRate = n / ((rawLast - rawStart) / 1000 || 1);
   await Promise.all(rawWorkers.map((w) => w.close()));
@@ -122,6 +129,7 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
       if (id) created.push(id);
     }
     appointments.push(...created);
+    if ((i / 100) % 100 === 99) progress(`careway: ${appointments.length}/${n} appointments set up`);
     // What planning leaves on the FHIR server: an active CommunicationRequest per reminder, which the send
     // completes (the write-back's second half).
     await stack.fhir.transaction({
@@ -146,7 +154,7 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
   }
   const prefix = `p4${run}`;
   const queue = new Queue<ReminderJob>('reminders', { connection: redis, prefix });
-  const careStart = Date.now() + 20_000;
+  const careStart = Date.now() + 20_000 + queueing;
   const dueById = new Map<string, number>();
   before = await usedMemory(redis);
   for (let i = 0; i < n; i += 500) {
@@ -169,6 +177,9 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
     await queue.addBulk(jobs);
   }
   const carewayBytes = (await usedMemory(redis)) - before;
+  progress(
+    `careway: ${n} jobs queued, ${Math.round((careStart - Date.now()) / 1000)} s before the first is due`,
+  );
   const key = loadOrCreateDevKey();
   const workers: ChildProcess[] = [];
   // One key for both, as in any deployment: a write-back queued by one worker may be written by the other.
@@ -220,6 +231,7 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
   while ((written = await count('Communication', 'completed')) < received.size && Date.now() < writeDeadline)
     await new Promise((r) => setTimeout(r, 1000));
   const writtenAt = Date.now();
+  progress(`careway: ${received.size} sent, ${written} written back`);
   const requestsCompleted = await count('CommunicationRequest', 'completed');
   for (const w of workers) w.kill('SIGTERM');
   await Promise.all(
