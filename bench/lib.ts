@@ -76,6 +76,10 @@ export async function startStack(): Promise<Stack> {
         LOG_LEVEL: 'warn',
         MLLP_PORT: String(mllpPort),
         HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+        // No sweeps in a benchmark's service: the reminder sweep would re-plan every appointment a bench set
+        // up (reads, CommunicationRequests revoked and created on HAPI), load the benches never asked for.
+        REMINDER_SWEEP_INTERVAL: 'off',
+        NOSHOW_SWEEP_INTERVAL: 'off',
       }),
       stdio: ['ignore', 'ignore', 'inherit'],
     });

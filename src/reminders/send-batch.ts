@@ -64,11 +64,22 @@ class Lane {
 export class ReadBatch {
   private readonly loaders = new Map<string, DataLoader<string, Resource | undefined>>();
   private readonly lane = new Lane(4);
+  private pending = 0;
 
   constructor(private readonly fhir: FhirPort) {}
 
+  /** Whether reads for sends are waiting or in flight (write-backs give way: WriteBackBatch's `yieldTo`). */
+  busy(): boolean {
+    return this.pending > 0;
+  }
+
   /** The current version of a resource, or undefined when it is gone. */
   read<T extends Resource>(type: T['resourceType'], id: string): Promise<T | undefined> {
+    this.pending++;
+    return this.load<T>(type, id).finally(() => this.pending--);
+  }
+
+  private load<T extends Resource>(type: T['resourceType'], id: string): Promise<T | undefined> {
     let loader = this.loaders.get(type);
     if (!loader) {
       loader = new DataLoader((ids) => this.lane.run(() => this.readBatch(type, ids)), {
@@ -120,19 +131,37 @@ export class WriteBackBatch {
 
   constructor(
     private readonly fhir: FhirPort,
-    options: { readonly maxBatch?: number; readonly lanes?: number } = {},
+    private readonly options: {
+      readonly maxBatch?: number;
+      readonly lanes?: number;
+      /**
+       * While this says so (sends are reading), a batch waits, up to `maxYieldMs`, gathering meanwhile. A send is
+       * due at its minute; its write-back can follow a few seconds later. On a FHIR server without headroom,
+       * write-backs competing with the sends' re-reads made the sends late (bench P4 on HAPI/PostgreSQL).
+       */
+      readonly yieldTo?: () => boolean;
+      readonly maxYieldMs?: number;
+    } = {},
   ) {
     const lane = new Lane(options.lanes ?? 1);
-    this.writes = new DataLoader((items) => lane.run(() => this.writeBatch(items)), {
-      cache: false,
-      maxBatchSize: options.maxBatch ?? 200,
-      batchScheduleFn: lane.schedule,
-    });
+    this.writes = new DataLoader(
+      (items) => lane.run(() => this.giveWay().then(() => this.writeBatch(items))),
+      {
+        cache: false,
+        maxBatchSize: options.maxBatch ?? 200,
+        batchScheduleFn: lane.schedule,
+      },
+    );
   }
 
   /** Writes the Communication and completes the reminder's active CommunicationRequest. */
   writeBack(item: WriteBack): Promise<void> {
     return this.writes.load(item);
+  }
+
+  private async giveWay(): Promise<void> {
+    const until = Date.now() + (this.options.maxYieldMs ?? 3000);
+    while (this.options.yieldTo?.() && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   }
 
   /** The active CommunicationRequests of these reminders, by identifier, a URL-sized chunk per search. */

@@ -97,6 +97,11 @@ export class ReminderService {
     this.batch = new ReadBatch(d.fhir);
   }
 
+  /** Whether sends are re-reading from the FHIR server right now (write-backs give way to them). */
+  sending(): boolean {
+    return this.batch.busy();
+  }
+
   private now(): number {
     return (this.d.clock ?? (() => new Date()))().getTime();
   }

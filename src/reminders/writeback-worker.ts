@@ -44,9 +44,13 @@ export function init(
   conns: RedisConnections,
   fhir: FhirPort,
   key: Buffer,
-  options: { concurrency: number; maxBatch: number },
+  options: { concurrency: number; maxBatch: number; yieldTo?: () => boolean },
 ): WriteBackQueue {
-  const batch = new WriteBackBatch(fhir, { maxBatch: options.maxBatch, lanes: 1 });
+  const batch = new WriteBackBatch(fhir, {
+    maxBatch: options.maxBatch,
+    lanes: 1,
+    ...(options.yieldTo ? { yieldTo: options.yieldTo } : {}),
+  });
   const { queue, dead, worker } = withDeadLetters<WriteBackJob>(
     conns,
     REMINDER_WRITEBACKS_QUEUE,

@@ -331,6 +331,55 @@ describe('reminders', () => {
     });
   });
 
+  it('when REMINDER_SWEEP_INTERVAL is set then the scheduled sweep re-plans direct edits by itself', async () => {
+    // Its own instance and prefix, the sweep every 2 s; its last sweep set to now, so it looks only at what
+    // changes from here on (not every appointment the other tests wrote today).
+    const prefix = `sweep${uniq()}`;
+    await h.app.redis.producer.set(`${prefix}:reminder-sweep:last`, String(Date.now()));
+    const other = await startHarness({
+      QUEUE_PREFIX: prefix,
+      REMINDER_SWEEP_INTERVAL: 'PT2S',
+      REMINDER_OFFSETS: 'PT1H',
+      QUIET_HOURS: '00:00-00:00',
+    });
+    try {
+      const pid = await patient([{ system: 'email', value: `sched.${uniq()}@example.test` }]);
+      const startMs = Date.now() + 6 * 3600_000;
+      // Written straight to HAPI: nothing in Careway hears of it but the sweep.
+      const appt = await h.fhir.create<Appointment>({
+        resourceType: 'Appointment',
+        status: 'booked',
+        start: new Date(startMs).toISOString(),
+        end: new Date(startMs + 900_000).toISOString(),
+        participant: [{ actor: { reference: `Patient/${pid}` }, status: 'accepted' }],
+      });
+      const id = appt.resource.id!;
+      const job = (start: number) =>
+        other.app.reminders.queue.queue.getJob(
+          reminderJobId({ appointmentId: id, offset: 'PT1H', startMs: start }),
+        );
+      await until('the sweep plans it', async () => ((await job(startMs)) ? true : undefined), 30_000);
+      const moved = startMs + 3600_000;
+      await h.fhir.update({
+        ...appt.resource,
+        id,
+        start: new Date(moved).toISOString(),
+        end: new Date(moved + 900_000).toISOString(),
+      });
+      await until(
+        'the sweep moves it',
+        async () => ((await job(moved)) && !(await job(startMs)) ? true : undefined),
+        30_000,
+      );
+      // The scheduler is one BullMQ job scheduler, whatever the number of instances and restarts.
+      expect((await other.app.reminders.sweep.queue.getJobSchedulers()).map((j) => j.key)).toEqual([
+        'reminder-sweep',
+      ]);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('when the patient lives in another zone then quiet hours are theirs, across a daylight-saving change', async () => {
     // A second instance with the shipped defaults (quiet 21:00-08:00, P1D and PT2H) on the same HAPI and Redis.
     const other = await startHarness({

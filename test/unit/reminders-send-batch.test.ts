@@ -131,4 +131,39 @@ describe('reminder send batching', () => {
     expect(asked.flat()).toEqual(keys.map((k) => `${canonical.reminderSystem}|${k}`));
     expect(calls.filter((c) => c.op === 'transaction').map((c) => c.bundle?.entry?.length)).toEqual([120]);
   });
+
+  it('when sends are reading then write-backs wait for them, but no longer than maxYieldMs', async () => {
+    const { fhir, calls } = port(() => undefined);
+    let reading = true;
+    const batch = new WriteBackBatch(fhir, { yieldTo: () => reading, maxYieldMs: 10_000 });
+    const done = batch.writeBack({ key: 'k1', communication: comm('k1') });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(calls.filter((c) => c.op === 'transaction')).toHaveLength(0);
+    reading = false;
+    await done;
+    expect(calls.filter((c) => c.op === 'transaction')).toHaveLength(1);
+
+    // Sends that never stop reading hold a write-back back for maxYieldMs at most.
+    let asked = 0;
+    const bounded = new WriteBackBatch(fhir, {
+      yieldTo: () => {
+        asked++;
+        return true;
+      },
+      maxYieldMs: 60,
+    });
+    await bounded.writeBack({ key: 'k2', communication: comm('k2') });
+    expect(asked).toBeGreaterThan(1);
+    expect(calls.filter((c) => c.op === 'transaction')).toHaveLength(2);
+  });
+
+  it('when a read is in flight then the read batch says it is busy, and not once it settled', async () => {
+    const { fhir } = port(() => undefined);
+    const batch = new ReadBatch(fhir);
+    expect(batch.busy()).toBe(false);
+    const reads = Promise.all([batch.read('Appointment', 'a1'), batch.read('Appointment', 'a2')]);
+    expect(batch.busy()).toBe(true);
+    await reads;
+    expect(batch.busy()).toBe(false);
+  });
 });

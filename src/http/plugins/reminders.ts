@@ -64,10 +64,12 @@ export default fp(
     const get = (): ReminderService => service;
     const queue = initReminders(app.redis, get, { attempts: cfg.attempts, concurrency: cfg.concurrency });
     const plans = initPlans(app.redis, get);
-    // Up to 200 write-backs per transaction, one transaction in flight per process (writeback-worker.ts).
+    // Up to 200 write-backs per transaction, one transaction in flight per process, giving way to this
+    // process's sends while they read (writeback-worker.ts).
     const writeBacks = initWriteBacks(app.redis, app.fhir, app.config.hl7.encryptionKey, {
       concurrency: 200,
       maxBatch: 200,
+      yieldTo: () => service.sending(),
     });
     const sweep = initSweep(app.redis, {
       fhir: app.fhir,
