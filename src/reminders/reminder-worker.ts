@@ -13,7 +13,7 @@ import type { RedisConnections } from '../queues/connections.js';
 import type { Recurring } from './care-plans.js';
 import { LEASE_MS, LedgerBusyError } from './ledger.js';
 import { withDeadLetters } from '../queues/dead-letter.js';
-import { reminderDelay } from './jobs.js';
+import { QUICK_TAKEOVER, reminderDelay } from './jobs.js';
 import {
   notifyJobId,
   reminderJobId,
@@ -78,10 +78,7 @@ export function init(
       worker: {
         concurrency: options.concurrency,
         autorun: options.autorun ?? true,
-        // A worker that dies mid-send (kill -9) loses its job lock within 15 s; another worker takes the job
-        // over at the next stalled check, and the ledger keeps the send from happening twice.
-        lockDuration: 15_000,
-        stalledInterval: 5_000,
+        ...QUICK_TAKEOVER,
       },
     },
   );

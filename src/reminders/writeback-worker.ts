@@ -23,6 +23,7 @@ import { withDeadLetters } from '../queues/dead-letter.js';
 import type { FhirPort } from '../fhir/client.js';
 import { seal, unseal, type Sealed } from '../shared/seal.js';
 import { WriteBackBatch, type WriteBack } from './send-batch.js';
+import { QUICK_TAKEOVER } from './jobs.js';
 
 export const REMINDER_WRITEBACKS_QUEUE = 'reminder-writebacks';
 
@@ -76,9 +77,7 @@ export function init(
       worker: {
         // Many in flight per process: they wait together for one transaction (WriteBackBatch's lane).
         concurrency: options.concurrency,
-        // As for sends: the write-backs of a process that died (kill -9) are taken over within ~20 s.
-        lockDuration: 15_000,
-        stalledInterval: 5_000,
+        ...QUICK_TAKEOVER,
       },
     },
   );
