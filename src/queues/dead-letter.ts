@@ -37,13 +37,18 @@ export function withDeadLetters<T>(
   conns: RedisConnections,
   name: string,
   processor: Processor<T>,
-  options: { readonly job: DefaultJobOptions; readonly worker?: Omit<WorkerOptions, 'connection'> },
+  options: {
+    readonly job: DefaultJobOptions;
+    readonly worker?: Omit<WorkerOptions, 'connection'>;
+    /** What of the job's data the dead letter keeps (default: all of it); ids only, whatever the job carries. */
+    readonly deadData?: (data: T) => object;
+  },
 ): { queue: Queue<T>; dead: Queue; worker: Worker<T> } {
   const queue = conns.queue<T>(name, { defaultJobOptions: options.job });
   const dead = conns.queue(`${name}-dead`);
   const worker = conns.worker<T>(name, processor, options.worker);
   forwardFinalFailures(worker, dead, (job, err) => ({
-    ...(job.data as object),
+    ...(options.deadData ? options.deadData(job.data) : (job.data as object)),
     reason: err.message.slice(0, 1000),
     attempts: job.attemptsMade,
   }));

@@ -27,7 +27,9 @@ export interface NotifyJob {
 
 export const notifyKey = (j: NotifyJob): string =>
   ['notify', j.kind, j.about, j.context ?? '', j.occurrence ?? ''].join('|');
-export const notifyJobId = (j: NotifyJob): string => notifyKey(j).replace(/[|/:#@]/g, '-');
+/** A ledger key as a BullMQ job id (which must not hold `:` and reads best without the key's separators). */
+export const jobIdOf = (key: string): string => key.replace(/[|/:#@]/g, '-');
+export const notifyJobId = (j: NotifyJob): string => jobIdOf(notifyKey(j));
 
 /**
  * How far ahead of its due time a reminder's job is queued. BullMQ hands out a delayed job tens of milliseconds

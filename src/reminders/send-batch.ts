@@ -19,7 +19,7 @@ import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
 import { canonical } from '../fhir/canonical.js';
 
-/** One reminder's write-back: its Communication, and whether its CommunicationRequest is now completed. */
+/** One reminder's write-back: its Communication (a completed one also completes the reminder's request). */
 export interface WriteBack {
   readonly key: string;
   readonly communication: Communication;

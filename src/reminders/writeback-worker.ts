@@ -23,7 +23,7 @@ import { withDeadLetters } from '../queues/dead-letter.js';
 import type { FhirPort } from '../fhir/client.js';
 import { seal, unseal, type Sealed } from '../shared/seal.js';
 import { WriteBackBatch, type WriteBack } from './send-batch.js';
-import { QUICK_TAKEOVER } from './jobs.js';
+import { jobIdOf, QUICK_TAKEOVER } from './jobs.js';
 
 export const REMINDER_WRITEBACKS_QUEUE = 'reminder-writebacks';
 
@@ -74,6 +74,8 @@ export function init(
         removeOnComplete: { age: 86400 },
         removeOnFail: { age: 90 * 86400 },
       },
+      // The sealed Communication stays with the failed job (kept 90 days); the dead letter lists ids only.
+      deadData: ({ key: reminder, status }) => ({ key: reminder, status }),
       worker: {
         // Many in flight per process: they wait together for one transaction (WriteBackBatch's lane).
         concurrency: options.concurrency,
@@ -86,7 +88,7 @@ export function init(
     dead,
     worker,
     async add(item): Promise<void> {
-      const id = item.key.replace(/[|/:#@]/g, '-');
+      const id = jobIdOf(item.key);
       await queue.add(
         'write-back',
         {

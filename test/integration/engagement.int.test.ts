@@ -20,6 +20,8 @@ import { startHarness, uniq, type Harness, until } from '../support/harness.js';
 import { smsSink } from '../support/sinks.js';
 import { canonical } from '../../src/fhir/canonical.js';
 import { freePort } from '../../src/devstack/processes.js';
+import { seal } from '../../src/shared/seal.js';
+import { randomBytes } from 'node:crypto';
 
 const SECRET = 'engagement-secret-0123456789';
 let h: Harness;
@@ -311,6 +313,29 @@ describe('operations', () => {
     });
     expect(dead.statusCode).toBe(200);
     expect(dead.json()).toHaveProperty('deadLetters');
+  });
+
+  it('when a write-back was sealed under another key then it is dead-lettered at once, listed with ids only', async () => {
+    const key = `dead-${uniq()}|PT1H|0`;
+    await h.app.reminders.writeBacks.queue.add('write-back', {
+      key,
+      status: 'completed',
+      communication: seal(Buffer.from('{"resourceType":"Communication"}'), randomBytes(32)),
+    });
+    const listed = await until('the dead letter', async () => {
+      const res = await h.app.inject({
+        method: 'GET',
+        url: '/engagement/dead-letters',
+        headers: { authorization: `Bearer ${staff}` },
+      });
+      const rows = res.json<{ deadLetters: { queue: string; data: Record<string, unknown> }[] }>()
+        .deadLetters;
+      return rows.find((r) => r.data['key'] === key);
+    });
+    expect(listed.queue).toBe('reminder-writebacks-dead');
+    expect(listed.data).toMatchObject({ key, status: 'completed', attempts: 1 });
+    expect(String(listed.data['reason'])).toContain('could not be unsealed');
+    expect(listed.data).not.toHaveProperty('communication');
   });
 });
 
