@@ -116,7 +116,13 @@ async function canConnect(port: number): Promise<boolean> {
  * The log goes to a file, since HAPI is chatty and its log is only needed when start-up fails.
  */
 export async function startHapi(
-  options: { port?: number; timeoutMs?: number; onProgress?: (msg: string) => void } = {},
+  options: {
+    port?: number;
+    timeoutMs?: number;
+    onProgress?: (msg: string) => void;
+    /** hapi.sh's HAPI_TUNING: `test` starts fast (the default), `throughput` runs as a server would. */
+    tuning?: 'test' | 'throughput';
+  } = {},
 ): Promise<LocalService> {
   const port = options.port ?? (await freePort());
   const script = join(projectRoot(), 'test', 'fhir-server', 'hapi.sh');
@@ -138,6 +144,7 @@ export async function startHapi(
   options.onProgress?.(`starting HAPI FHIR on 127.0.0.1:${port}…`);
   const fd = openSync(logFile, 'a');
   const child = spawn('bash', [script, 'start', String(port)], {
+    env: { ...process.env, HAPI_TUNING: options.tuning ?? process.env['HAPI_TUNING'] ?? 'test' },
     stdio: ['ignore', fd, fd],
     detached: false,
   });
