@@ -14,7 +14,15 @@
  * others; the one that fails again rejects, and its job retries.
  */
 import DataLoader from 'dataloader';
-import type { Bundle, BundleEntry, Communication, CommunicationRequest, Resource } from 'fhir/r4.js';
+import type {
+  Appointment,
+  Bundle,
+  BundleEntry,
+  Communication,
+  CommunicationRequest,
+  Patient,
+  Resource,
+} from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
 import { canonical } from '../fhir/canonical.js';
@@ -60,13 +68,37 @@ class Lane {
   }
 }
 
+/** An Appointment as it is now, with its patient (either undefined when gone). */
+export interface AppointmentNow {
+  readonly appointment: Appointment | undefined;
+  readonly patient: Patient | undefined;
+}
+
 /** Re-reads for concurrent sends: one batch of plain reads per type, a few batches in flight. */
 export class ReadBatch {
   private readonly loaders = new Map<string, DataLoader<string, Resource | undefined>>();
+  private readonly appointments: DataLoader<string, AppointmentNow>;
   private readonly lane = new Lane(4);
   private pending = 0;
 
-  constructor(private readonly fhir: FhirPort) {}
+  constructor(private readonly fhir: FhirPort) {
+    this.appointments = new DataLoader((ids) => this.lane.run(() => this.appointmentBatch(ids)), {
+      cache: false,
+      maxBatchSize: MAX_IDS_PER_SEARCH,
+      batchScheduleFn: this.lane.schedule,
+    });
+  }
+
+  /**
+   * An Appointment and its patient, re-read together: one `_id` search with `_include` per batch, answered
+   * without a search record (`storeless`). Half the requests of reading each, and a handful of queries for the
+   * whole batch where a batch of reads costs several per resource: at 170 sends a second the reads were most of
+   * what the FHIR server did (bench P4 on HAPI/PostgreSQL).
+   */
+  appointment(id: string): Promise<AppointmentNow> {
+    this.pending++;
+    return this.appointments.load(id).finally(() => this.pending--);
+  }
 
   /** Whether reads for sends are waiting or in flight (write-backs give way: WriteBackBatch's `yieldTo`). */
   busy(): boolean {
@@ -77,6 +109,23 @@ export class ReadBatch {
   read<T extends Resource>(type: T['resourceType'], id: string): Promise<T | undefined> {
     this.pending++;
     return this.load<T>(type, id).finally(() => this.pending--);
+  }
+
+  private async appointmentBatch(ids: readonly string[]): Promise<AppointmentNow[]> {
+    const res = await this.fhir.search(
+      'Appointment',
+      { _id: ids.join(','), _include: 'Appointment:patient', _count: 2 * ids.length },
+      { storeless: 2 * ids.length },
+    );
+    const found = new Map<string, Resource>();
+    for (const e of res.entry ?? [])
+      if (e.resource?.id) found.set(`${e.resource.resourceType}/${e.resource.id}`, e.resource);
+    return ids.map((id) => {
+      const appointment = found.get(`Appointment/${id}`) as Appointment | undefined;
+      const ref = appointment?.participant.find((p) => p.actor?.reference?.startsWith('Patient/'))?.actor
+        ?.reference;
+      return { appointment, patient: ref ? (found.get(ref) as Patient | undefined) : undefined };
+    });
   }
 
   private load<T extends Resource>(type: T['resourceType'], id: string): Promise<T | undefined> {
@@ -179,7 +228,8 @@ export class WriteBackBatch {
             identifier: chunk.map((k) => `${canonical.reminderSystem}|${k}`).join(','),
             _count: 2 * chunk.length,
           },
-          { noCache: true, maxPages: 2 },
+          // Storeless: a lookup per batch on a busy server should not also write a search record.
+          { storeless: 2 * chunk.length, maxPages: 1 },
         ),
       ),
     );

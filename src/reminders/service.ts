@@ -6,7 +6,7 @@
  * (nothing new), a moved one gets new jobs and loses the old ones, and a cancelled one loses them all. Staff see
  * the plan as CommunicationRequests (active while planned, revoked when re-planned away, completed once sent).
  *
- * Sending re-reads the Appointment first: nothing goes out for a cancelled, moved or past appointment. The send
+ * Sending re-reads the Appointment (with its Patient) first: nothing goes out for a cancelled, moved or past appointment. The send
  * ledger makes each reminder go out once (ledger.ts): a send is recorded in Redis the moment the provider
  * accepts it, before the write-back, and a run that finds it recorded only queues the write-back again. Every
  * attempt writes back a Communication, `completed` or `not-done` with the reason, through a durable queue
@@ -140,7 +140,7 @@ export class ReminderService {
     const found = await this.d.fhir.searchAll<Communication>(
       'Communication',
       { identifier: `${canonical.reminderSystem}|${key}` },
-      { noCache: true, maxPages: 1 },
+      { storeless: 1, maxPages: 1 },
     );
     return found.length > 0;
   }
@@ -148,13 +148,11 @@ export class ReminderService {
   /** Re-plans an appointment's reminders to match what it is now. Returns the planned job ids. */
   async replan(appointmentId: string): Promise<string[]> {
     return this.d.lock.withLock(`reminders:${appointmentId}`, async () => {
-      const a = await this.read<Appointment>('Appointment', appointmentId);
+      const { appointment: a, patient } = await this.batch.appointment(appointmentId);
       const nowMs = this.now();
       const startMs = a?.start ? Date.parse(a.start) : NaN;
       let jobs: ReminderJob[] = [];
       if (a && REMINDED.includes(a.status) && Number.isFinite(startMs) && startMs > nowMs) {
-        const patientId = patientOf(a);
-        const patient = patientId ? await this.read<Patient>('Patient', patientId) : undefined;
         const zone = await this.zoneFor(patient, a);
         jobs = planReminders({ startMs, nowMs, offsets: this.offsetsFor(a), quiet: this.d.quiet, zone }).map(
           (p) => ({
@@ -262,7 +260,7 @@ export class ReminderService {
    * a not-done Communication records the failure.
    */
   async send(job: ReminderJob, owner: string, final: boolean): Promise<SendOutcome> {
-    const a = await this.read<Appointment>('Appointment', job.appointmentId);
+    const { appointment: a, patient } = await this.batch.appointment(job.appointmentId);
     const nowMs = this.now();
     if (
       !a ||
@@ -273,8 +271,6 @@ export class ReminderService {
     )
       return 'stale';
     const key = reminderKey(job);
-    const patientId = patientOf(a);
-    const patient = patientId ? await this.read<Patient>('Patient', patientId) : undefined;
     const contact = patient
       ? contactOf(patient, new Set(this.d.channels.keys()), nowMs)
       : { channel: 'portal' as const, to: '', language: undefined, firstName: '' };

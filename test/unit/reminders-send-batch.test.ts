@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Bundle, Communication, Resource } from 'fhir/r4.js';
+import type { Appointment, Bundle, Communication, Resource } from 'fhir/r4.js';
 import type { FhirPort } from '../../src/fhir/client.js';
 import { FhirError } from '../../src/fhir/errors.js';
 import { ReadBatch, WriteBackBatch } from '../../src/reminders/send-batch.js';
@@ -11,6 +11,19 @@ function port(onTransaction: (b: Bundle) => void) {
   const store: Resource[] = [
     { resourceType: 'Appointment', id: 'a1' },
     { resourceType: 'Appointment', id: 'a2' },
+    {
+      resourceType: 'Appointment',
+      id: 'a3',
+      status: 'booked',
+      participant: [{ actor: { reference: 'Location/l1' } }, { actor: { reference: 'Patient/p3' } }],
+    } as Appointment,
+    {
+      resourceType: 'Appointment',
+      id: 'a4',
+      status: 'booked',
+      participant: [{ actor: { reference: 'Patient/p4' } }],
+    } as Appointment,
+    { resourceType: 'Patient', id: 'p3' },
   ];
   const fhir = {
     batch: (bundle: Bundle) => {
@@ -24,6 +37,22 @@ function port(onTransaction: (b: Bundle) => void) {
             ? { resource, response: { status: '200 OK' } }
             : { response: { status: '404 Not Found' } };
         }),
+      });
+    },
+    search: (type: string, params: Record<string, string>, options: unknown) => {
+      calls.push({ op: 'search', type, params: { ...params, options } });
+      // As a server answers `Appointment?_id=…&_include=Appointment:patient`: matches, then the includes.
+      const ids = params._id!.split(',');
+      const matches = store.filter((r) => r.resourceType === type && ids.includes(r.id!)) as Appointment[];
+      const refs = matches.flatMap((a) => a.participant?.map((p) => p.actor?.reference) ?? []);
+      const included = store.filter((r) => refs.includes(`${r.resourceType}/${r.id}`));
+      return Promise.resolve({
+        resourceType: 'Bundle',
+        type: 'searchset',
+        entry: [
+          ...matches.map((resource) => ({ resource, search: { mode: 'match' } })),
+          ...included.map((resource) => ({ resource, search: { mode: 'include' } })),
+        ],
       });
     },
     searchAll: (type: string, params: unknown) => {
@@ -155,6 +184,25 @@ describe('reminder send batching', () => {
     await bounded.writeBack({ key: 'k2', communication: comm('k2') });
     expect(asked).toBeGreaterThan(1);
     expect(calls.filter((c) => c.op === 'transaction')).toHaveLength(2);
+  });
+
+  it('when sends re-read appointments at the same time then one storeless search with their patients answers them all', async () => {
+    const { fhir, calls } = port(() => undefined);
+    const batch = new ReadBatch(fhir);
+    const pending = Promise.all(['a3', 'a4', 'gone'].map((id) => batch.appointment(id)));
+    expect(batch.busy()).toBe(true);
+    const [a3, a4, gone] = await pending;
+    expect([a3?.appointment?.id, a3?.patient?.id]).toEqual(['a3', 'p3']);
+    // The patient reference the appointment names, not merely the first resource included.
+    expect([a4?.appointment?.id, a4?.patient]).toEqual(['a4', undefined]);
+    expect(gone).toEqual({ appointment: undefined, patient: undefined });
+    expect(calls).toHaveLength(1);
+    expect(calls[0]).toMatchObject({
+      op: 'search',
+      type: 'Appointment',
+      params: { _id: 'a3,a4,gone', _include: 'Appointment:patient', options: { storeless: 6 } },
+    });
+    expect(batch.busy()).toBe(false);
   });
 
   it('when a read is in flight then the read batch says it is busy, and not once it settled', async () => {
