@@ -6,9 +6,10 @@
  * (nothing new), a moved one gets new jobs and loses the old ones, and a cancelled one loses them all. Staff see
  * the plan as CommunicationRequests (active while planned, revoked when re-planned away, completed once sent).
  *
- * Sending re-reads the Appointment (with its Patient) first: nothing goes out for a cancelled, moved or past appointment. The send
- * ledger makes each reminder go out once (ledger.ts): a send is recorded in Redis the moment the provider
- * accepts it, before the write-back, and a run that finds it recorded only queues the write-back again. Every
+ * Sending re-reads the Appointment (with its Patient) first: nothing goes out for a cancelled, moved or past
+ * appointment. The send ledger makes each reminder go out once (ledger.ts): a send is recorded in Redis the
+ * moment the provider accepts it, before the write-back, and a run that finds it recorded only queues the
+ * write-back again. Every
  * attempt writes back a Communication, `completed` or `not-done` with the reason, through a durable queue
  * (writeback-worker.ts): the send does not wait for the FHIR server's transaction.
  */
