@@ -64,8 +64,8 @@ start() {
 	# C1 only + Serial GC: a short-lived test server on 2 cores, where start-up time matters more than
 	# peak throughput. 1 GB heap is enough for the test data set plus the validator.
 	test) jvm="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmx1g" ;;
-	# What a hospital's server runs: C1-only code is several times slower under sustained load, and a
-	# serial collection of a large heap stops every request for seconds (bench P4 had both).
+	# What a hospital's server runs. With the test flags, bench P4 (20,000 reminders over 120 s, HAPI on
+	# PostgreSQL) managed 114 sends a second; with these and the pool kept open, the full 167.
 	throughput) jvm="-XX:+UseG1GC -XX:MaxGCPauseMillis=100 -Xms2g -Xmx4g" ;;
 	*)
 		echo "hapi.sh: HAPI_TUNING must be test or throughput" >&2
