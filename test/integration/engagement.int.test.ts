@@ -16,7 +16,7 @@ import type {
   QuestionnaireResponse,
   Subscription,
 } from 'fhir/r4.js';
-import { startHarness, uniq, type Harness, until } from '../support/harness.js';
+import { bookedOnFhir, startHarness, uniq, type Harness, until } from '../support/harness.js';
 import { smsSink } from '../support/sinks.js';
 import { canonical } from '../../src/fhir/canonical.js';
 import { freePort } from '../../src/devstack/processes.js';
@@ -377,14 +377,8 @@ describe('direct edits on the FHIR server', () => {
         expect(unauthorised.statusCode).toBe(401);
         const p = await patient();
         const startMs = Date.now() + 3 * 3600_000;
-        const a = await hooked.fhir.create<Appointment>({
-          resourceType: 'Appointment',
-          status: 'booked',
-          start: new Date(startMs).toISOString(),
-          end: new Date(startMs + 1800_000).toISOString(),
-          participant: [{ actor: { reference: `Patient/${p.id}` }, status: 'accepted' }],
-        });
-        const jobId = `rem-${a.resource.id}-PT1H-${Date.parse(a.resource.start!)}`;
+        const a = await bookedOnFhir(hooked.fhir, p.id, startMs, 30);
+        const jobId = `rem-${a.id}-PT1H-${Date.parse(a.start!)}`;
         await until(
           'the hook to plan the reminder',
           async () => ((await hooked.app.reminders.queue.queue.getJob(jobId)) ? true : undefined),

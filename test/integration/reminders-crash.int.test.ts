@@ -7,13 +7,21 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Appointment, Communication, Patient } from 'fhir/r4.js';
+import type { Communication, Patient } from 'fhir/r4.js';
 import { SMTPServer } from 'smtp-server';
 import type { AddressInfo } from 'node:net';
 import { projectRoot } from '../../src/shared/paths.js';
 import { freePort } from '../../src/devstack/processes.js';
 import { canonical } from '../../src/fhir/canonical.js';
-import { makeKeys, startHarness, testEnv, uniq, type Harness, until } from '../support/harness.js';
+import {
+  bookedOnFhir,
+  makeKeys,
+  startHarness,
+  testEnv,
+  uniq,
+  type Harness,
+  until,
+} from '../support/harness.js';
 
 const COUNT = 24;
 const prefix = `crash${uniq()}`;
@@ -102,15 +110,9 @@ describe('reminder workers and crashes', () => {
           name: [{ given: ['Crash'] }],
           telecom: [{ system: 'email', value: `crash.${uniq()}@example.test` }],
         });
-        const a = await h.fhir.create<Appointment>({
-          resourceType: 'Appointment',
-          status: 'booked',
-          start: new Date(start).toISOString(),
-          end: new Date(start + 900_000).toISOString(),
-          participant: [{ actor: { reference: `Patient/${p.resource.id}` }, status: 'accepted' }],
-        });
-        ids.push(a.resource.id!);
-        expect(await h.app.reminders.service.replan(a.resource.id!)).toHaveLength(1);
+        const a = await bookedOnFhir(h.fhir, p.resource.id!, start, 15);
+        ids.push(a.id!);
+        expect(await h.app.reminders.service.replan(a.id!)).toHaveLength(1);
       }
       const first = careway(await freePort());
       const exited = new Promise((r) => first.once('exit', r));

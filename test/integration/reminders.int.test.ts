@@ -15,7 +15,7 @@ import type {
   Schedule,
   Slot,
 } from 'fhir/r4.js';
-import { startHarness, uniq, type Harness, until } from '../support/harness.js';
+import { bookedOnFhir, startHarness, uniq, type Harness, until } from '../support/harness.js';
 import { smsSink, smtpSink } from '../support/sinks.js';
 import { canonical } from '../../src/fhir/canonical.js';
 import { sign, verify } from '../../src/reminders/channels/sms-webhook.js';
@@ -346,14 +346,8 @@ describe('reminders', () => {
       const pid = await patient([{ system: 'email', value: `sched.${uniq()}@example.test` }]);
       const startMs = Date.now() + 6 * 3600_000;
       // Written straight to HAPI: nothing in Careway hears of it but the sweep.
-      const appt = await h.fhir.create<Appointment>({
-        resourceType: 'Appointment',
-        status: 'booked',
-        start: new Date(startMs).toISOString(),
-        end: new Date(startMs + 900_000).toISOString(),
-        participant: [{ actor: { reference: `Patient/${pid}` }, status: 'accepted' }],
-      });
-      const id = appt.resource.id!;
+      const appt = await bookedOnFhir(h.fhir, pid, startMs, 15);
+      const id = appt.id!;
       const job = (start: number) =>
         other.app.reminders.queue.queue.getJob(
           reminderJobId({ appointmentId: id, offset: 'PT1H', startMs: start }),
@@ -361,7 +355,7 @@ describe('reminders', () => {
       await until('the sweep plans it', async () => ((await job(startMs)) ? true : undefined), 30_000);
       const moved = startMs + 3600_000;
       await h.fhir.update({
-        ...appt.resource,
+        ...appt,
         id,
         start: new Date(moved).toISOString(),
         end: new Date(moved + 900_000).toISOString(),
@@ -430,16 +424,7 @@ describe('reminders', () => {
       const pid = await patient([{ system: 'email', value: `svc.${uniq()}@example.test` }]);
       const startMs = Date.now() + 10 * 86_400_000;
       const book = async (serviceType?: Appointment['serviceType']): Promise<string> =>
-        (
-          await h.fhir.create<Appointment>({
-            resourceType: 'Appointment',
-            status: 'booked',
-            ...(serviceType ? { serviceType } : {}),
-            start: new Date(startMs).toISOString(),
-            end: new Date(startMs + 1_800_000).toISOString(),
-            participant: [{ actor: { reference: `Patient/${pid}` }, status: 'accepted' }],
-          })
-        ).resource.id!;
+        (await bookedOnFhir(h.fhir, pid, startMs, 30, serviceType ? { serviceType } : {})).id!;
       const byCode = await book([{ coding: [{ system: 'urn:local:services', code: 'CARDIO' }] }]);
       const bySystemAndCode = await book([
         { coding: [{ system: 'http://snomed.info/sct', code: '394579002' }] },

@@ -10,7 +10,8 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { createLogger } from '../../src/shared/logger.js';
-import { FhirClient } from '../../src/fhir/client.js';
+import { FhirClient, type FhirPort } from '../../src/fhir/client.js';
+import type { Appointment } from 'fhir/r4.js';
 
 export const ISSUER = 'https://auth.test.careway';
 export const AUDIENCE = 'careway-test';
@@ -110,6 +111,28 @@ export async function startHarness(extraEnv: Record<string, string> = {}): Promi
       await fhir.close();
     },
   };
+}
+
+/**
+ * A booked Appointment for the patient written straight to the FHIR server, as an EHR would: Careway hears of
+ * it only through its subscription, its sweep or an explicit re-plan.
+ */
+export async function bookedOnFhir(
+  fhir: FhirPort,
+  patientId: string,
+  startMs: number,
+  minutes: number,
+  extra: Partial<Appointment> = {},
+): Promise<Appointment> {
+  const created = await fhir.create<Appointment>({
+    resourceType: 'Appointment',
+    status: 'booked',
+    ...extra,
+    start: new Date(startMs).toISOString(),
+    end: new Date(startMs + minutes * 60_000).toISOString(),
+    participant: [{ actor: { reference: `Patient/${patientId}` }, status: 'accepted' }],
+  });
+  return created.resource;
 }
 
 /** A short unique suffix so each test's identifiers never collide with another's. */
