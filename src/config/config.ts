@@ -126,6 +126,11 @@ export interface Hl7Config {
   readonly partitions: number;
   /** MLLP over TLS: PEM certificate and key, and a CA bundle when client certificates are required. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
+  /**
+   * HL7_INTAKE_CHECK: `map` (default) maps each message before acknowledging it and answers AE with an ERR
+   * segment when it cannot be written; `none` acknowledges on the durable enqueue alone (commit ACK only).
+   */
+  readonly intakeCheck: 'map' | 'none';
 }
 
 export interface ReferralConfig {
@@ -459,6 +464,9 @@ export function loadConfig(env: Env): Config {
     problems.push('MLLP_TLS_CERT and MLLP_TLS_KEY: set both to enable MLLP over TLS');
   if (str('MLLP_TLS_CA') && !str('MLLP_TLS_CERT'))
     problems.push('MLLP_TLS_CA: needs MLLP_TLS_CERT and MLLP_TLS_KEY');
+  const intakeCheckRaw = (str('HL7_INTAKE_CHECK') ?? 'map').toLowerCase();
+  if (intakeCheckRaw !== 'map' && intakeCheckRaw !== 'none')
+    problems.push('HL7_INTAKE_CHECK: must be map (refuse unmappable messages with AE) or none (commit ACK only)');
   const hl7: Hl7Config = {
     encryptionKey,
     maxFrameBytes: positiveInt('HL7_MAX_FRAME_BYTES', 1024 * 1024),
@@ -467,6 +475,7 @@ export function loadConfig(env: Env): Config {
     partitions: Math.min(64, positiveInt('HL7_PARTITIONS', 4)),
     ...(tlsCert && tlsKey ? { tls: { cert: tlsCert, key: tlsKey, ...(tlsCa ? { ca: tlsCa } : {}) } } : {}),
     ...(str('MAPPINGS_DIR') ? { mappingsDir: str('MAPPINGS_DIR') } : {}),
+    intakeCheck: intakeCheckRaw === 'none' ? 'none' : 'map',
   };
 
   const publicBaseUrl = url('PUBLIC_BASE_URL', ['http:', 'https:'], false);

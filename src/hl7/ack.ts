@@ -14,6 +14,8 @@ export interface AckError {
   /** Table 0357: 100 segment sequence, 101 required field missing, 102 data type, 200 unsupported message type, 207 application internal error. */
   readonly code: string;
   readonly text: string;
+  /** Where the error is: ERR-2 (v2.5+) and ERR-1 (before 2.5), e.g. PID, 1st occurrence, field 7. */
+  readonly location?: { readonly segment: string; readonly sequence?: number; readonly field?: number; readonly component?: number };
 }
 
 const ERR_TEXT: Record<string, string> = {
@@ -63,11 +65,25 @@ export function buildAck(
     const text = escapeHl7(options.error.text.slice(0, 200), d);
     const name = ERR_TEXT[options.error.code] ?? 'Error';
     const severity = code === 'AA' || code === 'CA' ? 'W' : 'E';
+    const loc = options.error.location;
+    const c = d.component;
+    // ERR-2 (ERL): segment ^ sequence ^ field ^ repetition ^ component. ERR-1 (ELD, before v2.5): segment ^
+    // sequence ^ field ^ code; both name the same place, so senders of any version can show it.
+    const erl = loc
+      ? [loc.segment, String(loc.sequence ?? 1), loc.field ? String(loc.field) : '', loc.field ? '1' : '', loc.component ? String(loc.component) : '']
+          .join(c)
+          .replace(new RegExp(`${escapeRegex(c)}+$`), '')
+      : '';
+    const old = /^2\.[1-4]/.test(raw(12));
+    const eld =
+      loc && old
+        ? [loc.segment, String(loc.sequence ?? 1), loc.field ? String(loc.field) : '', `${options.error.code}${d.subcomponent}${name}${d.subcomponent}HL70357`].join(c)
+        : '';
     segments.push(
       [
         'ERR',
-        '',
-        '',
+        eld,
+        erl,
         `${options.error.code}${d.component}${name}${d.component}HL70357`,
         severity,
         '',
@@ -78,4 +94,8 @@ export function buildAck(
     );
   }
   return `${segments.join('\r')}\r`;
+}
+
+function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -25,7 +25,9 @@ export function hl7ToFhirDateTime(value: string, zone: string): string {
   const [, y, mo, d, h, mi, s, frac, off] = m;
   const monthN = Number(mo ?? '01');
   const dayN = Number(d ?? '01');
-  if (monthN < 1 || monthN > 12 || dayN < 1 || dayN > 31) throw new Hl7DateError(value);
+  // A day past the month's end (20240230) is as impossible as month 13: the FHIR server would refuse it later.
+  const monthDays = new Date(Date.UTC(Number(y), monthN, 0)).getUTCDate();
+  if (monthN < 1 || monthN > 12 || dayN < 1 || dayN > monthDays) throw new Hl7DateError(value);
   if (h === undefined) return [y, mo, d].filter((x) => x !== undefined).join('-');
   if (!d || !mo) throw new Hl7DateError(value);
   const hh = Number(h);

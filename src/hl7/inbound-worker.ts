@@ -16,7 +16,7 @@
 import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
 import { forwardFinalFailures } from '../queues/dead-letter.js';
 import { randomUUID } from 'node:crypto';
-import type { Bundle, EpisodeOfCare, Identifier, Patient, Provenance } from 'fhir/r4.js';
+import type { Bundle, EpisodeOfCare, Identifier, Provenance, Resource } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import type { Hl7Timezones } from '../config/config.js';
 import type { FhirPort } from '../fhir/client.js';
@@ -26,10 +26,15 @@ import type { KeyedLock } from '../queues/locks.js';
 import type { InboundJob } from './intake.js';
 import type { PartitionedQueue } from '../queues/partitioned.js';
 import { Hl7Message, Hl7ParseError } from './message.js';
-import { MappingError, type Mapper } from './mapping/engine.js';
-import { buildTransaction, type MessageFacts } from './mapping/transaction.js';
-import type { MappedMessage } from './mapping/engine.js';
-import { EVENT_STAGE, initialState, type JourneyEvent } from '../journey/rules.js';
+import { MappingError, type MapContext, type MappedMessage, type Mapper } from './mapping/engine.js';
+import {
+  buildTransaction,
+  businessKey,
+  messageKeys,
+  type MessageFacts,
+  type MessageKeys,
+} from './mapping/transaction.js';
+import { initialState, type JourneyEvent } from '../journey/rules.js';
 import type { JourneyStage } from '../journey/stages.js';
 import { JOURNEY_EXTENSION_URL, newJourneyEpisode } from '../journey/episode.js';
 import { unseal } from '../shared/seal.js';
@@ -55,30 +60,47 @@ export interface InboundDeps {
   /** Journey effects; without it messages only write their resources. */
   readonly journeys?: JourneyEffects;
   /**
-   * Called with the business key of every Appointment a message wrote, after it is committed: the reminder
-   * re-planning hook. A no-op until the reminders capability lands.
+   * Called with the business key of every Appointment a message wrote, after it is committed: scheduling
+   * reacts (freed Slots, no-shows) and reminders are re-planned.
    */
   readonly onAppointmentChanged?: (appointmentKey: string) => Promise<void>;
+  /** What the maps observed (namespaces that fell back to the default rule, ignored segments): counted. */
+  readonly onMapped?: (observed: MappingObservations) => Promise<void> | void;
+}
+
+export interface MappingObservations {
+  readonly sender: string;
+  readonly defaultedAuthorities: ReadonlyMap<string, string>;
+  readonly ignoredSegments: readonly string[];
 }
 
 /**
  * What a message does to the patient's journey, through the journey rules: A04/A01/A05/S12/I12 open a journey
  * (in the message's own transaction) when the patient has none, at the stage the message implies; on an open
- * journey, A01 → admitted (care), A03 → discharged (recovery), S12 → appointment booked and I12 → referral
- * (access), R01 → results available (care).
+ * journey, A01 → admitted (care), A03 → discharged (recovery), S12 → appointment booked (access),
+ * R01 → results available (care). A referral (I12) waits for triage, like a FHIR referral: its Task is
+ * created `requested`, and accepting it (the triage operation) is what advances the journey.
  */
 export interface JourneyEffects {
   event(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
   /** The message cancels an earlier event (A11, S15, S17): undo it if it is what set the current stage. */
   undo(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
+  /** Events that the written resources themselves imply (a fulfilled Appointment, an active CarePlan…). */
+  resources?(journeyId: string, resources: readonly Resource[], trigger: string): Promise<void>;
 }
 
-const STARTS = new Set(['A01', 'A04', 'A05', 'S12', 'I12']);
+/** Messages that open a journey when the patient has none, and the stage it opens at. */
+const OPENS_AT: Readonly<Record<string, JourneyStage>> = {
+  A01: 'care',
+  A04: 'awareness',
+  A05: 'awareness',
+  S12: 'access',
+  I12: 'access',
+};
 const EVENTS: Readonly<Record<string, JourneyEvent>> = {
   A01: 'admitted',
   A03: 'discharged',
   S12: 'appointment-booked',
-  I12: 'referral-accepted',
   R01: 'results-available',
 };
 /** Messages that take back an earlier event. */
@@ -103,6 +125,34 @@ function zoneFor(zones: Hl7Timezones, msg: Hl7Message): string {
   );
 }
 
+/** The mapping context of a message: its sender's zone, its delimiters, its sender (for authorities). */
+export function mapContext(zones: Hl7Timezones, msg: Hl7Message): MapContext {
+  return { zone: zoneFor(zones, msg), delimiters: msg.delimiters, sender: msg.sender };
+}
+
+/**
+ * Maps a message and computes its keys: the dry run the intake does before it acknowledges (a message that
+ * cannot be written is refused at the door), and the first step of the worker.
+ */
+export function prepareMessage(
+  mapper: Mapper,
+  zones: Hl7Timezones,
+  msg: Hl7Message,
+): { mapped: MappedMessage; keys: MessageKeys } {
+  const mapped = mapper.message(msg, mapContext(zones, msg));
+  // A merge names the patient it retires in MRG; without it there is nothing to merge.
+  if (mapped.trigger === 'A40' && !msg.segment('MRG')?.get(1))
+    throw new MappingError('MRG-1: an A40 merge needs the prior patient identifier', '101', {
+      segment: 'MRG',
+      sequence: 1,
+      field: 1,
+    });
+  return { mapped, keys: messageKeys(mapped) };
+}
+
+/** How often a message is re-read and re-merged when a resource changed between the read and the write. */
+const MERGE_ATTEMPTS = 4;
+
 export async function exec(
   job: Pick<Job<InboundJob>, 'id' | 'data'>,
   deps: InboundDeps,
@@ -116,7 +166,7 @@ export async function exec(
     );
   }
   let mapped: MappedMessage;
-  let built: ReturnType<typeof buildTransaction>;
+  let keys: MessageKeys;
   const facts = {
     jobId: job.id ?? '',
     sender: job.data.sender,
@@ -125,45 +175,52 @@ export async function exec(
     receivedAt: job.data.receivedAt,
   };
   try {
-    mapped = deps.mapper.message(msg, { zone: zoneFor(deps.zones, msg), delimiters: msg.delimiters });
-    built = buildTransaction(mapped, facts);
+    ({ mapped, keys } = prepareMessage(deps.mapper, deps.zones, msg));
   } catch (e) {
     if (e instanceof MappingError) throw new UnrecoverableError(`mapping: ${e.message}`);
     throw e;
   }
-  const patientKey = built.keys['patient'];
+  mapped = withReferrer(mapped, job.data.sender);
+  const patientKey = keys.keys['patient'];
   const lockKey = `hl7-patient:${patientKey ?? `${job.data.sender}|${job.data.controlId}`}`;
   const trigger = mapped.trigger;
+  let written: Bundle = { resourceType: 'Bundle', type: 'transaction' };
+  let committed: readonly Resource[] = [];
+  let journeyId: string | undefined;
+  let opened = false;
   await deps.lock.withLock(lockKey, async () => {
-    // One read gives both the stored Patient and its journeys (bench P3: every request counts here).
-    const { kept, open } = patientKey
-      ? await patientContext(deps.fhir, patientKey, !!deps.journeys)
-      : { kept: {}, open: undefined };
-    // Patient.link and Patient.active belong to merges, not to the sender's message: keep what is stored.
-    const withKept: MappedMessage = {
-      ...mapped,
-      resources: mapped.resources.map((r) =>
-        r.id === 'patient' ? { ...r, resource: { ...r.resource, ...kept } } : r,
-      ),
-    };
-    const event = EVENTS[trigger];
-    const opening = !open && !!deps.journeys && !!patientKey && STARTS.has(trigger);
-    const bundle = messageTransaction(withKept, facts, {
-      ...(open ? { open } : {}),
-      ...(opening && patientKey ? { opening: { sender: job.data.sender, patientKey } } : {}),
-    });
-    await postTransaction(deps, bundle);
+    for (let attempt = 1; ; attempt++) {
+      // One round of reads gives the stored resources (to merge into) and the patient's open journey.
+      const { stored, open } = await readStored(deps.fhir, keys.keys, patientKey ? 'patient' : undefined, !!deps.journeys);
+      journeyId = open;
+      const opening = !open && !!deps.journeys && !!patientKey && OPENS_AT[trigger] !== undefined;
+      const bundle = messageTransaction(mapped, facts, {
+        ...(open ? { open } : {}),
+        ...(opening && patientKey ? { opening: { sender: job.data.sender, patientKey } } : {}),
+        stored,
+      });
+      try {
+        const response = await postTransaction(deps, bundle);
+        written = bundle;
+        committed = bundle.entry?.map((e) => e.resource).filter((r): r is Resource => !!r) ?? [];
+        if (opening) {
+          opened = true;
+          journeyId = episodeIdFrom(bundle, response);
+        }
+        break;
+      } catch (e) {
+        // Someone changed a resource between our read and our write (If-Match): read again and re-merge.
+        if (e instanceof FhirError && e.kind === 'http' && e.status === 412 && attempt < MERGE_ATTEMPTS) continue;
+        throw e;
+      }
+    }
     if (trigger === 'A40') {
       const mrg = msg.segment('MRG');
-      const survivor = mapped.resources.find((r) => r.id === 'patient')?.resource['identifier'] as
-        Identifier[] | undefined;
-      const survivorKey = survivor?.find((i) => i.system && i.value);
+      const survivor = mapped.resources.find((r) => r.id === 'patient')?.resource;
+      const survivorKey = survivor ? businessKey(survivor, 'identifier') : undefined;
       if (!mrg || !survivorKey)
-        throw new UnrecoverableError('mapping: an A40 needs PID-3 and MRG-1 identifiers with a system');
-      const retired = deps.mapper.segment(mrg, 'MRG[Patient]', {
-        zone: zoneFor(deps.zones, msg),
-        delimiters: msg.delimiters,
-      });
+        throw new UnrecoverableError('mapping: an A40 needs PID-3 and MRG-1 identifiers');
+      const retired = deps.mapper.segment(mrg, 'MRG[Patient]', mapContext(deps.zones, msg));
       await mergePatients(
         deps.fhir,
         survivorKey,
@@ -173,12 +230,18 @@ export async function exec(
       );
       return;
     }
-    const undo = UNDOES[trigger];
-    if (open && (event || undo) && deps.journeys) {
+    // A journey this message opened already stands at the message's stage; an open one hears the event.
+    const event = opened ? undefined : EVENTS[trigger];
+    const undo = opened ? undefined : UNDOES[trigger];
+    const open = journeyId;
+    if (open && deps.journeys) {
       try {
         const why = `hl7:${job.data.type}:${job.data.controlId}`;
         if (event) await deps.journeys.event(open, event, why);
         else if (undo) await deps.journeys.undo(open, undo, why);
+        // What the written resources say by themselves: an outpatient visit finished, an Appointment
+        // fulfilled (S14/SCH-25 Complete).
+        if (deps.journeys.resources) await deps.journeys.resources(open, committed, why);
       } catch (e) {
         // The message's data is committed; a journey rule refusing the event (e.g. a closed journey) is not a
         // reason to retry or dead-letter it. Transient failures still throw, and the replay is idempotent.
@@ -186,18 +249,53 @@ export async function exec(
       }
     }
   });
+  if (deps.onMapped)
+    await deps.onMapped({
+      sender: job.data.sender,
+      defaultedAuthorities: mapped.defaultedAuthorities,
+      ignoredSegments: mapped.ignoredSegments,
+    });
   if (deps.onAppointmentChanged) {
     for (const r of mapped.resources) {
-      const key = built.keys[r.instance];
+      const key = keys.keys[r.instance];
       if (r.resource['resourceType'] === 'Appointment' && key) await deps.onAppointmentChanged(key);
     }
   }
-  return { written: built.bundle.entry?.length ?? 0, skipped: built.skipped };
+  return { written: written.entry?.length ?? 0, skipped: keys.skipped };
+}
+
+/** The id of the journey a message's own transaction opened (its entry's location in the response). */
+function episodeIdFrom(bundle: Bundle, response: Bundle): string | undefined {
+  const i = (bundle.entry ?? []).findIndex((e) => e.resource?.resourceType === 'EpisodeOfCare');
+  const loc = i >= 0 ? response.entry?.[i]?.response?.location : undefined;
+  return loc ? /EpisodeOfCare\/([^/]+)/.exec(loc)?.[1] : undefined;
+}
+
+/**
+ * A referral's triage Task records who sent it (the HL7 sender, MSH-3^MSH-4): its status changes are owed to
+ * that referrer, and outbound HL7 will send them there.
+ */
+function withReferrer(mapped: MappedMessage, sender: string): MappedMessage {
+  return {
+    ...mapped,
+    resources: mapped.resources.map((r) =>
+      r.resource['resourceType'] === 'Task'
+        ? {
+            ...r,
+            resource: {
+              ...r.resource,
+              requester: { identifier: { system: 'urn:careway:hl7-sender', value: sender }, display: sender },
+            },
+          }
+        : r,
+    ),
+  };
 }
 
 export const HL7_JOURNEY_SYSTEM = 'https://careway.dev/fhir/sid/journey-from-hl7';
 
 const LINKED_BY_EXTENSION = new Set([
+  'Task',
   'Appointment',
   'ServiceRequest',
   'Condition',
@@ -262,6 +360,8 @@ export interface JourneyPlacement {
   readonly open?: string;
   /** No open journey and the message starts one: it is opened in the same transaction. */
   readonly opening?: { readonly sender: string; readonly patientKey: string };
+  /** The stored resources by instance: merged into, and written with If-Match (ownership.ts). */
+  readonly stored?: ReadonlyMap<string, Resource>;
 }
 
 /**
@@ -279,16 +379,17 @@ export function messageTransaction(
     : journey.opening
       ? `urn:uuid:${randomUUID()}`
       : undefined;
-  const bundle = buildTransaction(journeyRef ? linkToJourney(mapped, journeyRef) : mapped, facts).bundle;
+  const bundle = buildTransaction(journeyRef ? linkToJourney(mapped, journeyRef) : mapped, facts, {
+    ...(journey.stored ? { stored: journey.stored } : {}),
+  }).bundle;
   if (journey.opening && journeyRef) {
-    const event = EVENTS[mapped.trigger];
     addJourney(bundle, journeyRef, {
       identifier: {
         system: HL7_JOURNEY_SYSTEM,
         value: `${journey.opening.sender}|${journey.opening.patientKey}`,
       },
       // A first contact that is already a booking, a referral or an admission starts at that stage.
-      stage: event ? EVENT_STAGE[event] : 'awareness',
+      stage: OPENS_AT[mapped.trigger] ?? 'awareness',
       at: facts.receivedAt,
       reason: `hl7: ${facts.type}`,
     });
@@ -297,33 +398,54 @@ export function messageTransaction(
 }
 
 /**
- * The stored Patient's merge fields (`link`, `active`: they belong to merges, not to the sender's message) and
- * the id of its open journey, in one search: `Patient?identifier=…&_revinclude=EpisodeOfCare:patient`.
+ * The stored version of every resource of the message, found by business key, and the patient's open
+ * journey: one search per resource type (identifiers OR-ed), the Patient's with
+ * `_revinclude=EpisodeOfCare:patient`, all in parallel, storeless (no search record on HAPI: bench P3).
  */
-async function patientContext(
+async function readStored(
   fhir: FhirPort,
-  patientKey: string,
+  keys: Readonly<Record<string, string>>,
+  patientInstance: string | undefined,
   withJourney: boolean,
-): Promise<{ kept: Record<string, unknown>; open: string | undefined }> {
-  const token = new URLSearchParams(patientKey.split('?')[1] ?? '').get('identifier');
-  if (!token) return { kept: {}, open: undefined };
-  const params: Record<string, string> = { identifier: token };
-  if (withJourney) params['_revinclude'] = 'EpisodeOfCare:patient';
-  const bundle = await fhir.search('Patient', params, { storeless: 100 });
-  const resources = (bundle.entry ?? []).map((e) => e.resource);
-  const current = resources.find((r): r is Patient => r?.resourceType === 'Patient');
-  const open = resources
-    .filter((r): r is EpisodeOfCare => r?.resourceType === 'EpisodeOfCare')
-    .filter((e) => ['planned', 'waitlist', 'active', 'onhold'].includes(e.status))
-    .filter((e) => e.extension?.some((x) => x.url === canonical.journeyStageExtension))
-    .sort((a, b) => (b.period?.start ?? '').localeCompare(a.period?.start ?? ''))[0]?.id;
-  return {
-    kept: {
-      ...(current?.link ? { link: current.link } : {}),
-      ...(current?.active !== undefined ? { active: current.active } : {}),
-    },
-    open,
-  };
+): Promise<{ stored: Map<string, Resource>; open: string | undefined }> {
+  const byType = new Map<string, { instance: string; token: string }[]>();
+  for (const [instance, key] of Object.entries(keys)) {
+    const [type = '', query = ''] = key.split('?');
+    const token = new URLSearchParams(query).get('identifier');
+    if (!token) continue;
+    byType.set(type, [...(byType.get(type) ?? []), { instance, token }]);
+  }
+  const stored = new Map<string, Resource>();
+  let open: string | undefined;
+  await Promise.all(
+    [...byType].map(async ([type, wanted]) => {
+      const tokens = [...new Set(wanted.map((w) => w.token))];
+      const params: Record<string, string> = { identifier: tokens.join(',') };
+      const isPatient = wanted.some((w) => w.instance === patientInstance);
+      if (isPatient && withJourney) params['_revinclude'] = 'EpisodeOfCare:patient';
+      const bundle = await fhir.search(type, params, { storeless: 200 });
+      const found = (bundle.entry ?? [])
+        .map((e) => e.resource)
+        .filter((r): r is Resource => !!r && r.resourceType === type);
+      for (const w of wanted) {
+        const [system, ...rest] = w.token.split('|');
+        const value = rest.join('|');
+        const hit = found.find((r) =>
+          ((r as { identifier?: Identifier[] }).identifier ?? []).some((i) => i.system === system && i.value === value),
+        );
+        if (hit) stored.set(w.instance, hit);
+      }
+      if (isPatient && withJourney) {
+        open = (bundle.entry ?? [])
+          .map((e) => e.resource)
+          .filter((r): r is EpisodeOfCare => r?.resourceType === 'EpisodeOfCare')
+          .filter((e) => ['planned', 'waitlist', 'active', 'onhold'].includes(e.status))
+          .filter((e) => e.extension?.some((x) => x.url === canonical.journeyStageExtension))
+          .sort((a, b) => (b.period?.start ?? '').localeCompare(a.period?.start ?? ''))[0]?.id;
+      }
+    }),
+  );
+  return { stored, open };
 }
 
 async function postTransaction(deps: InboundDeps, bundle: Bundle): Promise<Bundle> {
@@ -336,6 +458,7 @@ async function postTransaction(deps: InboundDeps, bundle: Bundle): Promise<Bundl
       e.status >= 400 &&
       e.status < 500 &&
       e.status !== 409 &&
+      e.status !== 412 &&
       e.status !== 429
     ) {
       const why =

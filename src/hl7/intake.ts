@@ -2,9 +2,15 @@
  * HL7 intake, shared by MLLP and `POST /hl7`: bytes in, one ACK per message out.
  *
  * The ACK is positive only **after** the message is durably in Redis (a BullMQ job). Order per message:
- * charset (MSH-18) → parse → MSH-9/MSH-10 present → message type supported → deduplicate on sender
- * (MSH-3^MSH-4) + MSH-10 → enqueue → AA. Anything that fails before the enqueue gets AR with an ERR segment;
- * a Redis failure gets AE (never AA), so the sender resends.
+ * charset (MSH-18) → parse → MSH-9/MSH-10 present → a message map takes the type → the message maps (a dry
+ * run of the maps) → deduplicate on sender (MSH-3^MSH-4) + MSH-10 → enqueue → AA.
+ * - What cannot be read or is not taken (no MSH-10, an unknown type) gets AR with an ERR segment.
+ * - What can be read but not mapped (no PID, an impossible date, a code outside its table, no identifier)
+ *   gets AE with an ERR segment naming the segment and field, before any AA: the sender's interface engine
+ *   shows the error at once, instead of an AA for a message that a dead-letter queue finds later. Only FHIR
+ *   server failures stay asynchronous (retries, then the dead letters). `HL7_INTAKE_CHECK=none` restores the
+ *   commit-only ACK for sites that want it.
+ * - A Redis failure gets AE (never AA), so the sender resends.
  *
  * The job carries the sender, type and control id (not PHI) and the raw message sealed with AES-GCM.
  * The job id is a hash of sender + MSH-10: a resend after a lost ACK finds the job and is answered AA without
@@ -19,6 +25,7 @@ import { buildAck, type AckCode, type AckError } from './ack.js';
 import { splitBatch } from './batch.js';
 import { decodeMessage, UnsupportedCharsetError, type Charset } from './charset.js';
 import { Hl7Message, Hl7ParseError } from './message.js';
+import type { ErrorLocation } from './mapping/engine.js';
 import { seal, type Sealed } from '../shared/seal.js';
 import { PartitionedQueue } from '../queues/partitioned.js';
 
@@ -49,7 +56,10 @@ export interface IntakeOptions {
   /** 32-byte AES key for sealing raw messages. */
   readonly key: Buffer;
   readonly defaultCharset?: Charset;
-  readonly supported?: ReadonlySet<string>;
+  /** Whether a message type is taken (the message maps' triggers); SUPPORTED_TYPES when not given. */
+  readonly supports?: (code: string, trigger: string, structure: string) => boolean;
+  /** The dry run: why a readable message cannot be written, or undefined when it can. */
+  readonly check?: (msg: Hl7Message) => MessageProblem | undefined;
   readonly clock?: () => Date;
   /** Longest wait for Redis before answering AE (a resend later is deduplicated, so this is safe). */
   readonly storeTimeoutMs?: number;
@@ -69,6 +79,15 @@ export interface IntakeResult {
   readonly code: AckCode;
   readonly duplicate: boolean;
   readonly jobId?: string;
+  /** AE/CE for content that cannot be mapped (resending it will not help), as opposed to "not stored". */
+  readonly invalid?: boolean;
+}
+
+/** A message that can be read but not written: HL7 table 0357 code, text, and where. */
+export interface MessageProblem {
+  readonly code: string;
+  readonly text: string;
+  readonly location?: ErrorLocation;
 }
 
 type Mode = { enhanced: false } | { enhanced: true; when: 'AL' | 'NE' | 'ER' | 'SU' };
@@ -95,13 +114,13 @@ export function jobIdFor(sender: string, controlId: string): string {
 
 export class Hl7Intake {
   private readonly o: IntakeOptions;
-  private readonly supported: ReadonlySet<string>;
+  private readonly supports: (code: string, trigger: string, structure: string) => boolean;
   private readonly clock: () => Date;
 
   constructor(options: IntakeOptions) {
     if (options.key.length !== 32) throw new Error('the HL7 sealing key must be 32 bytes');
     this.o = options;
-    this.supported = options.supported ?? SUPPORTED_TYPES;
+    this.supports = options.supports ?? ((code, trigger) => SUPPORTED_TYPES.has(`${code}^${trigger}`));
     this.clock = options.clock ?? (() => new Date());
   }
 
@@ -141,8 +160,10 @@ export class Hl7Intake {
     if (!msg.controlId)
       return this.answer(msg, 'reject', { code: '101', text: 'MSH-10 (message control id) is required' });
     const type = `${code}^${trigger}`;
-    if (!this.supported.has(type))
+    if (!this.supports(code, trigger, msg.type.structure))
       return this.answer(msg, 'reject', { code: '200', text: `message type ${type} is not supported` });
+    const problem = this.o.check?.(msg);
+    if (problem) return { ...this.answer(msg, 'error', problem), invalid: true };
 
     const sender = `${msg.sender.application}^${msg.sender.facility}`;
     const jobId = jobIdFor(sender, msg.controlId);

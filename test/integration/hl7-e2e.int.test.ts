@@ -7,6 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exec as execInbound } from '../../src/hl7/inbound-worker.js';
+import { jobIdFor } from '../../src/hl7/intake.js';
+import { Hl7Message } from '../../src/hl7/message.js';
 import { loadMappings, Mapper } from '../../src/hl7/mapping/engine.js';
 import { seal } from '../../src/shared/seal.js';
 import { localLock } from '../../src/queues/locks.js';
@@ -133,38 +135,88 @@ describe('HL7 to FHIR', () => {
     expect(await encounters(`${mrn}-v`)).toHaveLength(1);
   });
 
-  it('when a message cannot be mapped then it goes to the dead-letter queue with the reason, and nothing is written', async () => {
+  it('when a message cannot be mapped then it is refused at the door with AE and an ERR naming the field, and nothing is queued or written', async () => {
     const [mrn, ctl] = [uniq(), uniq()];
-    expect((await post(adt('A04', ctl, mrn, uniq(), { sex: 'Q' }))).statusCode).toBe(200);
-    await settled();
-    const deadline = Date.now() + 10_000;
-    let dead: { controlId: string; reason: string }[] = [];
-    while (Date.now() < deadline && !dead.some((d) => d.controlId === ctl)) {
-      dead = (
-        await h.app.hl7.inbound.dead.getJobs(['waiting', 'delayed', 'completed', 'failed', 'active'])
-      ).map((j) => j.data);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const mine = dead.find((d) => d.controlId === ctl);
-    expect(mine?.reason).toMatch(/PID-8: code "Q" is not in HL70001/);
-    expect(JSON.stringify(mine)).not.toContain('Kowalczyk');
+    const res = await post(adt('A04', ctl, mrn, uniq(), { sex: 'Q' }));
+    expect(res.statusCode).toBe(422);
+    const ack = Hl7Message.parse(res.body);
+    expect([ack.segment('MSA')?.get(1), ack.segment('MSA')?.get(2)]).toEqual(['AE', ctl]);
+    const err = ack.segment('ERR');
+    // ERR-2 PID^1^8 (segment, occurrence, field), ERR-3 102 data type error, ERR-8 the reason.
+    expect([err?.get(2, 1), err?.get(2, 2), err?.get(2, 3), err?.get(3, 1)]).toEqual([
+      'PID',
+      '1',
+      '8',
+      '102',
+    ]);
+    expect(err?.get(8)).toMatch(/PID-8: code "Q" is not in HL70001/);
+    expect(await h.app.hl7.queue.getJob(jobIdFor('EPIC^MAINHOSP', ctl))).toBeUndefined();
     expect(await patients(mrn)).toHaveLength(0);
+  });
 
-    // After the site adds the code to its map the message can be replayed; here the cause is not fixed, so the
-    // replay fails again, and a message that is not failed cannot be replayed.
-    const jobs = await h.app.hl7.queue.getJobs(['failed']);
-    const failed = jobs.find((j) => j.data.controlId === ctl);
-    const auth = { authorization: `Bearer ${token}` };
-    const replay = await h.app.inject({
-      method: 'POST',
-      url: `/hl7/messages/${failed?.id}/$replay`,
-      headers: auth,
+  it('when intake checks are off (commit ACK only) then an unmappable message is ACKed and goes to the dead-letter queue with the reason, and nothing is written', async () => {
+    const h = await startHarness({
+      QUEUE_PREFIX: `t${uniq()}`,
+      HL7_TIMEZONE: 'America/Chicago',
+      HL7_INTAKE_CHECK: 'none',
     });
-    expect(replay.statusCode).toBe(202);
-    await settled();
-    expect(await (await h.app.hl7.queue.getJob(failed?.id ?? ''))?.getState()).toBe('failed');
-    const missing = await h.app.inject({ method: 'POST', url: '/hl7/messages/nope/$replay', headers: auth });
-    expect(missing.statusCode).toBe(404);
+    // Its own signing key: its own token.
+    const token = await h.token({ scope: 'system/MessageHeader.cr' });
+    const post = (body: string) =>
+      h.app.inject({
+        method: 'POST',
+        url: '/hl7',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'x-application/hl7-v2+er7' },
+        payload: body,
+      });
+    const settled = async (): Promise<void> => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const c = await h.app.hl7.queue.getJobCounts('waiting', 'active', 'delayed');
+        if ((c['waiting'] ?? 0) + (c['active'] ?? 0) + (c['delayed'] ?? 0) === 0) return;
+        if (Date.now() > deadline) throw new Error('inbound queue did not drain');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    try {
+      const [mrn, ctl] = [uniq(), uniq()];
+      expect((await post(adt('A04', ctl, mrn, uniq(), { sex: 'Q' }))).statusCode).toBe(200);
+      await settled();
+      const deadline = Date.now() + 10_000;
+      let dead: { controlId: string; reason: string }[] = [];
+      while (Date.now() < deadline && !dead.some((d) => d.controlId === ctl)) {
+        dead = (
+          await h.app.hl7.inbound.dead.getJobs(['waiting', 'delayed', 'completed', 'failed', 'active'])
+        ).map((j) => j.data);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const mine = dead.find((d) => d.controlId === ctl);
+      expect(mine?.reason).toMatch(/PID-8: code "Q" is not in HL70001/);
+      expect(JSON.stringify(mine)).not.toContain('Kowalczyk');
+      expect(await patients(mrn)).toHaveLength(0);
+
+      // After the site adds the code to its map the message can be replayed; here the cause is not fixed, so the
+      // replay fails again, and a message that is not failed cannot be replayed.
+      const jobs = await h.app.hl7.queue.getJobs(['failed']);
+      const failed = jobs.find((j) => j.data.controlId === ctl);
+      const auth = { authorization: `Bearer ${token}` };
+      const replay = await h.app.inject({
+        method: 'POST',
+        url: `/hl7/messages/${failed?.id}/$replay`,
+        headers: auth,
+      });
+      expect(replay.statusCode).toBe(202);
+      await settled();
+      expect(await (await h.app.hl7.queue.getJob(failed?.id ?? ''))?.getState()).toBe('failed');
+      const missing = await h.app.inject({
+        method: 'POST',
+        url: '/hl7/messages/nope/$replay',
+        headers: auth,
+      });
+      expect(missing.statusCode).toBe(404);
+    } finally {
+      await h.close();
+    }
   });
 
   function siu(trigger: string, appt: string, mrn: string, start: string, status = 'Booked'): string {
@@ -194,14 +246,21 @@ describe('HL7 to FHIR', () => {
     expect(booked).toMatchObject({
       status: 'booked',
       appointmentType: { coding: [{ code: 'FOLLOWUP' }] },
-      participant: [{ status: 'accepted', actor: { reference: `Patient/${p?.id}` } }],
+      // Booked by the EHR; the patient has not confirmed yet.
+      participant: [{ status: 'needs-action', actor: { reference: `Patient/${p?.id}` } }],
     });
     expect(booked?.start).toMatch(/^2024-02-01T09:00:00(\.000)?-06:00$/);
+    // The patient confirms (as a reply does: the participant becomes accepted); the reschedule keeps it.
+    await h.fhir.update({
+      ...booked!,
+      participant: booked!.participant.map((x) => ({ ...x, status: 'accepted' as const })),
+    });
     await post(siu('S13', appt, mrn, '202402031400'));
     await settled();
     const moved = await find();
     expect(moved).toHaveLength(1);
     expect(moved[0]?.start).toMatch(/^2024-02-03T14:00:00(\.000)?-06:00$/);
+    expect(moved[0]?.participant[0]?.status).toBe('accepted');
     await post(siu('S15', appt, mrn, '202402031400'));
     await settled();
     expect((await find()).map((a) => a.status)).toEqual(['cancelled']);

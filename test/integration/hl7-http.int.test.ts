@@ -19,7 +19,9 @@ const msg = (id: string, type = 'ADT^A04') =>
   `MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20240115083015-0500||${type}|${id}|P|2.5\rPID|1||MRN-${id}^^^MAINHOSP^MR||Zedekiah^Quill||19700101|F\r`;
 
 beforeAll(async () => {
-  h = await startHarness({ QUEUE_PREFIX: `t${uniq()}` });
+  // Transport tests: the intake's dry run is off, so a message the maps refuse still reaches the dead letters
+  // (the replay test needs one); the dry run itself is tested in hl7-e2e and hl7-feeds.
+  h = await startHarness({ QUEUE_PREFIX: `t${uniq()}`, HL7_INTAKE_CHECK: 'none' });
   token = await h.token({ scope: 'system/MessageHeader.cr', sub: 'interface-engine' });
 });
 afterAll(async () => {
@@ -135,9 +137,9 @@ describe('npx careway hl7 send', () => {
   });
 
   it('when careway hl7 replay is given a failed message id then it is queued again; an unknown id fails', async () => {
-    // PID-3 here has no assigning-authority system, so these messages fail mapping and are dead-lettered.
+    // PID-8 here holds a code outside table 0001, so these messages fail mapping and are dead-lettered.
     const id = uniq();
-    await post(msg(id));
+    await post(msg(id).replace('|19700101|F', '|19700101|Q'));
     let failed: string | undefined;
     const deadline = Date.now() + 15_000;
     while (!failed && Date.now() < deadline) {

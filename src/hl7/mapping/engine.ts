@@ -18,17 +18,40 @@ import { hl7ToFhirDateTime } from '../datetime.js';
 import { unescapeHl7 } from '../escape.js';
 import type { Delimiters } from '../delimiters.js';
 import type { Hl7Message, Hl7Segment } from '../message.js';
-import { setPath } from './paths.js';
+import { setPath, type Cursor } from './paths.js';
+import { loadAuthorities, resolveAuthority, type AuthorityRegistry } from './authorities.js';
+
+/**
+ * Where an assigning authority sits in a datatype, by component (`4.1` = component 4, subcomponent 1):
+ * CX.4 (4.1 namespace, 4.2 universal id, 4.3 its type), EI.2-4, XCN.9, HD.1-3.
+ */
+export interface AuthorityRule {
+  readonly namespace: string;
+  readonly universal?: string;
+  readonly type?: string;
+}
+
+export interface When {
+  /** Segment maps: the field to test (datatype maps test a component of the value instead). */
+  readonly field?: number;
+  /** Compare one component (e.g. OBX-5.3, the SN separator) instead of the whole first one. */
+  readonly component?: number;
+  readonly equals?: readonly string[];
+  readonly notEquals?: readonly string[];
+}
 
 export interface Rule {
   readonly from?: string;
+  /** Resolve an assigning authority into `to` (a system URI) through the registry (authorities.ts). */
+  readonly authority?: AuthorityRule;
   readonly field?: number;
   readonly to: string;
   readonly datatype?: string;
   readonly vocab?: string;
   readonly repeat?: boolean;
   readonly component?: number;
-  readonly when?: { readonly field: number; readonly equals: readonly string[] };
+  /** Apply only when this holds (a list: all of them). */
+  readonly when?: When | readonly When[];
   readonly const?: unknown;
   readonly note?: string;
 }
@@ -46,6 +69,18 @@ export interface DatatypeMap {
   readonly target: string;
   readonly rules: readonly Rule[];
 }
+export interface MergeSegment {
+  readonly segment: string;
+  readonly map: string;
+  /** Every occurrence, not only the first (repeating AIP/AIL/AIG, several NTE). */
+  readonly repeat?: boolean;
+  /**
+   * Only the occurrences right after this resource's own segment (with other `follows` segments between
+   * them): NTE after an OBX belongs to that OBX, not to the message's first one.
+   */
+  readonly follows?: boolean;
+}
+
 export interface MessageResource {
   readonly id: string;
   readonly segment: string;
@@ -53,9 +88,17 @@ export interface MessageResource {
   readonly required?: boolean;
   readonly key?: string;
   readonly refs?: Readonly<Record<string, string>>;
-  readonly merge?: readonly { readonly segment: string; readonly map: string }[];
+  readonly merge?: readonly MergeSegment[];
   readonly repeat?: boolean;
   readonly identity?: { readonly system: string; readonly from: readonly string[] };
+  /**
+   * The resource this one belongs to in a repeating group: the nearest earlier occurrence of that resource's
+   * segment (OBX → its OBR, OBR → its ORC). `stopAt` segments end the search (an OBR between an ORC and
+   * this OBR means the ORC belongs to another order). References and `ref:` identity parts between a
+   * resource and its parent stay inside the group.
+   */
+  readonly parent?: string;
+  readonly stopAt?: readonly string[];
 }
 export interface MessageMap {
   readonly kind: 'message';
@@ -64,6 +107,8 @@ export interface MessageMap {
   readonly triggers: readonly string[];
   readonly resources: readonly MessageResource[];
   readonly byTrigger?: Readonly<Record<string, Readonly<Record<string, Readonly<Record<string, unknown>>>>>>;
+  /** Segments of the structure that Careway reads nowhere on purpose (EVN, RGS…): not counted as unknown. */
+  readonly unmapped?: readonly string[];
 }
 export interface SegmentMap {
   readonly kind: 'segment';
@@ -74,10 +119,27 @@ export interface SegmentMap {
 }
 type MapFile = VocabMap | DatatypeMap | SegmentMap | MessageMap;
 
+/** Where in the message a mapping problem is (for the ACK's ERR-2 and for people). */
+export interface ErrorLocation {
+  readonly segment: string;
+  /** 1-based occurrence of the segment in the message. */
+  readonly sequence?: number;
+  readonly field?: number;
+  readonly component?: number;
+}
+
+/**
+ * A message (or a map) that cannot be mapped. `code` is HL7 table 0357: 100 segment sequence (a required
+ * segment is missing), 101 required field missing, 102 data type error (a bad date, a code outside its table).
+ */
 export class MappingError extends Error {
-  constructor(message: string) {
+  readonly code: '100' | '101' | '102' | '200' | '207';
+  readonly location: ErrorLocation | undefined;
+  constructor(message: string, code: MappingError['code'] = '207', location?: ErrorLocation) {
     super(message);
     this.name = 'MappingError';
+    this.code = code;
+    this.location = location;
   }
 }
 
@@ -86,6 +148,7 @@ export interface Mappings {
   readonly datatypes: ReadonlyMap<string, DatatypeMap>;
   readonly segments: ReadonlyMap<string, SegmentMap>;
   readonly messages: ReadonlyMap<string, MessageMap>;
+  readonly authorities: AuthorityRegistry;
 }
 
 const TIERS = { vocab: 'vocab', datatypes: 'datatype', segments: 'segment', messages: 'message' } as const;
@@ -131,6 +194,7 @@ export async function loadMappings(roots: readonly string[], schemaPath: string)
       }
     }
   }
+  const authorities = await loadAuthorities(roots, problems);
   // Every reference between maps must resolve.
   const check = (owner: string, rules: readonly Rule[]): void => {
     for (const r of rules) {
@@ -149,6 +213,12 @@ export async function loadMappings(roots: readonly string[], schemaPath: string)
       else if (seg.source !== r.segment) problems.push(`${n}: ${r.map} maps ${seg.source}, not ${r.segment}`);
       for (const target of Object.values(r.refs ?? {}))
         if (!ids.has(target)) problems.push(`${n}: ${r.id} refers to unknown resource ${target}`);
+      if (r.parent && !ids.has(r.parent)) problems.push(`${n}: ${r.id} has unknown parent ${r.parent}`);
+      for (const x of r.merge ?? []) {
+        const extra = out.segments.get(x.map);
+        if (!extra) problems.push(`${n}: unknown segment map ${x.map}`);
+        else if (extra.source !== x.segment) problems.push(`${n}: ${x.map} maps ${extra.source}, not ${x.segment}`);
+      }
     }
     for (const [t, sets] of Object.entries(m.byTrigger ?? {})) {
       for (const id of Object.keys(sets))
@@ -156,10 +226,19 @@ export async function loadMappings(roots: readonly string[], schemaPath: string)
     }
   }
   if (problems.length) throw new MappingError(`invalid mappings:\n  - ${problems.join('\n  - ')}`);
-  return out;
+  return { ...out, authorities };
 }
 
 type Obj = Record<string, unknown>;
+
+/**
+ * What a message says about each top-level element of a resource, for the merge with what is stored
+ * (transaction.ts): `set` (the message carries it: replace), `clear` (HL7 explicit null `""`: remove),
+ * `default` (a map's fixed value: only when the stored resource has none). Elements not listed are not the
+ * message's business and are kept.
+ */
+export type Claim = 'set' | 'clear' | 'default';
+export type Claims = Record<string, Claim>;
 
 export interface MappedResource {
   /** The message map's resource id (shared by every instance of a repeating segment). */
@@ -173,18 +252,48 @@ export interface MappedResource {
   readonly key?: string;
   readonly refs: Readonly<Record<string, string>>;
   readonly required: boolean;
+  /** The element claims of this message (see Claim). */
+  readonly claims: Readonly<Claims>;
+  /** The segment it was mapped from, and where (for errors that name the field). */
+  readonly source: ErrorLocation;
+  /** The fields of its segment that write its business key (PID-3, SCH-1/2…), for errors. */
+  readonly keyFields: readonly number[];
+  /** The instance of its `parent` resource in the same group, when it has one. */
+  readonly parent?: string;
 }
 
 export interface MappedMessage {
   readonly structure: string;
   readonly trigger: string;
   readonly resources: readonly MappedResource[];
+  /** Namespaces whose system came from the default rule (a site may want to configure them). */
+  readonly defaultedAuthorities: ReadonlyMap<string, string>;
+  /** Segments no map reads (Z-segments, unknown ones), once per occurrence: ignored, and counted. */
+  readonly ignoredSegments: readonly string[];
 }
 
 export interface MapContext {
   /** IANA zone for offset-less times from this sender. */
   readonly zone: string;
   readonly delimiters: Delimiters;
+  /** MSH-3/MSH-4: the authority of identifiers that name none (authorities.ts). */
+  readonly sender?: { readonly application: string; readonly facility: string };
+}
+
+/** Per-run state: what the maps of one message observed. */
+interface Run {
+  readonly ctx: MapContext;
+  readonly defaulted: Map<string, string>;
+  claims: Claims;
+  where: ErrorLocation;
+}
+
+function claim(claims: Claims, path: string, what: Claim): void {
+  const top = /^[A-Za-z][A-Za-z0-9]*/.exec(path)?.[0];
+  if (!top) return;
+  const now = claims[top];
+  // A value wins over a null, and both win over a map's default.
+  if (what === 'set' || now === undefined || (what === 'clear' && now === 'default')) claims[top] = what;
 }
 
 export class Mapper {
@@ -194,34 +303,69 @@ export class Mapper {
     this.m = mappings;
   }
 
+  /** The registry in use (read by the listing of defaulted namespaces). */
+  get authorities(): AuthorityRegistry {
+    return this.m.authorities;
+  }
+
   /** Maps one segment to a resource with the named segment map (e.g. `PID[Patient]`). */
   segment(seg: Hl7Segment, mapName: string, ctx: MapContext): Obj {
+    return this.segmentRun(seg, mapName, this.run(ctx)).resource;
+  }
+
+  private run(ctx: MapContext): Run {
+    return { ctx, defaulted: new Map(), claims: {}, where: { segment: '' } };
+  }
+
+  private segmentRun(seg: Hl7Segment, mapName: string, run: Run, sequence = 1): { resource: Obj; claims: Claims } {
     const map = this.m.segments.get(mapName);
     if (!map) throw new MappingError(`no segment map ${mapName}`);
     const resource: Obj = { resourceType: map.target, ...structuredClone(map.fixed ?? {}) };
-    return this.segmentInto(seg, mapName, ctx, resource);
+    const claims: Claims = {};
+    for (const k of Object.keys(map.fixed ?? {})) claim(claims, k, 'default');
+    run.claims = claims;
+    this.segmentInto(seg, mapName, run, resource, sequence);
+    return { resource, claims };
   }
 
   /** Applies a segment map's rules onto an existing resource (used to merge e.g. TQ1 into an Appointment). */
-  segmentInto(seg: Hl7Segment, mapName: string, ctx: MapContext, resource: Obj): Obj {
+  private segmentInto(seg: Hl7Segment, mapName: string, run: Run, resource: Obj, sequence: number): Obj {
     const map = this.m.segments.get(mapName);
     if (!map) throw new MappingError(`no segment map ${mapName}`);
     if (map.source !== seg.name) throw new MappingError(`${mapName} maps ${map.source}, not ${seg.name}`);
+    const d = run.ctx.delimiters;
+    const cursor: Cursor = new Map();
+    // A merged segment's fixed values apply like its owner's: only where nothing is stored.
+    for (const [k, v] of Object.entries(map.fixed ?? {})) {
+      if (resource[k] === undefined) resource[k] = structuredClone(v);
+      claim(run.claims, k, 'default');
+    }
     for (const rule of map.rules) {
       if (rule.field === undefined) throw new MappingError(`${mapName}: a segment rule needs "field"`);
-      if (rule.when && !rule.when.equals.includes(seg.get(rule.when.field))) continue;
-      const reps =
-        seg.name === 'MSH' && rule.field <= 2
-          ? [seg.raw(rule.field)]
-          : seg.raw(rule.field).split(ctx.delimiters.repetition);
+      if (rule.when && !whens(rule.when).every((w) => whenHolds(seg, w))) continue;
+      const rawField = seg.raw(rule.field);
+      // HL7 null semantics: `""` clears the element in the receiver; an empty field means "no change".
+      if (rawField === '""') {
+        claim(run.claims, rule.to, 'clear');
+        continue;
+      }
+      const reps = seg.name === 'MSH' && rule.field <= 2 ? [rawField] : rawField.split(d.repetition);
       const used = rule.repeat ? reps : reps.slice(0, 1);
       for (const rep of used) {
         if (rep === '') continue;
-        const all = rep.split(ctx.delimiters.component);
+        const all = rep.split(d.component);
         const parts = rule.component ? [all[rule.component - 1] ?? ''] : all;
-        const where = `${seg.name}-${rule.field}${rule.component ? `.${rule.component}` : ''}`;
-        const value = this.value(parts, ctx.delimiters.subcomponent, rule, ctx, where);
-        if (value !== undefined) setPath(resource, rule.to, value);
+        run.where = {
+          segment: seg.name,
+          sequence,
+          field: rule.field,
+          ...(rule.component ? { component: rule.component } : {}),
+        };
+        const value = this.value(parts, d.subcomponent, rule, run);
+        if (value !== undefined) {
+          setPath(resource, rule.to, value, cursor);
+          claim(run.claims, rule.to, 'set');
+        }
       }
     }
     return resource;
@@ -236,87 +380,227 @@ export class Mapper {
     return undefined;
   }
 
+  /** Whether some message map takes this message type (the intake refuses the others with AR). */
+  supports(code: string, trigger: string, structure = ''): boolean {
+    return this.messageMap(code, trigger, structure) !== undefined;
+  }
+
   /**
-   * Maps a message: one resource per listed segment occurrence (the first of each), with the trigger's
-   * values applied. References between them are returned as ids for the transaction builder to wire.
+   * Maps a message: one resource per listed segment (every occurrence for `repeat`), with the trigger's
+   * values applied, grouped under their parents (OBX under its OBR). References between them are returned as
+   * ids for the transaction builder to wire.
    */
   message(msg: Hl7Message, ctx: MapContext): MappedMessage {
     const { code, trigger, structure } = msg.type;
     const map = this.messageMap(code, trigger, structure);
     if (!map)
-      throw new MappingError(`no message map for ${code}^${trigger}${structure ? ` (${structure})` : ''}`);
+      throw new MappingError(
+        `no message map for ${code}^${trigger}${structure ? ` (${structure})` : ''}`,
+        '200',
+        { segment: 'MSH', sequence: 1, field: 9 },
+      );
+    const run = this.run({
+      ...ctx,
+      sender: ctx.sender ?? msg.sender,
+    });
+    const segments = msg.segments;
+    const used = new Set<number>([0]);
     const resources: MappedResource[] = [];
+    /** Segment index of each instance, to find parents and following segments. */
+    const at = new Map<string, number>();
     for (const r of map.resources) {
-      const segs = r.repeat ? msg.all(r.segment) : msg.segment(r.segment) ? [msg.segment(r.segment)!] : [];
-      if (segs.length === 0) {
-        if (r.required) throw new MappingError(`${map.source}: segment ${r.segment} is required`);
+      const indexes = segments.flatMap((s, i) => (s.name === r.segment ? [i] : []));
+      const chosen = r.repeat ? indexes : indexes.slice(0, 1);
+      if (chosen.length === 0) {
+        if (r.required)
+          throw new MappingError(`${map.source}: segment ${r.segment} is required`, '100', {
+            segment: r.segment,
+          });
         continue;
       }
-      segs.forEach((seg, n) => {
-        const resource = this.segment(seg, r.map, ctx);
+      const segMap = this.m.segments.get(r.map);
+      const keyFields = r.key
+        ? (segMap?.rules ?? []).filter((x) => x.to.split(/[.[]/)[0] === r.key && x.field).map((x) => x.field!)
+        : [];
+      chosen.forEach((index, n) => {
+        const seg = segments[index]!;
+        used.add(index);
+        const sequence = indexes.indexOf(index) + 1;
+        const { resource, claims } = this.segmentRun(seg, r.map, run, sequence);
         for (const x of r.merge ?? []) {
-          const extra = msg.segment(x.segment);
-          if (extra) this.segmentInto(extra, x.map, ctx, resource);
+          const extras = x.follows
+            ? following(segments, index, new Set((r.merge ?? []).filter((y) => y.follows).map((y) => y.segment)))
+                .filter((i) => segments[i]!.name === x.segment)
+            : segments.flatMap((s, i) => (s.name === x.segment ? [i] : []));
+          for (const i of x.repeat ? extras : extras.slice(0, 1)) {
+            used.add(i);
+            const seq = segments.slice(0, i + 1).filter((s) => s.name === x.segment).length;
+            run.claims = claims;
+            this.segmentInto(segments[i]!, x.map, run, resource, seq);
+          }
         }
         for (const [path, value] of Object.entries(map.byTrigger?.[trigger]?.[r.id] ?? {})) {
           setPath(resource, path, structuredClone<unknown>(value));
+          claim(claims, path, 'set');
         }
-        // Maps may write fixed list positions (AIP → participant[1], AIL → participant[2]); when an earlier
-        // segment is absent its position stays empty, and the list closes up here.
+        // Maps may write fixed list positions; when an earlier segment is absent its position stays empty,
+        // and the list closes up here.
         compactLists(resource);
+        const instance = r.repeat ? `${r.id}#${n + 1}` : r.id;
+        at.set(instance, index);
+        const parent = r.parent ? parentOf(segments, index, map, r, at, resources) : undefined;
         resources.push({
           id: r.id,
-          instance: r.repeat ? `${r.id}#${n + 1}` : r.id,
+          instance,
           resource,
           ...(r.key ? { key: r.key } : {}),
           ...(r.identity ? { identity: r.identity } : {}),
           refs: r.refs ?? {},
           required: r.required ?? false,
+          claims,
+          source: { segment: seg.name, sequence },
+          keyFields,
+          ...(parent ? { parent } : {}),
         });
       });
     }
-    return { structure: map.source, trigger, resources };
+    const known = new Set([...(map.unmapped ?? []), 'MSH']);
+    const ignoredSegments = segments
+      .filter((s, i) => !used.has(i) && !known.has(s.name))
+      .filter((s) => !map.resources.some((r) => r.segment === s.name || r.merge?.some((x) => x.segment === s.name)))
+      .map((s) => s.name);
+    return {
+      structure: map.source,
+      trigger,
+      resources,
+      defaultedAuthorities: run.defaulted,
+      ignoredSegments,
+    };
   }
 
   /** Converts one value (its components) by the rule's datatype or vocab. */
-  private value(components: string[], sub: string, rule: Rule, ctx: MapContext, where: string): unknown {
+  private value(components: string[], sub: string, rule: Rule, run: Run): unknown {
     if (rule.const !== undefined) return components.join('') === '' ? undefined : rule.const;
     const dt = rule.datatype;
+    const where = formatWhere(run.where);
     if (dt?.includes('[')) {
-      const out = this.datatype(dt, components, sub, ctx, where);
+      const out = this.datatype(dt, components, sub, run);
       return Object.keys(out).length ? out : undefined;
     }
-    const text = unescapeHl7((components[0] ?? '').split(sub)[0] ?? '', ctx.delimiters);
+    const text = unescapeHl7((components[0] ?? '').split(sub)[0] ?? '', run.ctx.delimiters);
     if (text === '' || text === '""') return undefined;
     if (rule.vocab) {
       const v = this.m.vocab.get(rule.vocab);
       const code = v?.map[text];
       if (code === undefined)
-        throw new MappingError(`${where}: code "${text.slice(0, 20)}" is not in ${rule.vocab}`);
+        throw new MappingError(`${where}: code "${text.slice(0, 20)}" is not in ${rule.vocab}`, '102', run.where);
       return code;
     }
-    return primitive(text, dt, ctx.zone, where);
+    return primitive(text, dt, run.ctx.zone, where, run.where);
   }
 
-  private datatype(name: string, components: string[], sub: string, ctx: MapContext, where: string): Obj {
+  private datatype(name: string, components: string[], sub: string, run: Run): Obj {
     const map = this.m.datatypes.get(name);
     if (!map) throw new MappingError(`no datatype map ${name}`);
     const out: Obj = {};
+    const outer = run.where;
+    let pendingDefault: [string, string] | undefined;
+    const pick = (from: string): string => {
+      const [c, s] = from.split('.').map(Number);
+      const comp = components[(c ?? 1) - 1] ?? '';
+      return s !== undefined ? (comp.split(sub)[s - 1] ?? '') : (comp.split(sub)[0] ?? '');
+    };
+    let valued = false;
     for (const rule of map.rules) {
+      if (rule.authority) {
+        // In its place among the rules (so identifiers read as before); dropped below if nothing else is set.
+        const a = rule.authority;
+        const text = (from: string | undefined): string =>
+          from ? unescapeHl7(pick(from), run.ctx.delimiters).replace(/^""$/, '') : '';
+        const sender = run.ctx.sender;
+        const resolved = resolveAuthority(
+          this.m.authorities,
+          { namespace: text(a.namespace), universal: text(a.universal), type: text(a.type) },
+          sender?.facility || sender?.application || '',
+        );
+        if (resolved) {
+          setPath(out, rule.to, resolved.system);
+          if (resolved.defaulted) pendingDefault = [resolved.defaulted, resolved.system];
+        }
+        continue;
+      }
+      const holds = whens(rule.when).every((w) => {
+        const v = unescapeHl7(pick(String(w.component ?? 1)), run.ctx.delimiters);
+        return (!w.equals || w.equals.includes(v)) && !w.notEquals?.includes(v);
+      });
+      if (!holds) continue;
       const [c, s] = (rule.from ?? '1').split('.').map(Number);
       const comp = components[(c ?? 1) - 1] ?? '';
       let parts: string[];
       if (s !== undefined) parts = [comp.split(sub)[s - 1] ?? ''];
       else if (rule.datatype?.includes('[')) parts = comp.split(sub);
       else parts = [comp];
-      const value = this.value(parts, sub, rule, ctx, `${where}.${rule.from ?? '1'}`);
-      if (value !== undefined) setPath(out, rule.to, value);
+      run.where = { ...outer, ...(outer.component === undefined && c ? { component: c } : {}) };
+      const value = this.value(parts, sub, rule, run);
+      run.where = outer;
+      if (value !== undefined) {
+        setPath(out, rule.to, value);
+        valued = true;
+      }
     }
+    // An identifier with no value is no identifier: the authority alone writes nothing (and counts nothing).
+    if (!valued) return {};
+    if (pendingDefault) run.defaulted.set(pendingDefault[0], pendingDefault[1]);
     return out;
   }
 }
 
-function primitive(text: string, dt: string | undefined, zone: string, where: string): unknown {
+function whens(w: Rule['when']): readonly When[] {
+  return w === undefined ? [] : Array.isArray(w) ? (w as readonly When[]) : [w as When];
+}
+
+function whenHolds(seg: Hl7Segment, when: When): boolean {
+  if (when.field === undefined) return true;
+  const v = seg.get(when.field, when.component ?? 1);
+  if (when.equals && !when.equals.includes(v)) return false;
+  if (when.notEquals?.includes(v)) return false;
+  return true;
+}
+
+function formatWhere(w: ErrorLocation): string {
+  return `${w.segment}-${w.field ?? ''}${w.component ? `.${w.component}` : ''}`;
+}
+
+/** Indexes of the segments right after `index` whose names are in `names` (a contiguous run). */
+function following(segments: readonly Hl7Segment[], index: number, names: ReadonlySet<string>): number[] {
+  const out: number[] = [];
+  for (let i = index + 1; i < segments.length && names.has(segments[i]!.name); i++) out.push(i);
+  return out;
+}
+
+/** The instance of `r.parent` this occurrence belongs to: the nearest earlier one, unless a stopAt segment intervenes. */
+function parentOf(
+  segments: readonly Hl7Segment[],
+  index: number,
+  map: MessageMap,
+  r: MessageResource,
+  at: ReadonlyMap<string, number>,
+  done: readonly MappedResource[],
+): string | undefined {
+  const parent = map.resources.find((x) => x.id === r.parent);
+  if (!parent) return undefined;
+  const stop = new Set(r.stopAt ?? []);
+  for (let i = index - 1; i >= 0; i--) {
+    const name = segments[i]!.name;
+    if (name === parent.segment) {
+      return done.find((x) => x.id === parent.id && at.get(x.instance) === i)?.instance;
+    }
+    if (stop.has(name)) return undefined;
+  }
+  return undefined;
+}
+
+function primitive(text: string, dt: string | undefined, zone: string, where: string, loc: ErrorLocation): unknown {
   try {
     switch (dt) {
       case undefined:
@@ -326,7 +610,7 @@ function primitive(text: string, dt: string | undefined, zone: string, where: st
         return text;
       case 'NM': {
         const n = Number(text);
-        if (!Number.isFinite(n)) throw new Error('not a number');
+        if (!Number.isFinite(n) || text.trim() === '') throw new Error('not a number');
         return n;
       }
       case 'SI': {
@@ -339,15 +623,19 @@ function primitive(text: string, dt: string | undefined, zone: string, where: st
       case 'DTM':
       case 'TS':
         return hl7ToFhirDateTime(text, zone);
+      case 'YN': {
+        const v = text.toUpperCase();
+        if (v !== 'Y' && v !== 'N') throw new Error('not Y or N');
+        return v === 'Y';
+      }
       default:
         throw new Error(`unknown datatype ${dt}`);
     }
   } catch (e) {
-    throw new MappingError(`${where}: ${e instanceof Error ? e.message : 'invalid value'}`);
+    throw new MappingError(`${where}: ${e instanceof Error ? e.message : 'invalid value'}`, '102', loc);
   }
 }
 
-/** Removes empty positions from every list in a mapped resource, in place. */
 export function compactLists(node: unknown): void {
   if (Array.isArray(node)) {
     for (let i = node.length - 1; i >= 0; i--)

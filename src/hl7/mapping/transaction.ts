@@ -1,15 +1,19 @@
 /**
  * One FHIR transaction per HL7 message, idempotent:
- * - every resource is a conditional update keyed on its business identifier (`Type?identifier=system|value`),
- *   so a replay matches what the first run wrote and HAPI records no new version for unchanged content;
+ * - every resource is keyed on its business identifier (`Type?identifier=system|value`). One already stored
+ *   (read by the worker under the patient's lock) is merged (ownership.ts: the message's fields replace, the
+ *   rest is kept) and written with `PUT Type/id` + If-Match, so a change made meanwhile is never overwritten;
+ *   a new one is a conditional update on its key. A replay merges to the same content, and HAPI records no
+ *   new version for unchanged content;
  * - a resource that has no usable business identifier is left out (it could not be written idempotently);
  *   a required one fails the message;
  * - the Provenance has an id derived from the message (sender + MSH-10), written with PUT: a replay rewrites
  *   the same content.
  */
-import type { Bundle, BundleEntry, Identifier, Provenance, Reference } from 'fhir/r4.js';
+import type { Bundle, BundleEntry, Identifier, Provenance, Reference, Resource } from 'fhir/r4.js';
 import { setPath } from './paths.js';
-import { MappingError, type MappedMessage } from './engine.js';
+import { MappingError, type MappedMessage, type MappedResource } from './engine.js';
+import { mergeIntoStored } from './ownership.js';
 
 export interface MessageFacts {
   /** The inbound job id (hash of sender + MSH-10): the Provenance id is derived from it. */
@@ -28,9 +32,15 @@ export interface BuiltTransaction {
   readonly skipped: readonly string[];
 }
 
-function businessKey(resource: Record<string, unknown>, path: string): Identifier | undefined {
+/**
+ * The identifier a resource is keyed on: of those with a system and a value, the medical record number
+ * (type MR) when there is one (PID-3 often lists an SSN or an enterprise id first), else the first.
+ */
+export function businessKey(resource: Record<string, unknown>, path: string): Identifier | undefined {
   const list = resource[path];
-  return Array.isArray(list) ? (list as Identifier[]).find((i) => i.system && i.value) : undefined;
+  if (!Array.isArray(list)) return undefined;
+  const usable = (list as Identifier[]).filter((i) => i.system && i.value);
+  return usable.find((i) => i.type?.coding?.some((c) => c.code === 'MR')) ?? usable[0];
 }
 
 function getPath(obj: unknown, path: string): unknown {
@@ -44,6 +54,22 @@ function getPath(obj: unknown, path: string): unknown {
   return node;
 }
 
+/**
+ * The instances of `target` that `r` refers to: inside a group, its own children (a report's results) or its
+ * own parent (a result's report); otherwise every instance (a list path takes them all).
+ */
+function related(r: MappedResource, target: string, among: readonly MappedResource[]): MappedResource[] {
+  const children = among.filter((k) => k.id === target && k.parent === r.instance);
+  if (children.length) return children;
+  if (r.parent) {
+    const parent = among.find((k) => k.instance === r.parent);
+    if (parent?.id === target) return [parent];
+  }
+  const all = among.filter((k) => k.id === target);
+  // A grouped resource never points into another group.
+  return all.filter((k) => k.parent === undefined || k.parent === r.parent || r.parent === undefined);
+}
+
 /** Adds the composed identifier (e.g. patient MRN + allergen code) for segments that carry no identifier. */
 function withIdentity(mapped: MappedMessage): MappedMessage {
   const patient = mapped.resources.find((r) => r.id === 'patient');
@@ -52,55 +78,128 @@ function withIdentity(mapped: MappedMessage): MappedMessage {
     ...mapped,
     resources: mapped.resources.map((r) => {
       if (!r.identity) return r;
-      const parts = r.identity.from.map((p) => {
-        if (p === 'patient') return patientValue;
-        // `ref:<id>`: the business identifier value of another resource of the message (e.g. the report).
-        if (p.startsWith('ref:')) {
-          const other = mapped.resources.find((x) => x.id === p.slice(4));
-          return other ? businessKey(other.resource, 'identifier')?.value : undefined;
-        }
-        return getPath(r.resource, p);
+      const parts = r.identity.from.map((spec) => {
+        // `?part`: may be empty, and is then left out (OBX-4 sub-id, when the sender uses none).
+        const optional = spec.startsWith('?');
+        const p = optional ? spec.slice(1) : spec;
+        let v: unknown;
+        if (p === 'patient') v = patientValue;
+        // `ref:<id>`: the business identifier value of another resource of the message (e.g. the report;
+        // in a group, its own report).
+        else if (p.startsWith('ref:')) {
+          const other = related(r, p.slice(4), mapped.resources)[0];
+          v = other ? businessKey(other.resource, 'identifier')?.value : undefined;
+        } else if (p.startsWith('refkey:')) {
+          // `refkey:<id>`: its whole key, system|value (the triage Task is keyed like a FHIR referral's).
+          const other = related(r, p.slice(7), mapped.resources)[0];
+          const k = other ? businessKey(other.resource, 'identifier') : undefined;
+          v = k ? `${k.system}|${k.value}` : undefined;
+        } else v = getPath(r.resource, p);
+        return optional && (v === undefined || v === '') ? null : v;
       });
-      if (parts.some((p) => p === undefined || p === '' || typeof p === 'object')) return r;
-      const identifier: Identifier = { system: r.identity.system, value: parts.map(String).join('|') };
+      if (parts.some((p) => p === undefined || p === '' || typeof p === 'object' && p !== null)) return r;
+      const identifier: Identifier = {
+        system: r.identity.system,
+        value: parts.filter((p) => p !== null).map(String).join('|'),
+      };
       const existing = (r.resource['identifier'] as Identifier[] | undefined) ?? [];
       return { ...r, resource: { ...r.resource, identifier: [identifier, ...existing] } };
     }),
   };
 }
 
-export function buildTransaction(input: MappedMessage, facts: MessageFacts): BuiltTransaction {
-  const mapped = withIdentity(input);
-  const urls = new Map<string, string>();
+export interface MessageKeys {
+  /** `Type?identifier=…` of each resource that can be written, by instance. */
+  readonly keys: Readonly<Record<string, string>>;
+  /** Instances left out: no usable business identifier. */
+  readonly skipped: readonly string[];
+}
+
+/**
+ * The business key of every resource of a mapped message (the worker reads the stored ones by it before
+ * building the transaction). A required resource without one fails the message, naming the field.
+ */
+export function messageKeys(input: MappedMessage): MessageKeys {
+  return keysOf(withIdentity(input));
+}
+
+function keysOf(mapped: MappedMessage): MessageKeys {
   const keys: Record<string, string> = {};
   const skipped: string[] = [];
-  const kept = mapped.resources.filter((r) => {
+  for (const r of mapped.resources) {
     const key = r.key ? businessKey(r.resource, r.key) : undefined;
     if (!key) {
-      if (r.required)
+      if (r.required) {
+        const field = r.keyFields[0];
         throw new MappingError(
-          `${String(r.resource['resourceType'])} (${r.id}) has no business identifier with a system`,
+          `${r.source.segment}${field ? `-${field}` : ''}: the ${String(r.resource['resourceType'])} identifier is missing (an ID with an assigning authority or a sending facility)`,
+          '101',
+          { ...r.source, ...(field ? { field } : {}) },
         );
+      }
       skipped.push(r.instance);
-      return false;
+      continue;
     }
-    urls.set(r.instance, `urn:uuid:${crypto.randomUUID()}`);
     keys[r.instance] =
       `${String(r.resource['resourceType'])}?${new URLSearchParams({ identifier: `${key.system}|${key.value}` }).toString()}`;
-    return true;
-  });
+  }
+  return { keys, skipped };
+}
+
+export interface BuildOptions {
+  /** The stored resource for each instance the worker found by its key: merged and written with If-Match. */
+  readonly stored?: ReadonlyMap<string, Resource>;
+}
+
+export function buildTransaction(
+  input: MappedMessage,
+  facts: MessageFacts,
+  options: BuildOptions = {},
+): BuiltTransaction {
+  const mapped = withIdentity(input);
+  const { keys, skipped } = keysOf(mapped);
+  const urls = new Map<string, string>();
+  const kept = mapped.resources.filter((r) => keys[r.instance] !== undefined);
+  for (const r of kept) urls.set(r.instance, `urn:uuid:${crypto.randomUUID()}`);
+  const stored = options.stored ?? new Map<string, Resource>();
+  // This message's resources by their transaction URL, so `urn:uuid:` of the Patient matches `Patient/<id>`
+  // when participants are compared with the stored ones.
+  const storedRefByUrl = new Map<string, string>();
+  for (const r of kept) {
+    const s = stored.get(r.instance);
+    if (s?.id) storedRefByUrl.set(urls.get(r.instance) ?? '', `${s.resourceType}/${s.id}`);
+  }
   const entries: BundleEntry[] = kept.map((r) => {
-    const resource = structuredClone(r.resource);
+    let resource = structuredClone(r.resource);
     for (const [path, target] of Object.entries(r.refs)) {
-      // Every written instance of the target (a repeating segment gives several); a list path takes them all.
-      const targets = kept.filter((k) => k.id === target).map((k) => urls.get(k.instance) ?? '');
+      // The written instances of the target (in a group: this resource's own); a list path takes them all.
+      const targets = related(r, target, kept).map((k) => urls.get(k.instance) ?? '');
       for (const url of path.endsWith('[]') ? targets : targets.slice(0, 1))
         setPath(resource, path, { reference: url } satisfies Reference);
+    }
+    const before = stored.get(r.instance);
+    if (before?.id) {
+      resource = mergeIntoStored(before as unknown as Record<string, unknown>, resource, r.claims, {
+        actorKey: (actor) => {
+          const ref = typeof actor?.['reference'] === 'string' ? actor['reference'] : undefined;
+          if (ref) return storedRefByUrl.get(ref) ?? ref;
+          const id = actor?.['identifier'] as Record<string, unknown> | undefined;
+          if (id) return `${String(actor?.['type'] ?? '')}|${String(id['system'])}|${String(id['value'])}`;
+          return typeof actor?.['display'] === 'string' ? `display|${actor['display']}` : undefined;
+        },
+      });
+      resource['id'] = before.id;
     }
     return {
       fullUrl: urls.get(r.instance) ?? '',
       resource: resource as unknown as BundleEntry['resource'] & object,
-      request: { method: 'PUT', url: keys[r.instance] ?? '' },
+      request: before?.id
+        ? {
+            method: 'PUT',
+            url: `${before.resourceType}/${before.id}`,
+            ...(before.meta?.versionId ? { ifMatch: `W/"${before.meta.versionId}"` } : {}),
+          }
+        : { method: 'PUT', url: keys[r.instance] ?? '' },
     };
   });
   const provenance: Provenance = {

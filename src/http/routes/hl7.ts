@@ -1,7 +1,11 @@
 /**
  * `POST /hl7`: an ER7 body (one message or an FHS/BHS batch) through the same intake as MLLP; the response
  * is the ACK (one per message, in order). HTTP status follows the worst ACK: 200 accepted, 400 rejected (AR),
- * 503 not stored (AE: resend later).
+ * 422 readable but not mappable (AE with ERR: fix the message, resending it will not help), 503 not stored
+ * (AE: resend later).
+ *
+ * `GET /hl7/authorities`: the assigning-authority registry in use and the namespaces that fell back to the
+ * default rule (with message counts), so a site sees which to configure.
  *
  * `GET /hl7/messages`: the latest inbound messages with status, type, sender and time; no PHI.
  *
@@ -37,12 +41,14 @@ export default async function hl7Routes(app: FastifyInstance): Promise<void> {
       requireUnconfined(request, 'MessageHeader', 'c');
       const body = request.body as Buffer;
       const results = await app.hl7.receive(Buffer.isBuffer(body) ? body : Buffer.from(String(body)), 'http');
-      const codes = results.map((r) => r.code);
-      const status = codes.some((c) => c === 'AE' || c === 'CE')
+      const failed = results.filter((r) => r.code === 'AE' || r.code === 'CE');
+      const status = failed.some((r) => !r.invalid)
         ? 503
-        : codes.some((c) => c === 'AR' || c === 'CR')
-          ? 400
-          : 200;
+        : failed.length
+          ? 422
+          : results.some((r) => r.code === 'AR' || r.code === 'CR')
+            ? 400
+            : 200;
       const text = results.map((r) => r.ack ?? '').join('');
       return reply.code(status).type('x-application/hl7-v2+er7; charset=utf-8').send(text);
     },
@@ -95,6 +101,41 @@ export default async function hl7Routes(app: FastifyInstance): Promise<void> {
       );
       rows.sort((a, b) => b.receivedAt.localeCompare(a.receivedAt));
       return { messages: rows.slice(0, limit) };
+    },
+  );
+
+  const Authorities = Type.Object({
+    default: Type.String(),
+    configured: Type.Array(Type.Object({ namespace: Type.String(), system: Type.String() })),
+    defaulted: Type.Array(
+      Type.Object({
+        namespace: Type.String(),
+        system: Type.String(),
+        messages: Type.Integer(),
+        lastSeen: Type.String(),
+      }),
+    ),
+  });
+
+  app.get(
+    '/hl7/authorities',
+    {
+      schema: {
+        tags: ['hl7'],
+        summary:
+          'Assigning authorities: the registry in use, and the namespaces that fell back to the default rule (configure them in authorities.yaml)',
+        security: [{ bearer: [] }],
+        response: { 200: Authorities },
+      },
+    },
+    async (request) => {
+      requireUnconfined(request, 'MessageHeader', 'r');
+      const registry = app.hl7.mapper.authorities;
+      return {
+        default: registry.default,
+        configured: [...registry.namespaces].map(([namespace, system]) => ({ namespace, system })),
+        defaulted: await app.hl7.defaultedAuthorities(),
+      };
     },
   );
 
