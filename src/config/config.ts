@@ -466,7 +466,9 @@ export function loadConfig(env: Env): Config {
     problems.push('MLLP_TLS_CA: needs MLLP_TLS_CERT and MLLP_TLS_KEY');
   const intakeCheckRaw = (str('HL7_INTAKE_CHECK') ?? 'map').toLowerCase();
   if (intakeCheckRaw !== 'map' && intakeCheckRaw !== 'none')
-    problems.push('HL7_INTAKE_CHECK: must be map (refuse unmappable messages with AE) or none (commit ACK only)');
+    problems.push(
+      'HL7_INTAKE_CHECK: must be map (refuse unmappable messages with AE) or none (commit ACK only)',
+    );
   const hl7: Hl7Config = {
     encryptionKey,
     maxFrameBytes: positiveInt('HL7_MAX_FRAME_BYTES', 1024 * 1024),

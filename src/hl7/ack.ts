@@ -15,7 +15,12 @@ export interface AckError {
   readonly code: string;
   readonly text: string;
   /** Where the error is: ERR-2 (v2.5+) and ERR-1 (before 2.5), e.g. PID, 1st occurrence, field 7. */
-  readonly location?: { readonly segment: string; readonly sequence?: number; readonly field?: number; readonly component?: number };
+  readonly location?: {
+    readonly segment: string;
+    readonly sequence?: number;
+    readonly field?: number;
+    readonly component?: number;
+  };
 }
 
 const ERR_TEXT: Record<string, string> = {
@@ -70,14 +75,25 @@ export function buildAck(
     // ERR-2 (ERL): segment ^ sequence ^ field ^ repetition ^ component. ERR-1 (ELD, before v2.5): segment ^
     // sequence ^ field ^ code; both name the same place, so senders of any version can show it.
     const erl = loc
-      ? [loc.segment, String(loc.sequence ?? 1), loc.field ? String(loc.field) : '', loc.field ? '1' : '', loc.component ? String(loc.component) : '']
+      ? [
+          loc.segment,
+          String(loc.sequence ?? 1),
+          loc.field ? String(loc.field) : '',
+          loc.field ? '1' : '',
+          loc.component ? String(loc.component) : '',
+        ]
           .join(c)
           .replace(new RegExp(`${escapeRegex(c)}+$`), '')
       : '';
     const old = /^2\.[1-4]/.test(raw(12));
     const eld =
       loc && old
-        ? [loc.segment, String(loc.sequence ?? 1), loc.field ? String(loc.field) : '', `${options.error.code}${d.subcomponent}${name}${d.subcomponent}HL70357`].join(c)
+        ? [
+            loc.segment,
+            String(loc.sequence ?? 1),
+            loc.field ? String(loc.field) : '',
+            `${options.error.code}${d.subcomponent}${name}${d.subcomponent}HL70357`,
+          ].join(c)
         : '';
     segments.push(
       [

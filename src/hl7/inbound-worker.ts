@@ -191,7 +191,12 @@ export async function exec(
   await deps.lock.withLock(lockKey, async () => {
     for (let attempt = 1; ; attempt++) {
       // One round of reads gives the stored resources (to merge into) and the patient's open journey.
-      const { stored, open } = await readStored(deps.fhir, keys.keys, patientKey ? 'patient' : undefined, !!deps.journeys);
+      const { stored, open } = await readStored(
+        deps.fhir,
+        keys.keys,
+        patientKey ? 'patient' : undefined,
+        !!deps.journeys,
+      );
       journeyId = open;
       const opening = !open && !!deps.journeys && !!patientKey && OPENS_AT[trigger] !== undefined;
       const bundle = messageTransaction(mapped, facts, {
@@ -202,7 +207,7 @@ export async function exec(
       try {
         const response = await postTransaction(deps, bundle);
         written = bundle;
-        committed = bundle.entry?.map((e) => e.resource).filter((r): r is Resource => !!r) ?? [];
+        committed = withServerIds(bundle, response);
         if (opening) {
           opened = true;
           journeyId = episodeIdFrom(bundle, response);
@@ -210,7 +215,8 @@ export async function exec(
         break;
       } catch (e) {
         // Someone changed a resource between our read and our write (If-Match): read again and re-merge.
-        if (e instanceof FhirError && e.kind === 'http' && e.status === 412 && attempt < MERGE_ATTEMPTS) continue;
+        if (e instanceof FhirError && e.kind === 'http' && e.status === 412 && attempt < MERGE_ATTEMPTS)
+          continue;
         throw e;
       }
     }
@@ -262,6 +268,16 @@ export async function exec(
     }
   }
   return { written: written.entry?.length ?? 0, skipped: keys.skipped };
+}
+
+/** The written resources with the ids the server gave them (from the transaction response's locations). */
+function withServerIds(bundle: Bundle, response: Bundle): Resource[] {
+  return (bundle.entry ?? []).flatMap((e, i) => {
+    if (!e.resource) return [];
+    const loc = response.entry?.[i]?.response?.location ?? '';
+    const id = new RegExp(`^(?:.*/)?${e.resource.resourceType}/([^/]+)`).exec(loc)?.[1];
+    return [id ? ({ ...e.resource, id }) : e.resource];
+  });
 }
 
 /** The id of the journey a message's own transaction opened (its entry's location in the response). */
@@ -431,7 +447,9 @@ async function readStored(
         const [system, ...rest] = w.token.split('|');
         const value = rest.join('|');
         const hit = found.find((r) =>
-          ((r as { identifier?: Identifier[] }).identifier ?? []).some((i) => i.system === system && i.value === value),
+          ((r as { identifier?: Identifier[] }).identifier ?? []).some(
+            (i) => i.system === system && i.value === value,
+          ),
         );
         if (hit) stored.set(w.instance, hit);
       }

@@ -58,8 +58,11 @@ export interface IntakeOptions {
   readonly defaultCharset?: Charset;
   /** Whether a message type is taken (the message maps' triggers); SUPPORTED_TYPES when not given. */
   readonly supports?: (code: string, trigger: string, structure: string) => boolean;
-  /** The dry run: why a readable message cannot be written, or undefined when it can. */
-  readonly check?: (msg: Hl7Message) => MessageProblem | undefined;
+  /**
+   * The dry run: why a readable message cannot be written, or the patient's resolved business key (the same
+   * key the worker locks on), which the message is then partitioned by.
+   */
+  readonly check?: (msg: Hl7Message) => CheckResult;
   readonly clock?: () => Date;
   /** Longest wait for Redis before answering AE (a resend later is deduplicated, so this is safe). */
   readonly storeTimeoutMs?: number;
@@ -83,6 +86,8 @@ export interface IntakeResult {
   readonly invalid?: boolean;
 }
 
+export type CheckResult = { readonly problem: MessageProblem } | { readonly patientKey: string | undefined };
+
 /** A message that can be read but not written: HL7 table 0357 code, text, and where. */
 export interface MessageProblem {
   readonly code: string;
@@ -99,12 +104,16 @@ function modeOf(msg: Hl7Message | undefined): Mode {
 }
 
 /**
- * The key a message is partitioned on: the patient (PID-3's first identifier with its assigning authority,
- * as written), so one patient's messages keep their arrival order; messages without a PID go by sender.
+ * The key a message is partitioned on when the intake does not map it (HL7_INTAKE_CHECK=none): the patient's
+ * PID-3 medical record number (the MR repetition, else the first) with its authority as written, so one
+ * patient's messages keep their arrival order; messages without a PID go by sender. With the dry run on,
+ * the partition is the patient's resolved business key, the one the worker locks on.
  */
 export function partitionKey(msg: Hl7Message, sender: string): string {
-  const pid3 = msg.segment('PID')?.raw(3).split(msg.delimiters.repetition)[0] ?? '';
-  const [id = '', , , authority = ''] = pid3.split(msg.delimiters.component);
+  const reps = (msg.segment('PID')?.raw(3) ?? '').split(msg.delimiters.repetition);
+  const c = msg.delimiters.component;
+  const pid3 = reps.find((r) => r.split(c)[4] === 'MR') ?? reps[0] ?? '';
+  const [id = '', , , authority = ''] = pid3.split(c);
   return id ? `${id}|${authority}` : sender;
 }
 
@@ -162,13 +171,17 @@ export class Hl7Intake {
     const type = `${code}^${trigger}`;
     if (!this.supports(code, trigger, msg.type.structure))
       return this.answer(msg, 'reject', { code: '200', text: `message type ${type} is not supported` });
-    const problem = this.o.check?.(msg);
-    if (problem) return { ...this.answer(msg, 'error', problem), invalid: true };
+    const checked = this.o.check?.(msg);
+    if (checked && 'problem' in checked)
+      return { ...this.answer(msg, 'error', checked.problem), invalid: true };
+    const patientKey = checked && 'patientKey' in checked ? checked.patientKey : undefined;
 
     const sender = `${msg.sender.application}^${msg.sender.facility}`;
     const jobId = jobIdFor(sender, msg.controlId);
     const queue =
-      this.o.queue instanceof PartitionedQueue ? this.o.queue.for(partitionKey(msg, sender)) : this.o.queue;
+      this.o.queue instanceof PartitionedQueue
+        ? this.o.queue.for(patientKey ?? partitionKey(msg, sender))
+        : this.o.queue;
     try {
       const wait = this.o.storeTimeoutMs ?? 2000;
       const existing = await withTimeout(queue.getJob(jobId), wait);

@@ -13,7 +13,15 @@ import { loadMappings, Mapper } from '../../src/hl7/mapping/engine.js';
 import { seal } from '../../src/shared/seal.js';
 import { localLock } from '../../src/queues/locks.js';
 import { projectRoot } from '../../src/shared/paths.js';
-import type { Appointment, Encounter, EpisodeOfCare, Patient, Provenance } from 'fhir/r4.js';
+import type {
+  Appointment,
+  Encounter,
+  EpisodeOfCare,
+  Patient,
+  Provenance,
+  ServiceRequest,
+  Task,
+} from 'fhir/r4.js';
 import { readState } from '../../src/journey/episode.js';
 import { canonical } from '../../src/fhir/canonical.js';
 import { startHarness, uniq, type Harness } from '../support/harness.js';
@@ -253,6 +261,7 @@ describe('HL7 to FHIR', () => {
     // The patient confirms (as a reply does: the participant becomes accepted); the reschedule keeps it.
     await h.fhir.update({
       ...booked!,
+      id: booked!.id ?? '',
       participant: booked!.participant.map((x) => ({ ...x, status: 'accepted' as const })),
     });
     await post(siu('S13', appt, mrn, '202402031400'));
@@ -420,5 +429,194 @@ describe('HL7 to FHIR', () => {
     expect(seen).toEqual([
       { key: `Appointment?identifier=${encodeURIComponent(`${SYS}.3|${appt}`)}`, stored: 1 },
     ]);
+  });
+});
+
+describe('HL7 as real feeds send it', () => {
+  const ns = (trigger: string, ctl: string, mrn: string, rest: string[]) =>
+    [
+      `MSH|^~\\&|EPIC|STMARYS|CAREWAY|CW|20240115083015||${trigger}|${ctl}|P|2.5.1`,
+      ...rest.map((r) => r.replaceAll('{MRN}', mrn)),
+      '',
+    ].join('\r');
+  const byNs = (mrn: string) =>
+    h.fhir.searchAll<Patient>('Patient', { identifier: `urn:id:STMARYS|${mrn}` }, { noCache: true });
+
+  it('when identifiers carry a namespace only then they are keyed urn:id:<namespace>, counted, and listed at GET /hl7/authorities', async () => {
+    const mrn = uniq();
+    const res = await post(
+      ns('ADT^A04^ADT_A01', uniq(), mrn, [
+        'EVN|A04|20240115083015',
+        'PID|1||{MRN}^^^STMARYS^MR||Okafor^Chidi||19610412|M',
+        `PV1|1|O|CLINIC||||||||||||||||V-{MRN}^^^STMARYS^VN`,
+      ]),
+    );
+    expect(res.statusCode).toBe(200);
+    await settled();
+    const [p] = await byNs(mrn);
+    expect(p?.identifier?.[0]).toMatchObject({ system: 'urn:id:STMARYS', value: mrn });
+    const [e] = await h.fhir.searchAll<Encounter>(
+      'Encounter',
+      { identifier: `urn:id:STMARYS|V-${mrn}` },
+      { noCache: true },
+    );
+    expect(e?.subject?.reference).toBe(`Patient/${p?.id}`);
+    const list = await h.app.inject({
+      method: 'GET',
+      url: '/hl7/authorities',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(list.statusCode).toBe(200);
+    const body = list.json<{
+      default: string;
+      defaulted: { namespace: string; system: string; messages: number }[];
+    }>();
+    expect(body.default).toBe('urn:id:{namespace}');
+    expect(body.defaulted.find((d) => d.namespace === 'STMARYS')).toMatchObject({ system: 'urn:id:STMARYS' });
+    expect(body.defaulted.find((d) => d.namespace === 'STMARYS')?.messages).toBeGreaterThanOrEqual(1);
+    const metrics = await h.app.inject({
+      method: 'GET',
+      url: '/metrics',
+      headers: { authorization: `Bearer ${await h.token({ scope: 'system/*.r' })}` },
+    });
+    expect(metrics.body).toMatch(/careway_hl7_authority_defaults_total\{namespace="STMARYS"[^}]*\} [1-9]/);
+    // Names and MRNs never reach the listing or the metrics.
+    expect(list.body + metrics.body).not.toContain('Okafor');
+    expect(list.body + metrics.body).not.toContain(mrn);
+    // A patient token may not read the listing.
+    const patientToken = await h.token({ scope: 'patient/*.rs', patient: p?.id ?? 'x' });
+    const denied = await h.app.inject({
+      method: 'GET',
+      url: '/hl7/authorities',
+      headers: { authorization: `Bearer ${patientToken}` },
+    });
+    expect(denied.statusCode).toBe(403);
+  });
+
+  it('when an A08 follows a change Careway made then the EHR fields change and preferences, time zone, opt-out and language survive; a replay changes nothing', async () => {
+    const mrn = uniq();
+    const pid = (rest: string) => `PID|1||{MRN}^^^STMARYS^MR||Okafor^Chidi||19610412|M|||${rest}`;
+    await post(
+      ns('ADT^A04^ADT_A01', uniq(), mrn, ['EVN|A04', pid('1 Old St^^Albany^NY||^PRN^PH^^1^518^5550101')]),
+    );
+    await settled();
+    const [before] = await byNs(mrn);
+    expect(before?.telecom?.[0]).toMatchObject({ system: 'phone', value: '5185550101', use: 'home' });
+    const careway = [
+      { url: canonical.engagementOptOutExtension, valueCode: 'sms' },
+      { url: canonical.timezoneExtension, valueCode: 'America/New_York' },
+      {
+        url: canonical.schedulingPreferencesExtension,
+        extension: [{ url: 'timeOfDay', valueCode: 'morning' }],
+      },
+    ];
+    await h.fhir.update({
+      ...before!,
+      id: before!.id ?? '',
+      extension: careway,
+      communication: [{ language: { coding: [{ system: 'urn:ietf:bcp:47', code: 'ig' }] }, preferred: true }],
+    });
+    const a08 = ns('ADT^A08^ADT_A01', uniq(), mrn, ['EVN|A08', pid('9 New Rd^^Troy^NY||""')]);
+    await post(a08);
+    await settled();
+    const [after] = await byNs(mrn);
+    expect(after?.address).toEqual([{ line: ['9 New Rd'], city: 'Troy', state: 'NY' }]);
+    // PID-13 "" cleared the phone; PID-15 was empty, so the patient's language stays.
+    expect(after?.telecom).toBeUndefined();
+    expect(after?.extension).toEqual(careway);
+    expect(after?.communication?.[0]?.language.coding?.[0]?.code).toBe('ig');
+    const version = after?.meta?.versionId;
+    await post(
+      a08
+        .replace(/\|P\|2\.5\.1/, '|P|2.5.1')
+        .replace(/ADT\^A08\^ADT_A01\|[^|]+\|/, `ADT^A08^ADT_A01|${uniq()}|`),
+    );
+    await settled();
+    expect((await byNs(mrn))[0]?.meta?.versionId).toBe(version);
+  });
+
+  it('when a REF^I12 arrives then a requested triage Task waits and the journey opens at access; accepting the Task is what advances it', async () => {
+    const [mrn, ref] = [uniq(), uniq()];
+    await post(
+      ns('REF^I12^REF_I12', uniq(), mrn, [
+        `RF1|P^Pending^HL70283|R^Routine^HL70280|CARD^Cardiology^L|||${ref}^STMARYS|20240110090000`,
+        'PID|1||{MRN}^^^STMARYS^MR||Okafor^Chidi||19610412|M',
+        'PRD|RP|Welby^Marcus|||||GP55^NPI',
+      ]),
+    );
+    await settled();
+    const [sr] = await h.fhir.searchAll<ServiceRequest>(
+      'ServiceRequest',
+      { identifier: `urn:id:STMARYS|${ref}` },
+      { noCache: true },
+    );
+    expect(sr).toBeDefined();
+    const [task] = await h.fhir.searchAll<Task>(
+      'Task',
+      { identifier: `${canonical.triageTaskSystem}|urn:id:STMARYS|${ref}` },
+      { noCache: true },
+    );
+    expect(task).toMatchObject({
+      status: 'requested',
+      focus: { reference: `ServiceRequest/${sr?.id}` },
+      requester: { identifier: { value: 'EPIC^STMARYS' } },
+    });
+    const [p] = await byNs(mrn);
+    const [j] = await h.fhir.searchAll<EpisodeOfCare>(
+      'EpisodeOfCare',
+      { patient: `Patient/${p?.id}` },
+      { noCache: true },
+    );
+    expect(readState(j!).stage).toBe('access');
+    // An I13 update does not reset triage: the Task keeps the status triage gave it.
+    const tok = await h.token({ scope: 'system/Task.ru' });
+    const accepted = await h.app.inject({
+      method: 'POST',
+      url: `/fhir/Task/${task?.id}/$accept`,
+      headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/fhir+json' },
+      payload: { resourceType: 'Parameters' },
+    });
+    expect(accepted.statusCode).toBe(200);
+    await post(
+      ns('REF^I13^REF_I12', uniq(), mrn, [
+        `RF1|A^Accepted^HL70283|S^Stat^HL70280|CARD^Cardiology^L|||${ref}^STMARYS|20240110090000`,
+        'PID|1||{MRN}^^^STMARYS^MR||Okafor^Chidi||19610412|M',
+      ]),
+    );
+    await settled();
+    const [again] = await h.fhir.searchAll<Task>('Task', { _id: task?.id ?? '' }, { noCache: true });
+    expect(again?.status).toBe('accepted');
+  });
+
+  it('when an S14 reports the visit complete then the journey moves to care, with a Provenance naming the Appointment', async () => {
+    const [mrn, appt] = [uniq(), uniq()];
+    const sch = (status: string) =>
+      `SCH|${appt}^STMARYS||||||CONSULT^Consultation^L||||^^^202402010900^202402010930||||||||||||||${status}`;
+    await post(
+      ns('SIU^S12^SIU_S12', uniq(), mrn, [sch('Booked'), 'PID|1||{MRN}^^^STMARYS^MR||Okafor^Chidi']),
+    );
+    await settled();
+    const [p] = await byNs(mrn);
+    const journeys = () =>
+      h.fhir.searchAll<EpisodeOfCare>('EpisodeOfCare', { patient: `Patient/${p?.id}` }, { noCache: true });
+    expect(readState((await journeys())[0]!).stage).toBe('access');
+    await post(
+      ns('SIU^S14^SIU_S12', uniq(), mrn, [sch('Complete'), 'PID|1||{MRN}^^^STMARYS^MR||Okafor^Chidi']),
+    );
+    await settled();
+    const [j] = await journeys();
+    expect(readState(j!).stage).toBe('care');
+    const [a] = await h.fhir.searchAll<Appointment>(
+      'Appointment',
+      { identifier: `urn:id:STMARYS|${appt}` },
+      { noCache: true },
+    );
+    expect(a?.status).toBe('fulfilled');
+    const provs = await h.fhir.searchAll<Provenance>(
+      'Provenance',
+      { target: `EpisodeOfCare/${j?.id}` },
+      { noCache: true },
+    );
+    expect(JSON.stringify(provs)).toContain(`Appointment/${a?.id}`);
   });
 });

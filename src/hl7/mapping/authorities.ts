@@ -71,7 +71,10 @@ export function resolveAuthority(
  * Reads `authorities.yaml` from each mapping root; later roots override earlier ones per namespace, and
  * their `default` replaces the rule. Problems are added to the caller's list (reported at once).
  */
-export async function loadAuthorities(roots: readonly string[], problems: string[]): Promise<AuthorityRegistry> {
+export async function loadAuthorities(
+  roots: readonly string[],
+  problems: string[],
+): Promise<AuthorityRegistry> {
   let rule = DEFAULT_AUTHORITY_RULE;
   const namespaces = new Map<string, string>();
   for (const root of roots) {
@@ -96,7 +99,9 @@ export async function loadAuthorities(roots: readonly string[], problems: string
     }
     if (d.default !== undefined) {
       if (typeof d.default !== 'string' || !d.default.includes('{namespace}') || !SCHEME.test(d.default))
-        problems.push(`${where}: default must be a URI template holding {namespace}, e.g. urn:id:{namespace}`);
+        problems.push(
+          `${where}: default must be a URI template holding {namespace}, e.g. urn:id:{namespace}`,
+        );
       else rule = d.default;
     }
     if (d.namespaces !== undefined && d.namespaces !== null) {
@@ -106,7 +111,9 @@ export async function loadAuthorities(roots: readonly string[], problems: string
       }
       for (const [ns, system] of Object.entries(d.namespaces)) {
         if (typeof system !== 'string' || !SCHEME.test(system) || /\s/.test(system))
-          problems.push(`${where}: namespace ${ns} must map to an absolute URI, e.g. urn:oid:2.16.840.1.113883.3.1`);
+          problems.push(
+            `${where}: namespace ${ns} must map to an absolute URI, e.g. urn:oid:2.16.840.1.113883.3.1`,
+          );
         else namespaces.set(ns, system);
       }
     }

@@ -44,6 +44,8 @@ export interface Rule {
   readonly from?: string;
   /** Resolve an assigning authority into `to` (a system URI) through the registry (authorities.ts). */
   readonly authority?: AuthorityRule;
+  /** Datatype maps: the components, concatenated (XTN.6 area code + XTN.7 local number). */
+  readonly join?: readonly string[];
   readonly field?: number;
   readonly to: string;
   readonly datatype?: string;
@@ -217,7 +219,8 @@ export async function loadMappings(roots: readonly string[], schemaPath: string)
       for (const x of r.merge ?? []) {
         const extra = out.segments.get(x.map);
         if (!extra) problems.push(`${n}: unknown segment map ${x.map}`);
-        else if (extra.source !== x.segment) problems.push(`${n}: ${x.map} maps ${extra.source}, not ${x.segment}`);
+        else if (extra.source !== x.segment)
+          problems.push(`${n}: ${x.map} maps ${extra.source}, not ${x.segment}`);
       }
     }
     for (const [t, sets] of Object.entries(m.byTrigger ?? {})) {
@@ -317,7 +320,12 @@ export class Mapper {
     return { ctx, defaulted: new Map(), claims: {}, where: { segment: '' } };
   }
 
-  private segmentRun(seg: Hl7Segment, mapName: string, run: Run, sequence = 1): { resource: Obj; claims: Claims } {
+  private segmentRun(
+    seg: Hl7Segment,
+    mapName: string,
+    run: Run,
+    sequence = 1,
+  ): { resource: Obj; claims: Claims } {
     const map = this.m.segments.get(mapName);
     if (!map) throw new MappingError(`no segment map ${mapName}`);
     const resource: Obj = { resourceType: map.target, ...structuredClone(map.fixed ?? {}) };
@@ -429,8 +437,11 @@ export class Mapper {
         const { resource, claims } = this.segmentRun(seg, r.map, run, sequence);
         for (const x of r.merge ?? []) {
           const extras = x.follows
-            ? following(segments, index, new Set((r.merge ?? []).filter((y) => y.follows).map((y) => y.segment)))
-                .filter((i) => segments[i]!.name === x.segment)
+            ? following(
+                segments,
+                index,
+                new Set((r.merge ?? []).filter((y) => y.follows).map((y) => y.segment)),
+              ).filter((i) => segments[i]!.name === x.segment)
             : segments.flatMap((s, i) => (s.name === x.segment ? [i] : []));
           for (const i of x.repeat ? extras : extras.slice(0, 1)) {
             used.add(i);
@@ -467,7 +478,9 @@ export class Mapper {
     const known = new Set([...(map.unmapped ?? []), 'MSH']);
     const ignoredSegments = segments
       .filter((s, i) => !used.has(i) && !known.has(s.name))
-      .filter((s) => !map.resources.some((r) => r.segment === s.name || r.merge?.some((x) => x.segment === s.name)))
+      .filter(
+        (s) => !map.resources.some((r) => r.segment === s.name || r.merge?.some((x) => x.segment === s.name)),
+      )
       .map((s) => s.name);
     return {
       structure: map.source,
@@ -493,7 +506,11 @@ export class Mapper {
       const v = this.m.vocab.get(rule.vocab);
       const code = v?.map[text];
       if (code === undefined)
-        throw new MappingError(`${where}: code "${text.slice(0, 20)}" is not in ${rule.vocab}`, '102', run.where);
+        throw new MappingError(
+          `${where}: code "${text.slice(0, 20)}" is not in ${rule.vocab}`,
+          '102',
+          run.where,
+        );
       return code;
     }
     return primitive(text, dt, run.ctx.zone, where, run.where);
@@ -534,6 +551,16 @@ export class Mapper {
         return (!w.equals || w.equals.includes(v)) && !w.notEquals?.includes(v);
       });
       if (!holds) continue;
+      if (rule.join) {
+        const joined = rule.join
+          .map((f) => unescapeHl7(pick(f), run.ctx.delimiters).replace(/^""$/, ''))
+          .join('');
+        if (joined) {
+          setPath(out, rule.to, joined);
+          valued = true;
+        }
+        continue;
+      }
       const [c, s] = (rule.from ?? '1').split('.').map(Number);
       const comp = components[(c ?? 1) - 1] ?? '';
       let parts: string[];
@@ -548,8 +575,9 @@ export class Mapper {
         valued = true;
       }
     }
-    // An identifier with no value is no identifier: the authority alone writes nothing (and counts nothing).
-    if (!valued) return {};
+    // An identifier with no value is no identifier: its authority, type or assigner alone write nothing (and
+    // count nothing).
+    if (!valued || (map.rules.some((r) => r.authority) && out['value'] === undefined)) return {};
     if (pendingDefault) run.defaulted.set(pendingDefault[0], pendingDefault[1]);
     return out;
   }
@@ -600,7 +628,13 @@ function parentOf(
   return undefined;
 }
 
-function primitive(text: string, dt: string | undefined, zone: string, where: string, loc: ErrorLocation): unknown {
+function primitive(
+  text: string,
+  dt: string | undefined,
+  zone: string,
+  where: string,
+  loc: ErrorLocation,
+): unknown {
   try {
     switch (dt) {
       case undefined:

@@ -32,7 +32,12 @@ export interface MergeOptions {
   readonly actorKey?: (actor: Obj | undefined) => string | undefined;
 }
 
-export function mergeIntoStored(stored: Obj, mapped: Obj, claims: Readonly<Claims>, o: MergeOptions = {}): Obj {
+export function mergeIntoStored(
+  stored: Obj,
+  mapped: Obj,
+  claims: Readonly<Claims>,
+  o: MergeOptions = {},
+): Obj {
   const out: Obj = structuredClone(stored);
   const meta = out['meta'] as Obj | undefined;
   if (meta) {
@@ -52,7 +57,9 @@ export function mergeIntoStored(stored: Obj, mapped: Obj, claims: Readonly<Claim
     // A choice element (value[x], deceased[x], effective[x]…) has one type at a time: the sender's replaces
     // whichever type is stored (an SN result that turns from a ratio into a quantity, PID-29 after PID-30).
     const choice = CHOICE.exec(k)?.[1];
-    if (choice) for (const other of Object.keys(out)) if (other !== k && CHOICE.exec(other)?.[1] === choice) delete out[other];
+    if (choice)
+      for (const other of Object.keys(out))
+        if (other !== k && CHOICE.exec(other)?.[1] === choice) delete out[other];
     if (k === 'identifier') out[k] = mergeBy(out[k], value, (i) => str((i as Obj)['system']));
     else if (k === 'extension') out[k] = mergeBy(out[k], value, (e) => str((e as Obj)['url']));
     else if (k === 'participant') out[k] = mergeParticipants(out[k], value, o.actorKey ?? defaultActorKey);
@@ -72,14 +79,15 @@ function str(v: unknown): string | undefined {
 function mergeBy(stored: unknown, mapped: unknown, key: (x: unknown) => string | undefined): unknown[] {
   const next = Array.isArray(mapped) ? (structuredClone(mapped) as unknown[]) : [];
   const sent = new Set(next.map(key).filter((k): k is string => k !== undefined));
-  const kept = (Array.isArray(stored) ? stored : []).filter((x) => {
+  const kept = (Array.isArray(stored) ? (stored as unknown[]) : []).filter((x) => {
     const k = key(x);
     return k === undefined || !sent.has(k);
   });
   return [...next, ...kept];
 }
 
-function defaultActorKey(actor: Obj | undefined): string | undefined {
+/** A participant's actor as a comparable key: its reference, else its identifier, else its display. */
+export function defaultActorKey(actor: Obj | undefined): string | undefined {
   if (!actor) return undefined;
   const ref = str(actor['reference']);
   if (ref) return ref;

@@ -16,7 +16,8 @@ export function parsePath(path: string): Step[] {
   return path.split('.').map((part) => {
     const m = /^([A-Za-z][A-Za-z0-9]*)(?:\[(\d*|\$)\])?$/.exec(part);
     if (!m?.[1]) throw new Error(`invalid path segment "${part}" in "${path}"`);
-    const index = m[2] === undefined ? undefined : m[2] === '' ? 'append' : m[2] === '$' ? 'cursor' : Number(m[2]);
+    const index =
+      m[2] === undefined ? undefined : m[2] === '' ? 'append' : m[2] === '$' ? 'cursor' : Number(m[2]);
     return { key: m[1], index };
   });
 }

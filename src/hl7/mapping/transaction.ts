@@ -13,7 +13,7 @@
 import type { Bundle, BundleEntry, Identifier, Provenance, Reference, Resource } from 'fhir/r4.js';
 import { setPath } from './paths.js';
 import { MappingError, type MappedMessage, type MappedResource } from './engine.js';
-import { mergeIntoStored } from './ownership.js';
+import { defaultActorKey, mergeIntoStored } from './ownership.js';
 
 export interface MessageFacts {
   /** The inbound job id (hash of sender + MSH-10): the Provenance id is derived from it. */
@@ -97,10 +97,13 @@ function withIdentity(mapped: MappedMessage): MappedMessage {
         } else v = getPath(r.resource, p);
         return optional && (v === undefined || v === '') ? null : v;
       });
-      if (parts.some((p) => p === undefined || p === '' || typeof p === 'object' && p !== null)) return r;
+      if (parts.some((p) => p === undefined || p === '' || (typeof p === 'object' && p !== null))) return r;
       const identifier: Identifier = {
         system: r.identity.system,
-        value: parts.filter((p) => p !== null).map(String).join('|'),
+        value: parts
+          .filter((p) => p !== null)
+          .map(String)
+          .join('|'),
       };
       const existing = (r.resource['identifier'] as Identifier[] | undefined) ?? [];
       return { ...r, resource: { ...r.resource, identifier: [identifier, ...existing] } };
@@ -182,10 +185,7 @@ export function buildTransaction(
       resource = mergeIntoStored(before as unknown as Record<string, unknown>, resource, r.claims, {
         actorKey: (actor) => {
           const ref = typeof actor?.['reference'] === 'string' ? actor['reference'] : undefined;
-          if (ref) return storedRefByUrl.get(ref) ?? ref;
-          const id = actor?.['identifier'] as Record<string, unknown> | undefined;
-          if (id) return `${String(actor?.['type'] ?? '')}|${String(id['system'])}|${String(id['value'])}`;
-          return typeof actor?.['display'] === 'string' ? `display|${actor['display']}` : undefined;
+          return ref ? (storedRefByUrl.get(ref) ?? ref) : defaultActorKey(actor);
         },
       });
       resource['id'] = before.id;

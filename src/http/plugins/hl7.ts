@@ -11,7 +11,7 @@ import {
   HL7_INBOUND_QUEUE,
   type InboundJob,
   type IntakeResult,
-  type MessageProblem,
+  type CheckResult,
 } from '../../hl7/intake.js';
 import { MllpServer } from '../../hl7/mllp/server.js';
 import { loadMappings, Mapper, MappingError } from '../../hl7/mapping/engine.js';
@@ -78,16 +78,17 @@ export default fp(
     const zones = app.config.hl7Timezones;
     // The dry run at the door: map the message as the worker will, and refuse it (AE + ERR) if it cannot be
     // written. FHIR-server failures stay asynchronous (retries, then dead letters).
-    const check = (msg: Hl7Message): MessageProblem | undefined => {
+    const check = (msg: Hl7Message): CheckResult => {
       try {
-        prepareMessage(mapper, zones, msg);
-        return undefined;
+        return { patientKey: prepareMessage(mapper, zones, msg).keys.keys['patient'] };
       } catch (e) {
         if (e instanceof MappingError)
-          return { code: e.code, text: e.message, ...(e.location ? { location: e.location } : {}) };
+          return {
+            problem: { code: e.code, text: e.message, ...(e.location ? { location: e.location } : {}) },
+          };
         // A defect of ours must not take the listener down, nor let the message through unchecked.
         app.log.error({ err: e }, 'HL7 intake check failed');
-        return { code: '207', text: 'the message could not be mapped' };
+        return { problem: { code: '207', text: 'the message could not be mapped' } };
       }
     };
     const intake = new Hl7Intake({
