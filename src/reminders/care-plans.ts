@@ -7,30 +7,12 @@
  * - Entering a journey stage sends that stage's education once per journey: DocumentReferences categorised with
  *   the stage's code (the journey-stage CodeSystem), from the shared library or linked to this journey.
  */
-import type { CarePlan, CarePlanActivity, DocumentReference, EpisodeOfCare, Timing } from 'fhir/r4.js';
+import type { CarePlan, DocumentReference, EpisodeOfCare } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import type { FhirPort } from '../fhir/client.js';
+// One reading of "recurring" for check-ups and for the journey's `followup-plan-active` event.
+import { activityLive, intervalMs } from '../journey/resource-events.js';
 import type { NotifyJob } from './jobs.js';
-
-const UNIT_MS: Readonly<Record<string, number>> = {
-  s: 1000,
-  min: 60_000,
-  h: 3600_000,
-  d: 86400_000,
-  wk: 7 * 86400_000,
-  mo: 30 * 86400_000,
-  a: 365 * 86400_000,
-};
-
-/** The interval of a repeating timing in ms (period ÷ frequency), or undefined when it does not repeat. */
-export function intervalMs(timing: Timing | undefined): number | undefined {
-  const r = timing?.repeat;
-  const unit = r?.periodUnit ? UNIT_MS[r.periodUnit] : undefined;
-  if (!r?.period || !unit) return undefined;
-  const ms = (r.period * unit) / (r.frequency ?? 1);
-  // A floor against a runaway plan (frequency 1000 per second); real check-ups are months apart.
-  return ms >= 1000 ? ms : undefined;
-}
 
 export interface Recurring {
   /** Scheduler id, stable per plan and activity. */
@@ -43,13 +25,6 @@ export interface Recurring {
 const OPEN = ['planned', 'waitlist', 'active', 'onhold'];
 const journeyOf = (r: { extension?: CarePlan['extension'] }): string | undefined =>
   r.extension?.find((x) => x.url === canonical.journeyReferenceExtension)?.valueReference?.reference;
-
-function activityLive(a: CarePlanActivity): boolean {
-  const status = a.detail?.status;
-  return (
-    status !== 'completed' && status !== 'cancelled' && status !== 'stopped' && status !== 'entered-in-error'
-  );
-}
 
 /** The recurring reminders a CarePlan asks for now (empty when the plan or its journey is over). */
 export async function recurringFor(fhir: FhirPort, plan: CarePlan): Promise<Recurring[]> {

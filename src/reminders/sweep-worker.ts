@@ -4,11 +4,21 @@
  * an edit made directly on the server (by the EHR) re-plans its reminders even when the REST-hook delivery was
  * lost. CarePlans changed since then get their recurring check-ups synced the same way. The last sweep time is
  * kept in Redis.
+ *
+ * It is also the safety net for journey events: the Appointments, CarePlans and Encounters changed since then
+ * that may move a journey (journey/resource-events.ts EVENT_CANDIDATES: fulfilled, active or completed,
+ * finished outpatient) are queued on `journey-events` by id, where the events are decided on a fresh read. A
+ * change the REST-hook already delivered is seen twice; the journey rules make the second one a no-op.
  */
 import type { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Appointment, CarePlan } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
+import {
+  EVENT_CANDIDATES,
+  EVENT_RESOURCE_TYPES,
+  type EventResourceType,
+} from '../journey/resource-events.js';
 import type { RedisConnections } from '../queues/connections.js';
 
 export const REMINDER_SWEEP_QUEUE = 'reminder-sweep';
@@ -19,13 +29,21 @@ export interface SweepQueue {
   start(everyMs: number): Promise<void>;
 }
 
+/** What the sweep hands each changed resource to, besides the Appointment re-plan. */
+export interface SweepHooks {
+  /** Re-syncs a changed CarePlan's recurring check-ups. */
+  readonly syncCarePlan?: (id: string) => Promise<void>;
+  /** Queues a resource that may raise a journey event (ids only). */
+  readonly journeyEvent?: (type: EventResourceType, id: string) => Promise<void>;
+}
+
 export async function sweep(
   fhir: FhirPort,
   redis: Redis,
   key: string,
   replan: (id: string) => Promise<void>,
   nowMs = Date.now(),
-  syncCarePlan?: (id: string) => Promise<void>,
+  hooks: SweepHooks = {},
 ): Promise<number> {
   const last = Number((await redis.get(key)) ?? nowMs - 86400_000);
   const since = new Date(last - 60_000).toISOString();
@@ -36,17 +54,30 @@ export async function sweep(
   );
   for (const a of changed) await replan(a.id!);
   let plans = 0;
-  if (syncCarePlan) {
+  if (hooks.syncCarePlan) {
     const changedPlans = await fhir.searchAll<CarePlan>(
       'CarePlan',
       { _lastUpdated: `gt${since}`, _elements: 'id', _count: 200 },
       { noCache: true, maxPages: 50 },
     );
-    for (const p of changedPlans) await syncCarePlan(p.id!);
+    for (const p of changedPlans) await hooks.syncCarePlan(p.id!);
     plans = changedPlans.length;
   }
+  let journeyCandidates = 0;
+  if (hooks.journeyEvent) {
+    // A search per type narrowed to candidates, so bookings and inpatient stays cost nothing more here.
+    for (const type of EVENT_RESOURCE_TYPES) {
+      const found = await fhir.searchAll(
+        type,
+        { ...EVENT_CANDIDATES[type], _lastUpdated: `gt${since}`, _elements: 'id', _count: 200 },
+        { noCache: true, maxPages: 50 },
+      );
+      for (const r of found) await hooks.journeyEvent(type, r.id!);
+      journeyCandidates += found.length;
+    }
+  }
   await redis.set(key, String(nowMs));
-  return changed.length + plans;
+  return changed.length + plans + journeyCandidates;
 }
 
 export function init(
@@ -56,6 +87,7 @@ export function init(
     prefix: string;
     replan: (id: string) => Promise<void>;
     syncCarePlan: (id: string) => Promise<void>;
+    journeyEvent: (type: EventResourceType, id: string) => Promise<void>;
   },
 ): SweepQueue {
   const queue = conns.queue(REMINDER_SWEEP_QUEUE, {
@@ -65,7 +97,10 @@ export function init(
   const worker = conns.worker(
     REMINDER_SWEEP_QUEUE,
     async () => ({
-      replanned: await sweep(deps.fhir, conns.producer, key, deps.replan, Date.now(), deps.syncCarePlan),
+      replanned: await sweep(deps.fhir, conns.producer, key, deps.replan, Date.now(), {
+        syncCarePlan: deps.syncCarePlan,
+        journeyEvent: deps.journeyEvent,
+      }),
     }),
     { concurrency: 1 },
   );

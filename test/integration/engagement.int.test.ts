@@ -362,11 +362,16 @@ describe('direct edits on the FHIR server', () => {
           { url: `http://127.0.0.1:${port}/engagement/fhir-hook` },
           { noCache: true },
         );
-        expect(subs).toHaveLength(1);
-        // HAPI activates a new subscription asynchronously (about a second); edits before that reach the sweep only.
-        await until('the subscription to be active', async () => {
-          const sub = await hooked.fhir.read<Subscription>('Subscription', subs[0]!.id!, { noCache: true });
-          return sub.status === 'active' ? true : undefined;
+        // One per watched type, same endpoint and secret (the CarePlan and Encounter ones feed journey events).
+        expect(subs.map((s) => s.criteria).sort()).toEqual(['Appointment?', 'CarePlan?', 'Encounter?']);
+        // HAPI activates a new subscription asynchronously (about a second); edits before that reach the sweep
+        // only. (Waiting for all three also keeps the clean-up below sound: HAPI's activation would bring back
+        // one deleted before it.)
+        await until('the subscriptions to be active', async () => {
+          const now = await Promise.all(
+            subs.map((s) => hooked.fhir.read<Subscription>('Subscription', s.id!, { noCache: true })),
+          );
+          return now.every((s) => s.status === 'active') ? true : undefined;
         });
         const unauthorised = await hooked.app.inject({
           method: 'PUT',

@@ -2,6 +2,10 @@
  * Reminders and engagement: the reminder service, its channels and templates, and the queues that plan,
  * send, write back and reconcile (`reminder-plans`, `reminders`, `reminder-writebacks`, `reminder-sweep`). Every Appointment change anywhere in
  * Careway (scheduling operations, HL7 SIU) reaches `enqueuePlan`.
+ *
+ * Edits made directly on the FHIR server arrive here too (the REST-hook Subscriptions and the sweep), and
+ * `fhirChanged` fans each out: an Appointment is re-planned, and an Appointment, CarePlan or Encounter that may
+ * move its journey goes to the `journey-events` queue.
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
@@ -18,11 +22,13 @@ import { init as initReminders, type ReminderQueue } from '../../reminders/remin
 import { init as initPlans, type PlanQueue } from '../../reminders/plan-worker.js';
 import { init as initSweep, type SweepQueue } from '../../reminders/sweep-worker.js';
 import { init as initWriteBacks, type WriteBackQueue } from '../../reminders/writeback-worker.js';
+import { init as initJourneyEvents, type JourneyEventQueue } from '../../reminders/journey-event-worker.js';
 import { handleReply, type InboundReply, type ReplyOutcome } from '../../reminders/replies.js';
 import { redisLock } from '../../queues/locks.js';
 import { educationFor } from '../../reminders/care-plans.js';
-import { ensureSubscription } from '../../reminders/subscription.js';
-import type { EpisodeOfCare } from 'fhir/r4.js';
+import { ensureSubscriptions } from '../../reminders/subscription.js';
+import { eventsForResource, type EventResourceType } from '../../journey/resource-events.js';
+import type { EpisodeOfCare, Resource } from 'fhir/r4.js';
 import { projectRoot } from '../../shared/paths.js';
 
 declare module 'fastify' {
@@ -33,7 +39,13 @@ declare module 'fastify' {
       plans: PlanQueue;
       sweep: SweepQueue;
       writeBacks: WriteBackQueue;
+      journeyEvents: JourneyEventQueue;
       enqueuePlan(appointmentId: string): Promise<void>;
+      /**
+       * A resource changed on the FHIR server (REST-hook delivery). `delivered` is the body the server sent, when
+       * it sent one: used only to skip resources that cannot move a journey, never stored or logged.
+       */
+      fhirChanged(type: EventResourceType, id: string, delivered?: Resource): Promise<void>;
       enqueueNotify(job: NotifyJob): Promise<void>;
       /** A journey entered a stage: its education goes out (once per journey and document). */
       stageEntered(episode: EpisodeOfCare, stage: string): Promise<void>;
@@ -71,6 +83,7 @@ export default fp(
       maxBatch: 200,
       yieldTo: () => service.sending(),
     });
+    const journeyEvents = initJourneyEvents(app.redis, () => ({ fhir: app.fhir, journeys: app.journeys }));
     const sweep = initSweep(app.redis, {
       fhir: app.fhir,
       prefix,
@@ -78,6 +91,7 @@ export default fp(
       syncCarePlan: async (id) => {
         await service.syncCarePlan(id);
       },
+      journeyEvent: (resourceType, id) => journeyEvents.add({ resourceType, id, source: 'sweep' }),
     });
     const jobs: ReminderJobs = {
       schedule: (job) => queue.schedule(job),
@@ -119,7 +133,21 @@ export default fp(
       plans,
       sweep,
       writeBacks,
+      journeyEvents,
       enqueuePlan: (id: string) => plans.add(id),
+      async fhirChanged(type: EventResourceType, id: string, delivered?: Resource): Promise<void> {
+        if (type === 'Appointment') await plans.add(id);
+        // Most deliveries (bookings, moves, inpatient stays) cannot move a journey: no job for them. Without a
+        // body of that type there is nothing to judge by, so the job decides on its own read.
+        const judged = delivered?.resourceType === type ? delivered : undefined;
+        let worthAJob = true;
+        try {
+          if (judged) worthAJob = eventsForResource(judged).length > 0;
+        } catch {
+          // A malformed body is the job's to judge, on the server's stored (validated) version.
+        }
+        if (worthAJob) await journeyEvents.add({ resourceType: type, id, source: 'rest-hook' });
+      },
       enqueueNotify: (job: NotifyJob) => queue.notify(job),
       async stageEntered(episode: EpisodeOfCare, stage: string): Promise<void> {
         for (const job of await educationFor(app.fhir, episode, stage)) await queue.notify(job);
@@ -144,11 +172,11 @@ export default fp(
     app.addHook('onReady', async () => {
       if (cfg.webhook) {
         try {
-          const r = await ensureSubscription(app.fhir, cfg.webhook.publicBaseUrl, cfg.webhook.secret);
-          app.log.info({ subscription: r }, 'Appointment REST-hook subscription');
+          const r = await ensureSubscriptions(app.fhir, cfg.webhook.publicBaseUrl, cfg.webhook.secret);
+          app.log.info({ subscriptions: r }, 'REST-hook subscriptions');
         } catch (err) {
           // The sweep still catches direct edits; the next start tries again.
-          app.log.warn({ err }, 'Appointment REST-hook subscription not created');
+          app.log.warn({ err }, 'REST-hook subscriptions not created');
         }
       }
       if (cfg.sweepMs <= 0) return;
@@ -164,6 +192,6 @@ export default fp(
   },
   {
     name: 'careway-reminders',
-    dependencies: ['careway-infrastructure', 'careway-metrics', 'careway-scheduling'],
+    dependencies: ['careway-infrastructure', 'careway-metrics', 'careway-journeys', 'careway-scheduling'],
   },
 );

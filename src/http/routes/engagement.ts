@@ -4,18 +4,23 @@
  *   signed with HMAC-SHA256 over `<timestamp>.<raw body>` using SMS_WEBHOOK_SECRET; unsigned, badly signed or
  *   stale (over 5 minutes) requests get 401. The route is public to bearer auth because the signature is its
  *   authentication.
- * - `GET /engagement/dead-letters`: reminders, write-backs and re-plans that failed for good, ids and reasons only.
+ * - `/engagement/fhir-hook`: the FHIR server's REST-hook deliveries (Appointment, CarePlan, Encounter changes),
+ *   authenticated by the Subscriptions' bearer secret; they re-plan reminders and queue journey events.
+ * - `GET /engagement/dead-letters`: reminders, write-backs, re-plans and journey events that failed for good,
+ *   ids and reasons only.
  * - `/admin/queues`: the BullMQ dashboard (bull-board), for staff tokens only.
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Resource } from 'fhir/r4.js';
 import { Type } from 'typebox';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { CarewayError } from '../../shared/errors.js';
 import { verify } from '../../reminders/channels/sms-webhook.js';
-import { HOOK_PATH } from '../../reminders/subscription.js';
+import { HOOK_PATH, HOOKED_TYPES } from '../../reminders/subscription.js';
+import { isEventResourceType, type EventResourceType } from '../../journey/resource-events.js';
 import { principalOf, requireUnconfined } from '../plugins/auth.js';
 import { FHIR_JSON } from '../plugins/errors.js';
 import { confinedPatient } from '../auth/access.js';
@@ -97,41 +102,58 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
     },
   );
 
-  // The FHIR server's REST-hook: HAPI PUTs each changed Appointment to `<endpoint>/Appointment/<id>` (and POSTs
-  // to the endpoint itself when there is no payload). Authenticated by the bearer secret the Subscription carries.
-  const hook = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const secret = app.config.reminders.webhook?.secret;
-    const given = request.headers.authorization ?? '';
-    const expected = `Bearer ${secret ?? ''}`;
-    if (
-      !secret ||
-      given.length !== expected.length ||
-      !timingSafeEqual(Buffer.from(given), Buffer.from(expected))
-    )
-      throw new CarewayError('unauthenticated', 'the FHIR server hook needs its bearer secret');
-    const { id } = (request.params as { id?: string }) ?? {};
-    const bodyId = (request.body as { resourceType?: string; id?: string } | undefined)?.id;
-    const appointmentId = id ?? bodyId;
-    if (appointmentId && /^[A-Za-z0-9\-.]{1,64}$/.test(appointmentId))
-      await app.reminders.enqueuePlan(appointmentId);
-    // Without a payload there is nothing to name: the next sweep picks the change up.
-    return reply
-      .code(200)
-      .type(FHIR_JSON)
-      .send(request.body ?? {});
-  };
-  for (const url of [HOOK_PATH, `${HOOK_PATH}/Appointment`, `${HOOK_PATH}/Appointment/:id`])
-    app.route({
-      method: ['POST', 'PUT'],
-      url,
-      config: { public: true },
-      schema: {
-        tags: ['engagement'],
-        summary: "The FHIR server's REST-hook for Appointment changes",
-        hide: url !== HOOK_PATH,
-      },
-      handler: hook,
-    });
+  // The FHIR server's REST-hooks (one Subscription per type, reminders/subscription.ts): HAPI PUTs each changed
+  // resource to `<endpoint>/<type>/<id>` (and POSTs to the endpoint itself when there is no payload).
+  // Authenticated by the bearer secret the Subscriptions carry.
+  const hook =
+    (urlType: EventResourceType | undefined) =>
+    async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+      const secret = app.config.reminders.webhook?.secret;
+      const given = request.headers.authorization ?? '';
+      const expected = `Bearer ${secret ?? ''}`;
+      if (
+        !secret ||
+        given.length !== expected.length ||
+        !timingSafeEqual(Buffer.from(given), Buffer.from(expected))
+      )
+        throw new CarewayError('unauthenticated', 'the FHIR server hook needs its bearer secret');
+      const { id } = (request.params as { id?: string }) ?? {};
+      const body = request.body as (Resource & { resourceType?: string }) | undefined;
+      // The URL names the type; a POST to the endpoint itself names it only in its body (Appointment when
+      // the body has none, as the first, Appointment-only subscription delivered).
+      const type = urlType ?? body?.resourceType ?? 'Appointment';
+      const resourceId = id ?? body?.id;
+      if (isEventResourceType(type) && resourceId && /^[A-Za-z0-9\-.]{1,64}$/.test(resourceId))
+        await app.reminders.fhirChanged(type, resourceId, body);
+      // Without a payload there is nothing to name: the next sweep picks the change up.
+      return reply
+        .code(200)
+        .type(FHIR_JSON)
+        .send(request.body ?? {});
+    };
+  app.route({
+    method: ['POST', 'PUT'],
+    url: HOOK_PATH,
+    config: { public: true },
+    schema: {
+      tags: ['engagement'],
+      summary: `The FHIR server's REST-hook for ${HOOKED_TYPES.join(', ')} changes`,
+    },
+    handler: hook(undefined),
+  });
+  for (const type of HOOKED_TYPES)
+    for (const url of [`${HOOK_PATH}/${type}`, `${HOOK_PATH}/${type}/:id`])
+      app.route({
+        method: ['POST', 'PUT'],
+        url,
+        config: { public: true },
+        schema: {
+          tags: ['engagement'],
+          summary: `The FHIR server's REST-hook for ${type} changes`,
+          hide: true,
+        },
+        handler: hook(type),
+      });
 
   app.get(
     '/engagement/dead-letters',
@@ -139,7 +161,7 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
       schema: {
         tags: ['engagement'],
         summary:
-          'Reminders, write-backs and re-plans that failed for good (user/ or system/ Communication.r)',
+          'Reminders, write-backs, re-plans and journey events that failed for good (user/ or system/ Communication.r)',
         security: [{ bearer: [] }],
         response: {
           200: Type.Object({
@@ -157,7 +179,12 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
     },
     async (request) => {
       requireUnconfined(request, 'Communication', 'r');
-      const queues = [app.reminders.queue.dead, app.reminders.writeBacks.dead, app.reminders.plans.dead];
+      const queues = [
+        app.reminders.queue.dead,
+        app.reminders.writeBacks.dead,
+        app.reminders.plans.dead,
+        app.reminders.journeyEvents.dead,
+      ];
       const rows = [];
       for (const q of queues) {
         for (const j of await q.getJobs(['waiting', 'completed', 'failed', 'delayed'], 0, 199, false))
@@ -259,6 +286,8 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
         app.reminders.writeBacks.dead,
         app.reminders.plans.queue,
         app.reminders.plans.dead,
+        app.reminders.journeyEvents.queue,
+        app.reminders.journeyEvents.dead,
         app.schedulingQueues.holds.queue,
         app.schedulingQueues.waitlist.queue,
       ].map((q) => new BullMQAdapter(q)),
