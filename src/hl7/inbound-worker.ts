@@ -276,7 +276,7 @@ function withServerIds(bundle: Bundle, response: Bundle): Resource[] {
     if (!e.resource) return [];
     const loc = response.entry?.[i]?.response?.location ?? '';
     const id = new RegExp(`^(?:.*/)?${e.resource.resourceType}/([^/]+)`).exec(loc)?.[1];
-    return [id ? ({ ...e.resource, id }) : e.resource];
+    return [id ? { ...e.resource, id } : e.resource];
   });
 }
 
