@@ -26,6 +26,18 @@ export class Hl7ParseError extends Error {
 
 const SEGMENT_NAME = /^[A-Z][A-Z0-9]{2}$/;
 
+/** The n-th (0-based) piece of `text` split on `sep`, without building the whole split (a hot path). */
+function nth(text: string, sep: string, n: number): string {
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    const at = text.indexOf(sep, start);
+    if (at < 0) return '';
+    start = at + sep.length;
+  }
+  const end = text.indexOf(sep, start);
+  return end < 0 ? text.slice(start) : text.slice(start, end);
+}
+
 export class Hl7Segment {
   readonly name: string;
   /** Raw fields; index n is field n (for MSH, index 1 is the field separator itself). */
@@ -59,10 +71,9 @@ export class Hl7Segment {
     const raw = this.raw(field);
     if (this.name === 'MSH' && field <= 2)
       return component === 1 && subcomponent === 1 && repetition === 0 ? raw : '';
-    const rep = raw.split(this.d.repetition)[repetition] ?? '';
-    const comp = rep.split(this.d.component)[component - 1] ?? '';
-    const sub = comp.split(this.d.subcomponent)[subcomponent - 1] ?? '';
-    return unescapeHl7(sub, this.d);
+    const rep = nth(raw, this.d.repetition, repetition);
+    const comp = nth(rep, this.d.component, component - 1);
+    return unescapeHl7(nth(comp, this.d.subcomponent, subcomponent - 1), this.d);
   }
 
   /** All components of one repetition, decoded (1-based: index 0 is component 1). */

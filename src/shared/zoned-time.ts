@@ -74,11 +74,26 @@ export function localParts(utcMs: number, zone: string): LocalParts {
   };
 }
 
+/**
+ * Offsets by zone and UTC quarter-hour. Every zone's offset changes only at instants that are whole quarter-hours
+ * in UTC (transitions happen at local :00 or :30 in zones whose offsets are whole quarter-hours), so an offset
+ * read once holds for its whole quarter-hour; formatToParts costs microseconds and HL7 timestamps without an
+ * offset need two reads each (bench P1). Bounded: cleared when it grows past 50,000 entries.
+ */
+const QUARTER_HOUR_MS = 900_000;
+const offsets = new Map<string, number>();
+
 /** The UTC offset in minutes of `zone` at the given UTC instant. */
 export function zoneOffsetMinutes(zone: string, utcMs: number): number {
+  const key = `${zone}|${Math.floor(utcMs / QUARTER_HOUR_MS)}`;
+  const known = offsets.get(key);
+  if (known !== undefined) return known;
   const p = localParts(utcMs, zone);
   const asUtc = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second);
-  return Math.round((asUtc - Math.floor(utcMs / 1000) * 1000) / 60000);
+  const offset = Math.round((asUtc - Math.floor(utcMs / 1000) * 1000) / 60000);
+  if (offsets.size >= 50_000) offsets.clear();
+  offsets.set(key, offset);
+  return offset;
 }
 
 /** The UTC instant (ms) of a wall-clock time in `zone`. Month is 1-based. */

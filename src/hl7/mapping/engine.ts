@@ -18,7 +18,7 @@ import { hl7ToFhirDateTime } from '../datetime.js';
 import { unescapeHl7 } from '../escape.js';
 import type { Delimiters } from '../delimiters.js';
 import type { Hl7Message, Hl7Segment } from '../message.js';
-import { setPath, type Cursor } from './paths.js';
+import { cloneJson, parsePath, setPath, type Cursor } from './paths.js';
 import { loadAuthorities, resolveAuthority, type AuthorityRegistry } from './authorities.js';
 
 /**
@@ -289,10 +289,12 @@ interface Run {
   readonly defaulted: Map<string, string>;
   claims: Claims;
   where: ErrorLocation;
+  /** A write left an empty list position behind (compactLists needed). */
+  holes: boolean;
 }
 
 function claim(claims: Claims, path: string, what: Claim): void {
-  const top = /^[A-Za-z][A-Za-z0-9]*/.exec(path)?.[0];
+  const top = parsePath(path)[0]?.key;
   if (!top) return;
   const now = claims[top];
   // A value wins over a null, and both win over a map's default.
@@ -317,7 +319,7 @@ export class Mapper {
   }
 
   private run(ctx: MapContext): Run {
-    return { ctx, defaulted: new Map(), claims: {}, where: { segment: '' } };
+    return { ctx, defaulted: new Map(), claims: {}, where: { segment: '' }, holes: false };
   }
 
   private segmentRun(
@@ -328,7 +330,7 @@ export class Mapper {
   ): { resource: Obj; claims: Claims } {
     const map = this.m.segments.get(mapName);
     if (!map) throw new MappingError(`no segment map ${mapName}`);
-    const resource: Obj = { resourceType: map.target, ...structuredClone(map.fixed ?? {}) };
+    const resource: Obj = { resourceType: map.target, ...cloneJson(map.fixed ?? {}) };
     const claims: Claims = {};
     for (const k of Object.keys(map.fixed ?? {})) claim(claims, k, 'default');
     run.claims = claims;
@@ -343,35 +345,40 @@ export class Mapper {
     if (map.source !== seg.name) throw new MappingError(`${mapName} maps ${map.source}, not ${seg.name}`);
     const d = run.ctx.delimiters;
     const cursor: Cursor = new Map();
+    // The values `when` tests (OBX-2 by most OBX rules), read once per segment.
+    const tested = new Map<number, string>();
     // A merged segment's fixed values apply like its owner's: only where nothing is stored.
     for (const [k, v] of Object.entries(map.fixed ?? {})) {
-      if (resource[k] === undefined) resource[k] = structuredClone(v);
+      if (resource[k] === undefined) resource[k] = cloneJson(v);
       claim(run.claims, k, 'default');
     }
     for (const rule of map.rules) {
       if (rule.field === undefined) throw new MappingError(`${mapName}: a segment rule needs "field"`);
-      if (rule.when && !whens(rule.when).every((w) => whenHolds(seg, w))) continue;
+      if (rule.when && !whens(rule.when).every((w) => whenHolds(seg, w, tested))) continue;
       const rawField = seg.raw(rule.field);
-      // HL7 null semantics: `""` clears the element in the receiver; an empty field means "no change".
+      // HL7 null semantics: an empty field means "no change"; `""` clears the element in the receiver.
+      if (rawField === '') continue;
       if (rawField === '""') {
         claim(run.claims, rule.to, 'clear');
         continue;
       }
-      const reps = seg.name === 'MSH' && rule.field <= 2 ? [rawField] : rawField.split(d.repetition);
-      const used = rule.repeat ? reps : reps.slice(0, 1);
+      let used: string[];
+      if (seg.name === 'MSH' && rule.field <= 2) used = [rawField];
+      else if (rule.repeat) used = rawField.split(d.repetition);
+      else {
+        const end = rawField.indexOf(d.repetition);
+        used = [end < 0 ? rawField : rawField.slice(0, end)];
+      }
       for (const rep of used) {
         if (rep === '') continue;
         const all = rep.split(d.component);
         const parts = rule.component ? [all[rule.component - 1] ?? ''] : all;
-        run.where = {
-          segment: seg.name,
-          sequence,
-          field: rule.field,
-          ...(rule.component ? { component: rule.component } : {}),
-        };
+        run.where = rule.component
+          ? { segment: seg.name, sequence, field: rule.field, component: rule.component }
+          : { segment: seg.name, sequence, field: rule.field };
         const value = this.value(parts, d.subcomponent, rule, run);
         if (value !== undefined) {
-          setPath(resource, rule.to, value, cursor);
+          if (setPath(resource, rule.to, value, cursor)) run.holes = true;
           claim(run.claims, rule.to, 'set');
         }
       }
@@ -412,12 +419,21 @@ export class Mapper {
       sender: ctx.sender ?? msg.sender,
     });
     const segments = msg.segments;
+    // Where each segment name occurs, and each segment's occurrence number (ERR-2 sequence), computed once.
+    const byName = new Map<string, number[]>();
+    const sequenceOf: number[] = [];
+    segments.forEach((s, i) => {
+      const list = byName.get(s.name) ?? [];
+      list.push(i);
+      byName.set(s.name, list);
+      sequenceOf[i] = list.length;
+    });
     const used = new Set<number>([0]);
     const resources: MappedResource[] = [];
     /** Segment index of each instance, to find parents and following segments. */
     const at = new Map<string, number>();
     for (const r of map.resources) {
-      const indexes = segments.flatMap((s, i) => (s.name === r.segment ? [i] : []));
+      const indexes = byName.get(r.segment) ?? [];
       const chosen = r.repeat ? indexes : indexes.slice(0, 1);
       if (chosen.length === 0) {
         if (r.required)
@@ -426,37 +442,37 @@ export class Mapper {
           });
         continue;
       }
-      const segMap = this.m.segments.get(r.map);
-      const keyFields = r.key
-        ? (segMap?.rules ?? []).filter((x) => x.to.split(/[.[]/)[0] === r.key && x.field).map((x) => x.field!)
-        : [];
+      const keyFields = this.keyFieldsOf(r);
       chosen.forEach((index, n) => {
         const seg = segments[index]!;
         used.add(index);
-        const sequence = indexes.indexOf(index) + 1;
+        const sequence = sequenceOf[index] ?? 1;
+        run.holes = false;
         const { resource, claims } = this.segmentRun(seg, r.map, run, sequence);
+        const follows = r.merge?.some((y) => y.follows)
+          ? following(
+              segments,
+              index,
+              new Set((r.merge ?? []).filter((y) => y.follows).map((y) => y.segment)),
+            )
+          : [];
         for (const x of r.merge ?? []) {
           const extras = x.follows
-            ? following(
-                segments,
-                index,
-                new Set((r.merge ?? []).filter((y) => y.follows).map((y) => y.segment)),
-              ).filter((i) => segments[i]!.name === x.segment)
-            : segments.flatMap((s, i) => (s.name === x.segment ? [i] : []));
+            ? follows.filter((i) => segments[i]!.name === x.segment)
+            : (byName.get(x.segment) ?? []);
           for (const i of x.repeat ? extras : extras.slice(0, 1)) {
             used.add(i);
-            const seq = segments.slice(0, i + 1).filter((s) => s.name === x.segment).length;
             run.claims = claims;
-            this.segmentInto(segments[i]!, x.map, run, resource, seq);
+            this.segmentInto(segments[i]!, x.map, run, resource, sequenceOf[i] ?? 1);
           }
         }
         for (const [path, value] of Object.entries(map.byTrigger?.[trigger]?.[r.id] ?? {})) {
-          setPath(resource, path, structuredClone<unknown>(value));
+          if (setPath(resource, path, cloneJson<unknown>(value))) run.holes = true;
           claim(claims, path, 'set');
         }
         // Maps may write fixed list positions; when an earlier segment is absent its position stays empty,
         // and the list closes up here.
-        compactLists(resource);
+        if (run.holes) compactLists(resource);
         const instance = r.repeat ? `${r.id}#${n + 1}` : r.id;
         at.set(instance, index);
         const parent = r.parent ? parentOf(segments, index, map, r, at, resources) : undefined;
@@ -475,13 +491,8 @@ export class Mapper {
         });
       });
     }
-    const known = new Set([...(map.unmapped ?? []), 'MSH']);
-    const ignoredSegments = segments
-      .filter((s, i) => !used.has(i) && !known.has(s.name))
-      .filter(
-        (s) => !map.resources.some((r) => r.segment === s.name || r.merge?.some((x) => x.segment === s.name)),
-      )
-      .map((s) => s.name);
+    const known = this.knownSegments(map);
+    const ignoredSegments = segments.filter((s, i) => !used.has(i) && !known.has(s.name)).map((s) => s.name);
     return {
       structure: map.source,
       trigger,
@@ -491,29 +502,57 @@ export class Mapper {
     };
   }
 
+  private readonly keyFieldCache = new WeakMap<MessageResource, readonly number[]>();
+  /** The fields of a resource's segment map that write its key (PID-3 for `identifier`), for errors. */
+  private keyFieldsOf(r: MessageResource): readonly number[] {
+    let v = this.keyFieldCache.get(r);
+    if (!v) {
+      const rules = this.m.segments.get(r.map)?.rules ?? [];
+      v = r.key ? rules.filter((x) => parsePath(x.to)[0]?.key === r.key && x.field).map((x) => x.field!) : [];
+      this.keyFieldCache.set(r, v);
+    }
+    return v;
+  }
+
+  private readonly knownCache = new WeakMap<MessageMap, ReadonlySet<string>>();
+  /** Segments a message map reads or names as unmapped on purpose: the others are ignored and counted. */
+  private knownSegments(map: MessageMap): ReadonlySet<string> {
+    let v = this.knownCache.get(map);
+    if (!v) {
+      v = new Set([
+        'MSH',
+        ...(map.unmapped ?? []),
+        ...map.resources.flatMap((r) => [r.segment, ...(r.merge ?? []).map((x) => x.segment)]),
+      ]);
+      this.knownCache.set(map, v);
+    }
+    return v;
+  }
+
   /** Converts one value (its components) by the rule's datatype or vocab. */
   private value(components: string[], sub: string, rule: Rule, run: Run): unknown {
     if (rule.const !== undefined) return components.join('') === '' ? undefined : rule.const;
     const dt = rule.datatype;
-    const where = formatWhere(run.where);
-    if (dt?.includes('[')) {
+    if (dt !== undefined && isMapRef(dt)) {
       const out = this.datatype(dt, components, sub, run);
       return Object.keys(out).length ? out : undefined;
     }
-    const text = unescapeHl7((components[0] ?? '').split(sub)[0] ?? '', run.ctx.delimiters);
+    const first = components[0] ?? '';
+    const end = first.indexOf(sub);
+    const text = unescapeHl7(end < 0 ? first : first.slice(0, end), run.ctx.delimiters);
     if (text === '' || text === '""') return undefined;
     if (rule.vocab) {
       const v = this.m.vocab.get(rule.vocab);
       const code = v?.map[text];
       if (code === undefined)
         throw new MappingError(
-          `${where}: code "${text.slice(0, 20)}" is not in ${rule.vocab}`,
+          `${formatWhere(run.where)}: code "${text.slice(0, 20)}" is not in ${rule.vocab}`,
           '102',
           run.where,
         );
       return code;
     }
-    return primitive(text, dt, run.ctx.zone, where, run.where);
+    return primitive(text, dt, run.ctx.zone, run.where);
   }
 
   private datatype(name: string, components: string[], sub: string, run: Run): Obj {
@@ -523,9 +562,10 @@ export class Mapper {
     const outer = run.where;
     let pendingDefault: [string, string] | undefined;
     const pick = (from: string): string => {
-      const [c, s] = from.split('.').map(Number);
-      const comp = components[(c ?? 1) - 1] ?? '';
-      return s !== undefined ? (comp.split(sub)[s - 1] ?? '') : (comp.split(sub)[0] ?? '');
+      const [c, s] = componentRef(from);
+      const comp = components[c - 1] ?? '';
+      if (s === undefined && !comp.includes(sub)) return comp;
+      return comp.split(sub)[(s ?? 1) - 1] ?? '';
     };
     let valued = false;
     for (const rule of map.rules) {
@@ -546,11 +586,13 @@ export class Mapper {
         }
         continue;
       }
-      const holds = whens(rule.when).every((w) => {
-        const v = unescapeHl7(pick(String(w.component ?? 1)), run.ctx.delimiters);
-        return (!w.equals || w.equals.includes(v)) && !w.notEquals?.includes(v);
-      });
-      if (!holds) continue;
+      if (rule.when) {
+        const holds = whens(rule.when).every((w) => {
+          const v = unescapeHl7(pick(String(w.component ?? 1)), run.ctx.delimiters);
+          return (!w.equals || w.equals.includes(v)) && !w.notEquals?.includes(v);
+        });
+        if (!holds) continue;
+      }
       if (rule.join) {
         const joined = rule.join
           .map((f) => unescapeHl7(pick(f), run.ctx.delimiters).replace(/^""$/, ''))
@@ -561,13 +603,14 @@ export class Mapper {
         }
         continue;
       }
-      const [c, s] = (rule.from ?? '1').split('.').map(Number);
-      const comp = components[(c ?? 1) - 1] ?? '';
+      const [c, s] = componentRef(rule.from ?? '1');
+      const comp = components[c - 1] ?? '';
+      if (comp === '' && rule.const === undefined) continue;
       let parts: string[];
       if (s !== undefined) parts = [comp.split(sub)[s - 1] ?? ''];
-      else if (rule.datatype?.includes('[')) parts = comp.split(sub);
+      else if (rule.datatype !== undefined && isMapRef(rule.datatype)) parts = comp.split(sub);
       else parts = [comp];
-      run.where = { ...outer, ...(outer.component === undefined && c ? { component: c } : {}) };
+      run.where = outer.component === undefined ? { ...outer, component: c } : outer;
       const value = this.value(parts, sub, rule, run);
       run.where = outer;
       if (value !== undefined) {
@@ -577,19 +620,51 @@ export class Mapper {
     }
     // An identifier with no value is no identifier: its authority, type or assigner alone write nothing (and
     // count nothing).
-    if (!valued || (map.rules.some((r) => r.authority) && out['value'] === undefined)) return {};
+    if (!valued || (hasAuthority(map) && out['value'] === undefined)) return {};
     if (pendingDefault) run.defaulted.set(pendingDefault[0], pendingDefault[1]);
     return out;
   }
 }
 
+const NO_WHENS: readonly When[] = [];
+
 function whens(w: Rule['when']): readonly When[] {
-  return w === undefined ? [] : Array.isArray(w) ? (w as readonly When[]) : [w as When];
+  return w === undefined ? NO_WHENS : Array.isArray(w) ? (w as readonly When[]) : [w as When];
 }
 
-function whenHolds(seg: Hl7Segment, when: When): boolean {
+// Rule facts read on every value, computed once per rule or map (bench P1: maps run millions of times).
+const refs = new Map<string, readonly [number, number | undefined]>();
+/** `4.2` → [4, 2]; `5` → [5, undefined]. */
+function componentRef(from: string): readonly [number, number | undefined] {
+  let r = refs.get(from);
+  if (!r) {
+    const [c, s] = from.split('.').map(Number);
+    r = [c ?? 1, s];
+    refs.set(from, r);
+  }
+  return r;
+}
+const authorityMaps = new WeakMap<DatatypeMap, boolean>();
+function hasAuthority(map: DatatypeMap): boolean {
+  let v = authorityMaps.get(map);
+  if (v === undefined) {
+    v = map.rules.some((r) => r.authority);
+    authorityMaps.set(map, v);
+  }
+  return v;
+}
+function isMapRef(datatype: string): boolean {
+  return datatype.charCodeAt(datatype.length - 1) === 93; // ends in "]": SOURCE[Target]
+}
+
+function whenHolds(seg: Hl7Segment, when: When, tested: Map<number, string>): boolean {
   if (when.field === undefined) return true;
-  const v = seg.get(when.field, when.component ?? 1);
+  const key = when.field * 1000 + (when.component ?? 1);
+  let v = tested.get(key);
+  if (v === undefined) {
+    v = seg.get(when.field, when.component ?? 1);
+    tested.set(key, v);
+  }
   if (when.equals && !when.equals.includes(v)) return false;
   if (when.notEquals?.includes(v)) return false;
   return true;
@@ -628,13 +703,7 @@ function parentOf(
   return undefined;
 }
 
-function primitive(
-  text: string,
-  dt: string | undefined,
-  zone: string,
-  where: string,
-  loc: ErrorLocation,
-): unknown {
+function primitive(text: string, dt: string | undefined, zone: string, loc: ErrorLocation): unknown {
   try {
     switch (dt) {
       case undefined:
@@ -666,7 +735,11 @@ function primitive(
         throw new Error(`unknown datatype ${dt}`);
     }
   } catch (e) {
-    throw new MappingError(`${where}: ${e instanceof Error ? e.message : 'invalid value'}`, '102', loc);
+    throw new MappingError(
+      `${formatWhere(loc)}: ${e instanceof Error ? e.message : 'invalid value'}`,
+      '102',
+      loc,
+    );
   }
 }
 

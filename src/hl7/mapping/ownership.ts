@@ -18,6 +18,7 @@
  * makes a replay a no-op on the FHIR server (HAPI keeps no new version for unchanged content).
  */
 import type { Claims } from './engine.js';
+import { cloneJson } from './paths.js';
 
 type Obj = Record<string, unknown>;
 
@@ -38,7 +39,7 @@ export function mergeIntoStored(
   claims: Readonly<Claims>,
   o: MergeOptions = {},
 ): Obj {
-  const out: Obj = structuredClone(stored);
+  const out: Obj = cloneJson(stored);
   const meta = out['meta'] as Obj | undefined;
   if (meta) {
     // versionId and lastUpdated are the server's; the write is versioned with If-Match instead.
@@ -50,7 +51,7 @@ export function mergeIntoStored(
     if (SERVER_OWNED.has(k) || value === undefined) continue;
     const c = claims[k] ?? 'set';
     if (c === 'default') {
-      if (out[k] === undefined) out[k] = structuredClone(value);
+      if (out[k] === undefined) out[k] = cloneJson(value);
       continue;
     }
     if (c === 'clear') continue;
@@ -63,7 +64,7 @@ export function mergeIntoStored(
     if (k === 'identifier') out[k] = mergeBy(out[k], value, (i) => str((i as Obj)['system']));
     else if (k === 'extension') out[k] = mergeBy(out[k], value, (e) => str((e as Obj)['url']));
     else if (k === 'participant') out[k] = mergeParticipants(out[k], value, o.actorKey ?? defaultActorKey);
-    else out[k] = structuredClone(value);
+    else out[k] = cloneJson(value);
   }
   for (const [k, c] of Object.entries(claims)) {
     if (c === 'clear' && !SERVER_OWNED.has(k)) delete out[k];
@@ -77,7 +78,7 @@ function str(v: unknown): string | undefined {
 
 /** The mapped elements first (in their order), then the stored ones whose key the message did not send. */
 function mergeBy(stored: unknown, mapped: unknown, key: (x: unknown) => string | undefined): unknown[] {
-  const next = Array.isArray(mapped) ? (structuredClone(mapped) as unknown[]) : [];
+  const next = Array.isArray(mapped) ? (cloneJson(mapped) as unknown[]) : [];
   const sent = new Set(next.map(key).filter((k): k is string => k !== undefined));
   const kept = (Array.isArray(stored) ? (stored as unknown[]) : []).filter((x) => {
     const k = key(x);
@@ -110,6 +111,6 @@ function mergeParticipants(
   return (Array.isArray(mapped) ? (mapped as Obj[]) : []).map((p) => {
     const k = actorKey(p['actor'] as Obj | undefined);
     const was = k ? before.get(k) : undefined;
-    return was?.['status'] ? { ...structuredClone(p), status: was['status'] } : structuredClone(p);
+    return was?.['status'] ? { ...cloneJson(p), status: was['status'] } : cloneJson(p);
   });
 }

@@ -11,7 +11,7 @@
  *   the same content.
  */
 import type { Bundle, BundleEntry, Identifier, Provenance, Reference, Resource } from 'fhir/r4.js';
-import { setPath } from './paths.js';
+import { setPathCopying } from './paths.js';
 import { MappingError, type MappedMessage, type MappedResource } from './engine.js';
 import { defaultActorKey, mergeIntoStored } from './ownership.js';
 
@@ -173,12 +173,12 @@ export function buildTransaction(
     if (s?.id) storedRefByUrl.set(urls.get(r.instance) ?? '', `${s.resourceType}/${s.id}`);
   }
   const entries: BundleEntry[] = kept.map((r) => {
-    let resource = structuredClone(r.resource);
+    let resource = { ...r.resource };
     for (const [path, target] of Object.entries(r.refs)) {
       // The written instances of the target (in a group: this resource's own); a list path takes them all.
       const targets = related(r, target, kept).map((k) => urls.get(k.instance) ?? '');
       for (const url of path.endsWith('[]') ? targets : targets.slice(0, 1))
-        setPath(resource, path, { reference: url } satisfies Reference);
+        setPathCopying(resource, path, { reference: url } satisfies Reference);
     }
     const before = stored.get(r.instance);
     if (before?.id) {
