@@ -4,9 +4,14 @@
  * v2.8, repeated ORU groups and SIU resources, Z-segments, escapes, batches split into their messages) plus a
  * few synthetic ADT and SIU messages.
  * Targets (benchmarks.md): parse + map ≥ 15,000 msg/s; parse alone ≥ 100,000 msg/s with p99 ≤ 35 µs.
+ * Comparator in the same run: the LinuxForHealth converter (bench/lf4h, a Java harness built with Maven) on the
+ * messages of the feed corpus it converts, against Careway on those same messages: keep ≥ 40×.
+ * BENCH_P1_COMPARATOR=off skips it (it needs Java and Maven, and about a minute).
  * Also P7's second half: heap growth over 1M parse iterations.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { splitBatch } from '../src/hl7/batch.js';
 import { decodeMessage } from '../src/hl7/charset.js';
@@ -57,6 +62,61 @@ function corpus(): string[] {
         `MSH|^~\\&|EPIC|H|CW|CW|20240115083015-0500||SIU^${t}^SIU_S12|2|P|2.5\r${sch.join('|')}\r${pid}\r`,
     ),
   ];
+}
+
+interface Lf4hResult {
+  readonly converted: readonly string[];
+  readonly refused: readonly string[];
+  readonly perSecond?: number;
+}
+
+/** Builds (when stale) and runs the LinuxForHealth harness on the messages, one file each. */
+function runLinuxForHealth(messages: readonly string[]): {
+  result?: Lf4hResult;
+  files: string[];
+  why?: string;
+} {
+  const dir = join(projectRoot(), 'bench', 'lf4h');
+  const files = messages.map((_, i) => `${String(i).padStart(3, '0')}.hl7`);
+  const stamp = join(dir, 'target', '.build-stamp');
+  const newest = (d: string): number =>
+    readdirSync(d, { withFileTypes: true }).reduce(
+      (t, e) => Math.max(t, e.isDirectory() ? newest(join(d, e.name)) : statSync(join(d, e.name)).mtimeMs),
+      0,
+    );
+  const stale =
+    !existsSync(stamp) ||
+    statSync(stamp).mtimeMs < Math.max(statSync(join(dir, 'pom.xml')).mtimeMs, newest(join(dir, 'src')));
+  if (stale) {
+    const built = spawnSync('mvn', ['-q', '-B', '-DskipTests', 'package'], {
+      cwd: dir,
+      stdio: ['ignore', 2, 2],
+    });
+    if (built.status !== 0) return { files, why: 'the LinuxForHealth harness did not build (Maven)' };
+    writeFileSync(stamp, '');
+  }
+  const work = mkdtempSync(join(tmpdir(), 'careway-p1-'));
+  try {
+    messages.forEach((m, i) => writeFileSync(join(work, files[i] ?? ''), m, 'utf8'));
+    const perRound = Number(process.env['BENCH_P1_LF4H_MESSAGES'] ?? 1000);
+    const run = spawnSync(
+      'java',
+      [
+        '-cp',
+        `${join(dir, 'target', 'classes')}:${join(dir, 'target', 'lib', '*')}`,
+        'org.careway.bench.Lf4hBench',
+        work,
+        String(perRound),
+        '3',
+      ],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 20 },
+    );
+    const line = run.stdout.trim().split('\n').at(-1) ?? '';
+    if (run.status !== 0 || !line.startsWith('{')) return { files, why: 'the LinuxForHealth harness failed' };
+    return { result: JSON.parse(line) as Lf4hResult, files };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 export async function runP1(iterations: number): Promise<string[]> {
@@ -111,6 +171,31 @@ export async function runP1(iterations: number): Promise<string[]> {
   const parseLat = lat(parseOnly, 50_000);
   const mapLat = lat(fullRun, 20_000);
 
+  // The comparator: LinuxForHealth on the feed messages it converts, and Careway on exactly those.
+  const feedMessages = feeds();
+  let comparator:
+    { lf4hPerSecond: number; carewayPerSecond: number; messages: number; refused: number } | undefined;
+  let comparatorNote = 'LinuxForHealth comparator skipped (BENCH_P1_COMPARATOR=off)';
+  if (process.env['BENCH_P1_COMPARATOR'] !== 'off') {
+    const lf = runLinuxForHealth(feedMessages);
+    if (lf.result?.perSecond) {
+      const subset = feedMessages.filter((_, i) => lf.result?.converted.includes(lf.files[i] ?? ''));
+      const subsetRate = (n: number): number => {
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) fullRun(subset[i % subset.length] ?? '');
+        return n / ((performance.now() - t0) / 1000);
+      };
+      const rates = Array.from({ length: 5 }, () => subsetRate(iterations));
+      comparator = {
+        lf4hPerSecond: lf.result.perSecond,
+        carewayPerSecond: med(rates),
+        messages: subset.length,
+        refused: lf.result.refused.length,
+      };
+      comparatorNote = `LinuxForHealth 1.0.19 on the ${subset.length} feed messages it converts (it refuses ${comparator.refused}: REF, and messages it cannot parse): ${comparator.lf4hPerSecond.toFixed(0)} msg/s; Careway on the same: ${comparator.carewayPerSecond.toFixed(0)} msg/s, ${(comparator.carewayPerSecond / comparator.lf4hPerSecond).toFixed(0)}× (target >= 40×)`;
+    } else comparatorNote = `LinuxForHealth comparator not run: ${lf.why ?? 'no message converted'}`;
+  }
+
   // P7 (second half): heap after 1M parses, against the heap before.
   global.gc?.();
   const heapBefore = process.memoryUsage().heapUsed;
@@ -128,8 +213,11 @@ export async function runP1(iterations: number): Promise<string[]> {
     mapP99Us: percentile(mapLat, 99),
     mapToParseRatio: med(mapRates) / med(parseRates),
     heapGrowthMiBOver1MParses: (heapAfter - heapBefore) / 2 ** 20,
+    ...(comparator
+      ? { linuxForHealth: { ...comparator, ratio: comparator.carewayPerSecond / comparator.lf4hPerSecond } }
+      : {}),
     gcExposed: typeof global.gc === 'function',
-    targets: { mapPerSecond: 15_000, parsePerSecond: 100_000, parseP99Us: 35 },
+    targets: { mapPerSecond: 15_000, parsePerSecond: 100_000, parseP99Us: 35, linuxForHealthRatio: 40 },
   };
   const file = writeResult('P1', result);
   return [
@@ -139,6 +227,7 @@ export async function runP1(iterations: number): Promise<string[]> {
     `| parse alone     | ${result.parsePerSecond.toFixed(0).padStart(7)} | ${result.parseP99Us.toFixed(1).padStart(6)} |`,
     `| parse + map + tx| ${result.mapPerSecond.toFixed(0).padStart(7)} | ${result.mapP99Us.toFixed(1).padStart(6)} |`,
     `targets: map >= 15,000 msg/s, parse >= 100,000 msg/s with p99 <= 35 µs; heap growth over 1M parses ${result.heapGrowthMiBOver1MParses.toFixed(2)} MiB${result.gcExposed ? '' : ' (run with --expose-gc for an exact figure)'}`,
+    comparatorNote,
     `written to ${file}`,
   ];
 }

@@ -19,18 +19,18 @@ import { messageTransaction } from '../src/hl7/inbound-worker.js';
 import { projectRoot } from '../src/shared/paths.js';
 import { rssMiB, writeResult, type Stack } from './lib.js';
 
-const SYS = 'urn:oid:2.16.840.1.113883.19.5';
-
+// As real feeds send it: namespace-only assigning authorities (keyed urn:id:STMARYS), two identifiers in PID-3.
 function adt(run: string, n: number): string {
   const pv1 = Array.from({ length: 46 }, () => '');
   pv1[0] = 'PV1';
   pv1[2] = 'O';
-  pv1[19] = `${run}-V${n}^^^H&${SYS}.2&ISO^VN`;
+  pv1[3] = 'CLINIC^^^STMARYS';
+  pv1[19] = `${run}-V${n}^^^STMARYS^VN`;
   pv1[44] = '20240115080000';
   return [
-    `MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20240115083015||ADT^A04^ADT_A01|${run}-${n}|P|2.5`,
+    `MSH|^~\\&|EPIC|STMARYS|CAREWAY|CW|20240115083015||ADT^A04^ADT_A01|${run}-${n}|P|2.5.1`,
     'EVN|A04|20240115083015',
-    `PID|1||${run}-M${n}^^^H&${SYS}&ISO^MR||Doe^Jane||19700101|F`,
+    `PID|1||${run}-M${n}^^^STMARYS^MR~${run}-E${n}^^^EPI^PI||Doe^Jane||19700101|F|||1 Main St^^Albany^NY^12207`,
     pv1.join('|'),
     '',
   ].join('\r');
@@ -44,10 +44,10 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
   const bundlesFor = (prefix: string) =>
     Array.from({ length: count }, (_, n) => {
       const msg = Hl7Message.parse(adt(`${prefix}${run}`, n));
-      const mapped = mapper.message(msg, { zone: 'UTC', delimiters: msg.delimiters });
+      const mapped = mapper.message(msg, { zone: 'UTC', delimiters: msg.delimiters, sender: msg.sender });
       const facts = {
         jobId: `${prefix}${run}-${n}`,
-        sender: 'EPIC^MAINHOSP',
+        sender: 'EPIC^STMARYS',
         controlId: msg.controlId,
         type: 'ADT^A04',
         receivedAt: new Date().toISOString(),

@@ -436,7 +436,10 @@ async function readStored(
   await Promise.all(
     [...byType].map(async ([type, wanted]) => {
       const tokens = [...new Set(wanted.map((w) => w.token))];
-      const params: Record<string, string> = { identifier: tokens.join(',') };
+      // Several identifiers in one search are OR-ed with commas; a comma inside one is escaped (FHIR search).
+      const params: Record<string, string> = {
+        identifier: tokens.map((t) => t.replaceAll(',', '\\,')).join(','),
+      };
       const isPatient = wanted.some((w) => w.instance === patientInstance);
       if (isPatient && withJourney) params['_revinclude'] = 'EpisodeOfCare:patient';
       const bundle = await fhir.search(type, params, { storeless: 200 });

@@ -31,16 +31,6 @@ import { PartitionedQueue } from '../queues/partitioned.js';
 
 export const HL7_INBOUND_QUEUE = 'hl7-inbound';
 
-/** The floor of message types Careway takes (docs: hl7.md). */
-export const SUPPORTED_TYPES: ReadonlySet<string> = new Set([
-  ...['A01', 'A02', 'A03', 'A04', 'A05', 'A06', 'A07', 'A08', 'A11', 'A12', 'A13', 'A28', 'A31', 'A40'].map(
-    (t) => `ADT^${t}`,
-  ),
-  ...['S12', 'S13', 'S14', 'S15', 'S17', 'S26'].map((t) => `SIU^${t}`),
-  ...['I12', 'I13', 'I14'].map((t) => `REF^${t}`),
-  'ORU^R01',
-]);
-
 export interface InboundJob {
   readonly sender: string;
   readonly controlId: string;
@@ -56,8 +46,11 @@ export interface IntakeOptions {
   /** 32-byte AES key for sealing raw messages. */
   readonly key: Buffer;
   readonly defaultCharset?: Charset;
-  /** Whether a message type is taken (the message maps' triggers); SUPPORTED_TYPES when not given. */
-  readonly supports?: (code: string, trigger: string, structure: string) => boolean;
+  /**
+   * Whether a message type is taken: the message maps' `triggers` (Mapper.supports), so a site's own map is
+   * accepted with no list to keep in step.
+   */
+  readonly supports: (code: string, trigger: string, structure: string) => boolean;
   /**
    * The dry run: why a readable message cannot be written, or the patient's resolved business key (the same
    * key the worker locks on), which the message is then partitioned by.
@@ -129,7 +122,7 @@ export class Hl7Intake {
   constructor(options: IntakeOptions) {
     if (options.key.length !== 32) throw new Error('the HL7 sealing key must be 32 bytes');
     this.o = options;
-    this.supports = options.supports ?? ((code, trigger) => SUPPORTED_TYPES.has(`${code}^${trigger}`));
+    this.supports = options.supports;
     this.clock = options.clock ?? (() => new Date());
   }
 

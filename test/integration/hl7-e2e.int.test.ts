@@ -13,7 +13,10 @@ import { loadMappings, Mapper } from '../../src/hl7/mapping/engine.js';
 import { seal } from '../../src/shared/seal.js';
 import { localLock } from '../../src/queues/locks.js';
 import { projectRoot } from '../../src/shared/paths.js';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import type {
+  AllergyIntolerance,
   Appointment,
   Encounter,
   EpisodeOfCare,
@@ -618,5 +621,63 @@ describe('HL7 as real feeds send it', () => {
       { noCache: true },
     );
     expect(JSON.stringify(provs)).toContain(`Appointment/${a?.id}`);
+  });
+});
+
+describe('a site adds a message type', () => {
+  it('when a site map in MAPPINGS_DIR takes ADT^A60 then the intake accepts it (no code change) and it is written', async () => {
+    const site = mkdtempSync(join(tmpdir(), 'careway-site-'));
+    mkdirSync(join(site, 'messages'));
+    writeFileSync(
+      join(site, 'messages', 'ADT_A60[Bundle].yaml'),
+      [
+        'kind: message',
+        'source: ADT_A60',
+        'target: Bundle',
+        'triggers: [A60]',
+        'resources:',
+        "  - { id: patient, segment: PID, map: 'PID[Patient]', key: 'identifier', required: true }",
+        '  - id: allergy',
+        '    segment: AL1',
+        "    map: 'AL1[AllergyIntolerance]'",
+        "    key: 'identifier'",
+        '    repeat: true',
+        "    identity: { system: 'https://site.example/sid/allergy', from: ['patient', 'code.coding[0].code'] }",
+        "    refs: { 'patient': patient }",
+        'unmapped: [EVN, PV1]',
+        '',
+      ].join('\n'),
+    );
+    const site2 = await startHarness({ QUEUE_PREFIX: `t${uniq()}`, MAPPINGS_DIR: site });
+    try {
+      const tok = await site2.token({ scope: 'system/MessageHeader.cr' });
+      const mrn = uniq();
+      const res = await site2.app.inject({
+        method: 'POST',
+        url: '/hl7',
+        headers: { authorization: `Bearer ${tok}`, 'content-type': 'x-application/hl7-v2+er7' },
+        payload: [
+          `MSH|^~\\&|EPIC|STMARYS|CAREWAY|CW|20240115083015||ADT^A60^ADT_A60|${uniq()}|P|2.5.1`,
+          'EVN|A60',
+          `PID|1||${mrn}^^^STMARYS^MR||Okafor^Chidi||19610412|M`,
+          'AL1|1|DA|70618^Penicillin^RXNORM|SV|Hives',
+          '',
+        ].join('\r'),
+      });
+      expect(Hl7Message.parse(res.body).segment('MSA')?.get(1)).toBe('AA');
+      const deadline = Date.now() + 30_000;
+      let found: AllergyIntolerance[] = [];
+      while (found.length === 0 && Date.now() < deadline) {
+        found = await site2.fhir.searchAll<AllergyIntolerance>(
+          'AllergyIntolerance',
+          { identifier: `https://site.example/sid/allergy|${mrn}|70618` },
+          { noCache: true },
+        );
+        if (found.length === 0) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(found).toHaveLength(1);
+    } finally {
+      await site2.close();
+    }
   });
 });

@@ -12,15 +12,21 @@ import { Hl7Intake, type InboundJob } from '../../src/hl7/intake.js';
 import { MllpServer } from '../../src/hl7/mllp/server.js';
 import { frame, MllpDecoder } from '../../src/hl7/mllp/framing.js';
 import { Hl7Message } from '../../src/hl7/message.js';
-import { uniq } from '../support/harness.js';
+import { mapSupports, uniq } from '../support/harness.js';
 
 let conns: RedisConnections;
+let supports: Awaited<ReturnType<typeof mapSupports>>;
 let server: MllpServer;
 let port: number;
 
 beforeAll(async () => {
+  supports = await mapSupports();
   conns = createConnections(new URL(inject('redisUrl')), `fuzz${uniq()}`);
-  const intake = new Hl7Intake({ queue: conns.queue<InboundJob>('hl7-fuzz'), key: randomBytes(32) });
+  const intake = new Hl7Intake({
+    queue: conns.queue<InboundJob>('hl7-fuzz'),
+    key: randomBytes(32),
+    supports,
+  });
   server = new MllpServer({
     host: '127.0.0.1',
     port: 0,

@@ -13,10 +13,11 @@ import { MllpServer } from '../../src/hl7/mllp/server.js';
 import { frame, MllpDecoder } from '../../src/hl7/mllp/framing.js';
 import { Hl7Message } from '../../src/hl7/message.js';
 import { unseal } from '../../src/shared/seal.js';
-import { uniq } from '../support/harness.js';
+import { mapSupports, uniq } from '../support/harness.js';
 
 const key = randomBytes(32);
 let conns: RedisConnections;
+let supports: Awaited<ReturnType<typeof mapSupports>>;
 let server: MllpServer;
 let port: number;
 let queueName: string;
@@ -25,9 +26,10 @@ const msg = (id: string, type = 'ADT^A04', extra = '') =>
   `MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20240115083015-0500||${type}|${id}|P|2.5${extra}\rPID|1||MRN-${id}^^^MAINHOSP^MR||Doe^Jane||19700101|F`;
 
 beforeAll(async () => {
+  supports = await mapSupports();
   conns = createConnections(new URL(inject('redisUrl')), `t${uniq()}`);
   queueName = `hl7-${uniq()}`;
-  const intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key });
+  const intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key, supports });
   server = new MllpServer({
     host: '127.0.0.1',
     port: 0,
@@ -163,7 +165,7 @@ describe('MLLP listener', () => {
 
   it('when Redis is down then the answer is AE, never AA', async () => {
     const dead = createConnections(new URL('redis://127.0.0.1:1'));
-    const intake = new Hl7Intake({ queue: dead.queue<InboundJob>('hl7-dead-test'), key });
+    const intake = new Hl7Intake({ queue: dead.queue<InboundJob>('hl7-dead-test'), key, supports });
     const s = new MllpServer({
       host: '127.0.0.1',
       port: 0,
@@ -197,7 +199,7 @@ describe('MLLP listener', () => {
         },
       ],
     });
-    const intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key });
+    const intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key, supports });
     const s = new MllpServer({
       host: '127.0.0.1',
       port: 0,
@@ -263,7 +265,7 @@ describe('MLLP listener', () => {
       algorithm: 'sha256',
       extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
     });
-    const intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key });
+    const intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key, supports });
     const s = new MllpServer({
       host: '127.0.0.1',
       port: 0,

@@ -12,6 +12,9 @@ import { loadConfig, type Config } from '../../src/config/config.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { FhirClient, type FhirPort } from '../../src/fhir/client.js';
 import type { Appointment } from 'fhir/r4.js';
+import { join } from 'node:path';
+import { loadMappings, Mapper } from '../../src/hl7/mapping/engine.js';
+import { projectRoot } from '../../src/shared/paths.js';
 
 export const ISSUER = 'https://auth.test.careway';
 export const AUDIENCE = 'careway-test';
@@ -154,4 +157,11 @@ export async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** The message types Careway's own maps take, as the app's intake asks (for tests that build an intake alone). */
+export async function mapSupports(): Promise<(code: string, trigger: string, structure: string) => boolean> {
+  const root = join(projectRoot(), 'mappings');
+  const mapper = new Mapper(await loadMappings([root], join(root, 'schema.json')));
+  return (code, trigger, structure) => mapper.supports(code, trigger, structure);
 }
