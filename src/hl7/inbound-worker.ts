@@ -75,11 +75,12 @@ export interface MappingObservations {
 }
 
 /**
- * What a message does to the patient's journey, through the journey rules: A04/A01/A05/S12/I12 open a journey
- * (in the message's own transaction) when the patient has none, at the stage the message implies; on an open
- * journey, A01 → admitted (care), A03 → discharged (recovery), S12 → appointment booked (access),
- * R01 → results available (care). A referral (I12) waits for triage, like a FHIR referral: its Task is
- * created `requested`, and accepting it (the triage operation) is what advances the journey.
+ * What a message does to the patient's journey is declared in its message map (`journey:` per trigger, checked
+ * against the journey rules when the maps load): `opens` a journey at a stage when the patient has none (in the
+ * message's own transaction), raises an `event` on the open one, or `undoes` an earlier event. The built-in maps
+ * say: A01/A04/A05, S12 and I12 open; A01 → admitted, A03 → discharged, S12 → appointment booked, R01 → results;
+ * A11, S15 and S17 undo. A referral (I12) waits for triage, like a FHIR referral. A site's map for a new type
+ * declares its own effects, with no code change.
  */
 export interface JourneyEffects {
   event(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
@@ -88,27 +89,6 @@ export interface JourneyEffects {
   /** Events that the written resources themselves imply (a fulfilled Appointment, an active CarePlan…). */
   resources?(journeyId: string, resources: readonly Resource[], trigger: string): Promise<void>;
 }
-
-/** Messages that open a journey when the patient has none, and the stage it opens at. */
-const OPENS_AT: Readonly<Record<string, JourneyStage>> = {
-  A01: 'care',
-  A04: 'awareness',
-  A05: 'awareness',
-  S12: 'access',
-  I12: 'access',
-};
-const EVENTS: Readonly<Record<string, JourneyEvent>> = {
-  A01: 'admitted',
-  A03: 'discharged',
-  S12: 'appointment-booked',
-  R01: 'results-available',
-};
-/** Messages that take back an earlier event. */
-const UNDOES: Readonly<Record<string, JourneyEvent>> = {
-  A11: 'admitted',
-  S15: 'appointment-booked',
-  S17: 'appointment-booked',
-};
 
 export interface InboundResult {
   readonly written: number;
@@ -140,10 +120,11 @@ export function prepareMessage(
   msg: Hl7Message,
 ): { mapped: MappedMessage; keys: MessageKeys } {
   const mapped = mapper.message(msg, mapContext(zones, msg));
-  // A merge names the patient it retires in MRG; without it there is nothing to merge.
-  if (mapped.trigger === 'A40' && !msg.segment('MRG')?.get(1))
-    throw new MappingError('MRG-1: an A40 merge needs the prior patient identifier', '101', {
-      segment: 'MRG',
+  // A merge names the patient it retires (MRG-1); without it there is nothing to merge.
+  const merge = mapped.patientMerge;
+  if (merge && !msg.segment(merge.segment)?.get(1))
+    throw new MappingError(`${merge.segment}-1: a merge needs the prior patient identifier`, '101', {
+      segment: merge.segment,
       sequence: 1,
       field: 1,
     });
@@ -183,7 +164,6 @@ export async function exec(
   mapped = withReferrer(mapped, job.data.sender);
   const patientKey = keys.keys['patient'];
   const lockKey = `hl7-patient:${patientKey ?? `${job.data.sender}|${job.data.controlId}`}`;
-  const trigger = mapped.trigger;
   let written: Bundle = { resourceType: 'Bundle', type: 'transaction' };
   let committed: readonly Resource[] = [];
   let journeyId: string | undefined;
@@ -198,7 +178,7 @@ export async function exec(
         !!deps.journeys,
       );
       journeyId = open;
-      const opening = !open && !!deps.journeys && !!patientKey && OPENS_AT[trigger] !== undefined;
+      const opening = !open && !!deps.journeys && !!patientKey && mapped.journey?.opens !== undefined;
       const bundle = messageTransaction(mapped, facts, {
         ...(open ? { open } : {}),
         ...(opening && patientKey ? { opening: { sender: job.data.sender, patientKey } } : {}),
@@ -220,13 +200,13 @@ export async function exec(
         throw e;
       }
     }
-    if (trigger === 'A40') {
-      const mrg = msg.segment('MRG');
+    if (mapped.patientMerge) {
+      const mrg = msg.segment(mapped.patientMerge.segment);
       const survivor = mapped.resources.find((r) => r.id === 'patient')?.resource;
       const survivorKey = survivor ? businessKey(survivor, 'identifier') : undefined;
       if (!mrg || !survivorKey)
-        throw new UnrecoverableError('mapping: an A40 needs PID-3 and MRG-1 identifiers');
-      const retired = deps.mapper.segment(mrg, 'MRG[Patient]', mapContext(deps.zones, msg));
+        throw new UnrecoverableError('mapping: a merge needs PID-3 and MRG-1 identifiers');
+      const retired = deps.mapper.segment(mrg, mapped.patientMerge.map, mapContext(deps.zones, msg));
       await mergePatients(
         deps.fhir,
         survivorKey,
@@ -237,8 +217,8 @@ export async function exec(
       return;
     }
     // A journey this message opened already stands at the message's stage; an open one hears the event.
-    const event = opened ? undefined : EVENTS[trigger];
-    const undo = opened ? undefined : UNDOES[trigger];
+    const event = opened ? undefined : mapped.journey?.event;
+    const undo = opened ? undefined : mapped.journey?.undoes;
     const open = journeyId;
     if (open && deps.journeys) {
       try {
@@ -405,7 +385,7 @@ export function messageTransaction(
         value: `${journey.opening.sender}|${journey.opening.patientKey}`,
       },
       // A first contact that is already a booking, a referral or an admission starts at that stage.
-      stage: OPENS_AT[mapped.trigger] ?? 'awareness',
+      stage: mapped.journey?.opens ?? 'awareness',
       at: facts.receivedAt,
       reason: `hl7: ${facts.type}`,
     });

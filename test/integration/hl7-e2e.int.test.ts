@@ -625,7 +625,7 @@ describe('HL7 as real feeds send it', () => {
 });
 
 describe('a site adds a message type', () => {
-  it('when a site map in MAPPINGS_DIR takes ADT^A60 then the intake accepts it (no code change) and it is written', async () => {
+  it('when a site map in MAPPINGS_DIR takes ADT^A60 then the intake accepts it (no code change), it is written, and its declared journey effect applies', async () => {
     const site = mkdtempSync(join(tmpdir(), 'careway-site-'));
     mkdirSync(join(site, 'messages'));
     writeFileSync(
@@ -645,6 +645,8 @@ describe('a site adds a message type', () => {
         "    identity: { system: 'https://site.example/sid/allergy', from: ['patient', 'code.coding[0].code'] }",
         "    refs: { 'patient': patient }",
         'unmapped: [EVN, PV1]',
+        'journey:',
+        '  A60: { opens: awareness }',
         '',
       ].join('\n'),
     );
@@ -676,6 +678,18 @@ describe('a site adds a message type', () => {
         if (found.length === 0) await new Promise((r) => setTimeout(r, 200));
       }
       expect(found).toHaveLength(1);
+      // Its journey effect comes from the site's map too: the first contact opened a journey.
+      const [p] = await site2.fhir.searchAll<Patient>(
+        'Patient',
+        { identifier: `urn:id:STMARYS|${mrn}` },
+        { noCache: true },
+      );
+      const [j] = await site2.fhir.searchAll<EpisodeOfCare>(
+        'EpisodeOfCare',
+        { patient: `Patient/${p?.id}` },
+        { noCache: true },
+      );
+      expect(readState(j!).stage).toBe('awareness');
     } finally {
       await site2.close();
     }

@@ -3,7 +3,7 @@
  * universal id, none), the ownership merge (A08 keeps what Careway owns, `""` clears), repeating groups (AIP,
  * ORU order groups, NTE placement), OBX value types, ignored segments, and errors that name their field.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -126,6 +126,41 @@ describe('assigning authorities', () => {
   it('when an identifier has no value then the authority alone writes nothing', () => {
     const p = resource<Patient>(ADT('PID|1||MRN1^^^STMARYS^MR~^^^SSA^SS||Doe^Jane||19610412|F'), 'patient');
     expect(p.identifier).toHaveLength(1);
+  });
+});
+
+describe('journey effects are declared in the message maps', () => {
+  it('when the built-in maps load then each trigger carries its effect', () => {
+    const adt = (t: string) => map(ADT('PID|1||MRN1^^^STMARYS^MR||Doe^Jane||19610412|F', t)).journey;
+    expect(adt('A04')).toEqual({ opens: 'awareness' });
+    expect(adt('A01')).toEqual({ opens: 'care', event: 'admitted' });
+    expect(adt('A03')).toEqual({ event: 'discharged' });
+    expect(adt('A11')).toEqual({ undoes: 'admitted' });
+    expect(adt('A08')).toBeUndefined();
+  });
+
+  it('when a site map names an unknown stage, event or trigger then loading fails naming each', async () => {
+    const site = mkdtempSync(join(tmpdir(), 'careway-journey-'));
+    mkdirSync(join(site, 'messages'));
+    writeFileSync(
+      join(site, 'messages', 'ADT_A60[Bundle].yaml'),
+      [
+        'kind: message',
+        'source: ADT_A60',
+        'target: Bundle',
+        'triggers: [A60]',
+        "resources: [{ id: patient, segment: PID, map: 'PID[Patient]', key: identifier, required: true }]",
+        'journey:',
+        '  A60: { opens: limbo, event: teleported }',
+        '  A61: { undoes: admitted }',
+        '',
+      ].join('\n'),
+    );
+    const err = (await loadMappings([root, site], schema).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(MappingError);
+    expect(err.message).toMatch(/journey A60 opens at unknown stage limbo/);
+    expect(err.message).toMatch(/journey A60 names unknown event teleported/);
+    expect(err.message).toMatch(/journey names A61, which is not one of its triggers/);
   });
 });
 

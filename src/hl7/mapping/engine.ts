@@ -18,6 +18,8 @@ import { hl7ToFhirDateTime } from '../datetime.js';
 import { unescapeHl7 } from '../escape.js';
 import type { Delimiters } from '../delimiters.js';
 import type { Hl7Message, Hl7Segment } from '../message.js';
+import { isJourneyEvent, type JourneyEvent } from '../../journey/rules.js';
+import { JOURNEY_STAGES, type JourneyStage } from '../../journey/stages.js';
 import { cloneJson, parsePath, setPath, type Cursor } from './paths.js';
 import { loadAuthorities, resolveAuthority, type AuthorityRegistry } from './authorities.js';
 
@@ -111,6 +113,20 @@ export interface MessageMap {
   readonly byTrigger?: Readonly<Record<string, Readonly<Record<string, Readonly<Record<string, unknown>>>>>>;
   /** Segments of the structure that Careway reads nowhere on purpose (EVN, RGS…): not counted as unknown. */
   readonly unmapped?: readonly string[];
+  /** Per trigger, what the message does to the patient's journey (validated against the journey rules). */
+  readonly journey?: Readonly<Record<string, JourneyEffect>>;
+  /** A merge (A40): the segment naming the patient to retire into this message's Patient, and its map. */
+  readonly patientMerge?: { readonly segment: string; readonly map: string };
+}
+
+/**
+ * What a message does to a journey: `opens` a journey at that stage when the patient has none (in the
+ * message's own transaction), raises `event` on the open one, or `undoes` an earlier event (a cancel).
+ */
+export interface JourneyEffect {
+  readonly opens?: JourneyStage;
+  readonly event?: JourneyEvent;
+  readonly undoes?: JourneyEvent;
 }
 export interface SegmentMap {
   readonly kind: 'segment';
@@ -227,6 +243,22 @@ export async function loadMappings(roots: readonly string[], schemaPath: string)
       for (const id of Object.keys(sets))
         if (!ids.has(id)) problems.push(`${n}: byTrigger ${t} names unknown resource ${id}`);
     }
+    for (const [t, effect] of Object.entries(m.journey ?? {})) {
+      if (!m.triggers.includes(t))
+        problems.push(`${n}: journey names ${t}, which is not one of its triggers`);
+      if (effect.opens && !JOURNEY_STAGES.includes(effect.opens))
+        problems.push(`${n}: journey ${t} opens at unknown stage ${effect.opens}`);
+      // Read as text: the YAML holds whatever a site wrote, whatever the type says.
+      for (const e of [effect.event, effect.undoes] as (string | undefined)[])
+        if (e !== undefined && !isJourneyEvent(e))
+          problems.push(`${n}: journey ${t} names unknown event ${e}`);
+    }
+    if (m.patientMerge) {
+      const merge = out.segments.get(m.patientMerge.map);
+      if (!merge) problems.push(`${n}: unknown segment map ${m.patientMerge.map}`);
+      else if (merge.target !== 'Patient' || merge.source !== m.patientMerge.segment)
+        problems.push(`${n}: patientMerge needs a ${m.patientMerge.segment}[Patient] map`);
+    }
   }
   if (problems.length) throw new MappingError(`invalid mappings:\n  - ${problems.join('\n  - ')}`);
   return { ...out, authorities };
@@ -273,6 +305,10 @@ export interface MappedMessage {
   readonly defaultedAuthorities: ReadonlyMap<string, string>;
   /** Segments no map reads (Z-segments, unknown ones), once per occurrence: ignored, and counted. */
   readonly ignoredSegments: readonly string[];
+  /** What this trigger does to the journey, from the message map. */
+  readonly journey?: JourneyEffect;
+  /** The message map's patient merge (A40), if it has one. */
+  readonly patientMerge?: { readonly segment: string; readonly map: string };
 }
 
 export interface MapContext {
@@ -493,12 +529,15 @@ export class Mapper {
     }
     const known = this.knownSegments(map);
     const ignoredSegments = segments.filter((s, i) => !used.has(i) && !known.has(s.name)).map((s) => s.name);
+    const journey = map.journey?.[trigger];
     return {
       structure: map.source,
       trigger,
       resources,
       defaultedAuthorities: run.defaulted,
       ignoredSegments,
+      ...(journey ? { journey } : {}),
+      ...(map.patientMerge ? { patientMerge: map.patientMerge } : {}),
     };
   }
 
