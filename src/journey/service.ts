@@ -26,6 +26,7 @@ import { FhirError } from '../fhir/errors.js';
 import { versionedUpdate } from '../fhir/bundles.js';
 import { canonical } from '../fhir/canonical.js';
 import { CarewayError } from '../shared/errors.js';
+import type { KeyedLock } from '../shared/lock.js';
 import { newJourneyEpisode, NotAJourneyError, readState, writeState } from './episode.js';
 import { journeyProvenance, type Actor } from './provenance.js';
 import {
@@ -51,11 +52,6 @@ import {
   type Timeline,
   type TimelineTargets,
 } from './timeline.js';
-
-/** Serialises work per key (a patient) across instances. */
-export interface JourneyLock {
-  withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
-}
 
 /** Resource types linked to a journey through the journey-reference extension (SearchParameter `journey`). */
 export const JOURNEY_LINKED_TYPES = [
@@ -111,7 +107,7 @@ type Computed =
 
 export interface JourneyServiceOptions {
   readonly fhir: FhirPort;
-  readonly lock: JourneyLock;
+  readonly lock: KeyedLock;
   readonly clock?: () => Date;
   readonly targets?: TimelineTargets;
   /** Attempts when the EpisodeOfCare version moved under us. */
@@ -147,7 +143,7 @@ function patientIdOf(eoc: EpisodeOfCare): string {
 
 export class JourneyService {
   private readonly fhir: FhirPort;
-  private readonly lock: JourneyLock;
+  private readonly lock: KeyedLock;
   private readonly clock: () => Date;
   private readonly targets: TimelineTargets;
   private readonly maxAttempts: number;

@@ -10,6 +10,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { CarewayError } from '../shared/errors.js';
+import type { KeyedLock } from '../shared/lock.js';
+
+// The contract and the in-process implementation live in shared/ (the journey domain depends on them and may
+// not import queues/); re-exported here for callers that build locks.
+export { localLock, type KeyedLock } from '../shared/lock.js';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
@@ -25,10 +30,6 @@ async function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
     }
     redis.once('ready', done);
   });
-}
-
-export interface KeyedLock {
-  withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
 }
 
 export interface RedisLockOptions {
@@ -72,24 +73,6 @@ export function redisLock(redis: Redis, options: RedisLockOptions = {}): KeyedLo
         return await fn();
       } finally {
         await redis.eval(RELEASE, 1, k, token).catch(() => undefined);
-      }
-    },
-  };
-}
-
-/** In-process lock with the same contract, for single-process tools and unit tests. */
-export function localLock(): KeyedLock {
-  const tails = new Map<string, Promise<unknown>>();
-  return {
-    async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-      const prev = tails.get(key) ?? Promise.resolve();
-      const run = prev.then(fn, fn);
-      const tail = run.catch(() => undefined);
-      tails.set(key, tail);
-      try {
-        return await run;
-      } finally {
-        if (tails.get(key) === tail) tails.delete(key);
       }
     },
   };

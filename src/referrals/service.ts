@@ -26,10 +26,11 @@ import { FhirError } from '../fhir/errors.js';
 import { versionedUpdate } from '../fhir/bundles.js';
 import { canonical, versioned } from '../fhir/canonical.js';
 import { CarewayError } from '../shared/errors.js';
+import type { KeyedLock } from '../shared/lock.js';
 import { journeyLink, newJourneyEpisode } from '../journey/episode.js';
 import { initialState } from '../journey/rules.js';
 import { journeyProvenance, type Actor } from '../journey/provenance.js';
-import type { JourneyLock, JourneyService } from '../journey/service.js';
+import type { JourneyService } from '../journey/service.js';
 import type { Problem, Submission } from './submission.js';
 
 /** A refused referral: one OperationOutcome issue per problem, each with its FHIRPath expression. */
@@ -86,7 +87,7 @@ const TRIAGE_FROM: Readonly<Record<string, readonly Task['status'][]>> = {
 
 export interface ReferralServiceOptions {
   readonly fhir: FhirPort;
-  readonly lock: JourneyLock;
+  readonly lock: KeyedLock;
   readonly journeys: JourneyService;
   /** Organization/{id} that owns triage Tasks, when configured. */
   readonly receivingOrganization?: string;

@@ -29,7 +29,7 @@ import { canonical } from '../fhir/canonical.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
 import { declaredZone } from '../fhir/zones.js';
-import type { JourneyLock } from '../journey/service.js';
+import type { KeyedLock } from '../shared/lock.js';
 import { planReminders, type Offset, type QuietWindow } from './plan.js';
 import { LedgerBusyError, type Ledger } from './ledger.js';
 import type { Templates } from './templates.js';
@@ -62,7 +62,7 @@ export interface ReminderJobs {
 
 export interface ReminderDeps {
   readonly fhir: FhirPort;
-  readonly lock: JourneyLock;
+  readonly lock: KeyedLock;
   readonly ledger: Ledger;
   readonly templates: Templates;
   readonly channels: ReadonlyMap<ChannelKind, Channel>;

@@ -27,7 +27,8 @@ import { alertFlag } from '../journey/timeline.js';
 import { CarewayError } from '../shared/errors.js';
 import { checkTemplate, generateSlots, type SlotTemplate } from './slots.js';
 import { rank, type Candidate, type Preferences } from './ranking.js';
-import { mustRead, now, withLocks, type SchedulingDeps } from './context.js';
+import { withLocks } from '../shared/lock.js';
+import { mustRead, now, type SchedulingDeps } from './context.js';
 import {
   homeOf,
   languagesOf,

@@ -26,7 +26,8 @@ import { FhirError } from '../fhir/errors.js';
 import { journeyProvenance, type Actor, SYSTEM_ACTOR } from '../journey/provenance.js';
 import { CLOSED_STATUSES } from '../journey/rules.js';
 import { CarewayError } from '../shared/errors.js';
-import { mustRead, now, retryOnConflict, withLocks, type SchedulingDeps } from './context.js';
+import { withLocks } from '../shared/lock.js';
+import { mustRead, now, retryOnConflict, type SchedulingDeps } from './context.js';
 import { holdOf, withHold, type Hold } from './resources.js';
 
 const ACTIVE: readonly Appointment['status'][] = ['booked', 'arrived', 'checked-in', 'fulfilled', 'pending'];

@@ -6,8 +6,9 @@
 import type { Reference, Resource } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
-import type { JourneyLock, JourneyService } from '../journey/service.js';
+import type { JourneyService } from '../journey/service.js';
 import { CarewayError } from '../shared/errors.js';
+import type { KeyedLock } from '../shared/lock.js';
 import type { Weights } from './ranking.js';
 
 export interface SchedulingMetrics {
@@ -19,7 +20,7 @@ export interface SchedulingMetrics {
 
 export interface SchedulingDeps {
   readonly fhir: FhirPort;
-  readonly lock: JourneyLock;
+  readonly lock: KeyedLock;
   readonly journeys: JourneyService;
   readonly clock?: () => Date;
   readonly weights: Weights;
@@ -42,18 +43,6 @@ export interface SchedulingDeps {
 }
 
 export const now = (deps: SchedulingDeps): Date => (deps.clock ?? (() => new Date()))();
-
-/** Locks several keys in a fixed (sorted) order, so two callers wanting overlapping sets never deadlock. */
-export async function withLocks<T>(
-  lock: JourneyLock,
-  keys: readonly string[],
-  fn: () => Promise<T>,
-): Promise<T> {
-  const sorted = [...new Set(keys)].sort();
-  const run = (i: number): Promise<T> =>
-    i === sorted.length ? fn() : lock.withLock(sorted[i]!, () => run(i + 1));
-  return run(0);
-}
 
 /** Reads a resource or fails with a 4xx naming it (`unknown-reference` for a parameter, `not-found` for the URL). */
 export async function mustRead<T extends Resource>(

@@ -11,7 +11,8 @@
  */
 import type { Appointment, Practitioner, Schedule, Slot } from 'fhir/r4.js';
 import { journeyProvenance, SYSTEM_ACTOR } from '../journey/provenance.js';
-import { now, retryOnConflict, withLocks, type SchedulingDeps } from './context.js';
+import { withLocks } from '../shared/lock.js';
+import { now, retryOnConflict, type SchedulingDeps } from './context.js';
 import { announceFree, markNoShow, put, readSlots, slotIdsOf, slotKey, withTargets } from './booking.js';
 import { occupantOf, withHold, withOccupant } from './resources.js';
 

@@ -29,7 +29,8 @@ import { FhirError } from '../fhir/errors.js';
 import { journeyProvenance, type Actor } from '../journey/provenance.js';
 import { CarewayError } from '../shared/errors.js';
 import { toZonedIso } from '../shared/zoned-time.js';
-import { mustRead, now, retryOnConflict, withLocks, type SchedulingDeps } from './context.js';
+import { withLocks } from '../shared/lock.js';
+import { mustRead, now, retryOnConflict, type SchedulingDeps } from './context.js';
 import { fitsPreferences } from './ranking.js';
 import { holdOf, readPreferences, withHold, type Hold } from './resources.js';
 
