@@ -22,9 +22,10 @@ import type {
   ServiceRequest,
 } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
-import { FhirError } from '../fhir/errors.js';
 import { versionedUpdate } from '../fhir/bundles.js';
 import { canonical } from '../fhir/canonical.js';
+import { retryOnConflict } from '../fhir/conflicts.js';
+import { mustRead } from '../fhir/reads.js';
 import { CarewayError } from '../shared/errors.js';
 import type { KeyedLock } from '../shared/lock.js';
 import { newJourneyEpisode, NotAJourneyError, readState, writeState } from './episode.js';
@@ -160,10 +161,10 @@ export class JourneyService {
 
   /** Starts a journey, or returns the one already started for the same identifier (created: false). */
   async startJourney(input: StartJourneyInput, actor: Actor): Promise<ChangeResult> {
-    const patient = await this.mustRead<Patient>('Patient', input.patientId);
+    const patient = await mustRead<Patient>(this.fhir, 'Patient', input.patientId);
     let referral: ServiceRequest | undefined;
     if (input.referralId) {
-      referral = await this.mustRead<ServiceRequest>('ServiceRequest', input.referralId);
+      referral = await mustRead<ServiceRequest>(this.fhir, 'ServiceRequest', input.referralId);
       if (referral.subject.reference !== `Patient/${patient.id}`) {
         throw new CarewayError(
           'rule-violation',
@@ -339,7 +340,7 @@ export class JourneyService {
 
   /** Reads a journey; 404 when missing, 422 when the EpisodeOfCare is not a Careway journey. */
   async readJourney(id: string): Promise<{ episode: EpisodeOfCare; state: JourneyState }> {
-    const episode = await this.mustRead<EpisodeOfCare>('EpisodeOfCare', id, 'not-found');
+    const episode = await mustRead<EpisodeOfCare>(this.fhir, 'EpisodeOfCare', id, 'not-found');
     try {
       return { episode, state: readState(episode) };
     } catch (e) {
@@ -401,7 +402,7 @@ export class JourneyService {
 
   /** `$journeys`: the journeys (EpisodeOfCare with a stage) of a patient, newest first. */
   async journeysOf(patientId: string): Promise<EpisodeOfCare[]> {
-    await this.mustRead<Patient>('Patient', patientId, 'not-found');
+    await mustRead<Patient>(this.fhir, 'Patient', patientId, 'not-found');
     const all = await this.fhir.searchAll<EpisodeOfCare>(
       'EpisodeOfCare',
       { patient: `Patient/${patientId}`, _sort: '-date', _count: 100 },
@@ -433,66 +434,45 @@ export class JourneyService {
     trigger?: Reference,
   ): Promise<ChangeResult> {
     const first = await this.readJourney(id);
-    const result = await this.lock.withLock(`patient:${patientIdOf(first.episode)}`, async () => {
-      for (let attempt = 1; ; attempt++) {
-        // The first attempt uses the read that found the patient; If-Match catches anything newer.
-        const { episode } = attempt === 1 ? first : await this.readJourney(id);
-        const state = readState(episode);
-        const at = this.clock().toISOString();
-        const result = compute(state, at);
-        if (result === undefined) return { episode, changed: false };
-        if ('ok' in result) throw ruleError(result);
-        const updated = writeState(episode, result.state);
-        const tx = versionedUpdate(
-          { ...updated, id },
-          episode.meta?.versionId,
-          journeyProvenance({
-            target: `EpisodeOfCare/${id}`,
-            at,
-            actor,
-            activity: 'UPDATE',
-            reason: result.reason,
-            change: result.change,
-            ...(trigger ? { trigger } : {}),
-          }),
-        );
-        try {
-          // Safe to retry: a replay after a lost response fails its If-Match, and the loop recomputes.
+    const result = await this.lock.withLock(`patient:${patientIdOf(first.episode)}`, () =>
+      retryOnConflict(
+        async (attempt): Promise<ChangeResult> => {
+          // The first attempt uses the read that found the patient; If-Match catches anything newer.
+          const { episode } = attempt === 1 ? first : await this.readJourney(id);
+          const state = readState(episode);
+          const at = this.clock().toISOString();
+          const result = compute(state, at);
+          if (result === undefined) return { episode, changed: false };
+          if ('ok' in result) throw ruleError(result);
+          const updated = writeState(episode, result.state);
+          const tx = versionedUpdate(
+            { ...updated, id },
+            episode.meta?.versionId,
+            journeyProvenance({
+              target: `EpisodeOfCare/${id}`,
+              at,
+              actor,
+              activity: 'UPDATE',
+              reason: result.reason,
+              change: result.change,
+              ...(trigger ? { trigger } : {}),
+            }),
+          );
+          // Safe to retry: a replay after a lost response fails its If-Match, and the next attempt recomputes.
           await this.fhir.transaction(tx, { idempotent: true });
-        } catch (e) {
-          if (e instanceof FhirError && e.isConflict) {
-            if (attempt < this.maxAttempts) continue;
-            throw new CarewayError(
-              'concurrent-update',
-              'the journey kept changing while this change was applied; retry',
-              { cause: e },
-            );
-          }
-          throw e;
-        }
-        return { episode: (await this.readJourney(id)).episode, changed: true };
-      }
-    });
+          return { episode: (await this.readJourney(id)).episode, changed: true };
+        },
+        {
+          attempts: this.maxAttempts,
+          exhausted: 'the journey kept changing while this change was applied; retry',
+        },
+      ),
+    );
     // Outside the lock: what follows a stage change (education for the new stage) must not hold up the patient.
     if (result.changed && this.onStageEntered) {
       const stage = readState(result.episode).stage;
       if (stage !== first.state.stage) await this.onStageEntered(result.episode, stage);
     }
     return result;
-  }
-
-  private async mustRead<T extends Resource>(
-    type: T['resourceType'],
-    id: string,
-    missing: 'unknown-reference' | 'not-found' = 'unknown-reference',
-  ): Promise<T> {
-    try {
-      return await this.fhir.read<T>(type, id, { noCache: true });
-    } catch (e) {
-      if (e instanceof FhirError && e.isNotFound) {
-        throw new CarewayError(missing, `${type}/${id} does not exist`, { detailsCode: missing });
-      }
-      throw e;
-    }
   }
 }

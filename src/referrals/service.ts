@@ -24,6 +24,8 @@ import type {
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
 import { versionedUpdate } from '../fhir/bundles.js';
+import { retryOnConflict } from '../fhir/conflicts.js';
+import { mustRead } from '../fhir/reads.js';
 import { canonical, versioned } from '../fhir/canonical.js';
 import { CarewayError } from '../shared/errors.js';
 import type { KeyedLock } from '../shared/lock.js';
@@ -372,13 +374,11 @@ export class ReferralService {
         change: `referral:update`,
       }),
     );
-    try {
-      await this.o.fhir.transaction(tx);
-    } catch (e) {
-      if (e instanceof FhirError && e.isConflict)
-        throw new CarewayError('concurrent-update', 'the referral changed while it was being updated; retry');
-      throw e;
-    }
+    // No second attempt: the referrer's update was compared with the version read; a newer one needs a new look.
+    await retryOnConflict(() => this.o.fhir.transaction(tx), {
+      attempts: 1,
+      exhausted: 'the referral changed while it was being updated; retry',
+    });
     const stored = await this.o.fhir.read<ServiceRequest>('ServiceRequest', existing.id ?? '', {
       noCache: true,
     });
@@ -442,26 +442,23 @@ export class ReferralService {
         lastModified: at,
         ...(reason?.trim() ? { statusReason: { text: reason.trim() } } : {}),
       };
-      try {
-        await this.o.fhir.transaction(
-          versionedUpdate(
-            next,
-            task.meta?.versionId,
-            journeyProvenance({
-              target: `Task/${task.id}`,
-              at,
-              actor,
-              activity: 'UPDATE',
-              reason: reason?.trim() || `Referral ${to}`,
-              change: `triage:${task.status}->${to}`,
-            }),
-          ),
-        );
-      } catch (e) {
-        if (e instanceof FhirError && e.isConflict)
-          throw new CarewayError('concurrent-update', 'the triage task changed meanwhile; re-read and retry');
-        throw e;
-      }
+      const tx = versionedUpdate(
+        next,
+        task.meta?.versionId,
+        journeyProvenance({
+          target: `Task/${task.id}`,
+          at,
+          actor,
+          activity: 'UPDATE',
+          reason: reason?.trim() || `Referral ${to}`,
+          change: `triage:${task.status}->${to}`,
+        }),
+      );
+      // No second attempt: the triage decision was checked against the version read, so the caller re-reads.
+      await retryOnConflict(() => this.o.fhir.transaction(tx), {
+        attempts: 1,
+        exhausted: 'the triage task changed meanwhile; re-read and retry',
+      });
       return this.o.fhir.read<Task>('Task', task.id ?? '', { noCache: true });
     });
     // The journey follows (outside the lock: the journey service takes the same patient lock itself).
@@ -491,14 +488,7 @@ export class ReferralService {
   }
 
   async readTask(taskId: string): Promise<Task> {
-    let task: Task;
-    try {
-      task = await this.o.fhir.read<Task>('Task', taskId, { noCache: true });
-    } catch (e) {
-      if (e instanceof FhirError && e.isNotFound)
-        throw new CarewayError('not-found', `Task/${taskId} does not exist`);
-      throw e;
-    }
+    const task = await mustRead<Task>(this.o.fhir, 'Task', taskId, 'not-found');
     if (!task.identifier?.some((i) => i.system === canonical.triageTaskSystem)) {
       throw new CarewayError(
         'rule-violation',

@@ -9,7 +9,7 @@
 import type { Communication, Reference } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import type { FhirPort } from '../fhir/client.js';
-import { FhirError } from '../fhir/errors.js';
+import { readIfExists } from '../fhir/reads.js';
 import { CarewayError } from '../shared/errors.js';
 
 export interface Author {
@@ -64,14 +64,9 @@ export async function postMessage(
   let journey = c.extension?.find((x) => x.url === canonical.journeyReferenceExtension);
   for (const r of c.inResponseTo ?? []) {
     const parentId = /^Communication\/([A-Za-z0-9\-.]{1,64})$/.exec(r.reference ?? '')?.[1];
-    let parent: Communication | undefined;
-    try {
-      parent = parentId
-        ? await deps.fhir.read<Communication>('Communication', parentId, { noCache: true })
-        : undefined;
-    } catch (e) {
-      if (!(e instanceof FhirError && e.isNotFound)) throw e;
-    }
+    const parent = parentId
+      ? await readIfExists<Communication>(deps.fhir, 'Communication', parentId)
+      : undefined;
     if (!parent || parent.subject?.reference !== `Patient/${subject}`)
       throw new CarewayError(
         'unknown-reference',

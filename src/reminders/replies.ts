@@ -11,7 +11,8 @@
 import type { Appointment, AppointmentResponse, Communication, Patient, Task } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import type { FhirPort } from '../fhir/client.js';
-import { FhirError } from '../fhir/errors.js';
+import { retryOnConflict } from '../fhir/conflicts.js';
+import { readIfExists } from '../fhir/reads.js';
 
 export type Intent = 'confirm' | 'cancel' | 'other';
 
@@ -144,7 +145,7 @@ export async function handleReply(deps: ReplyDeps, reply: InboundReply): Promise
 
 /** The patient participant becomes accepted (If-Match, retried on a conflict) and an AppointmentResponse says so. */
 async function confirm(fhir: FhirPort, appointmentId: string, patientRef: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
+  await retryOnConflict(async () => {
     const a = await fhir.read<Appointment>('Appointment', appointmentId, { noCache: true });
     const participant = a.participant.map((p) =>
       p.actor?.reference === patientRef ? { ...p, status: 'accepted' as const } : p,
@@ -159,27 +160,22 @@ async function confirm(fhir: FhirPort, appointmentId: string, patientRef: string
       start: a.start,
       end: a.end,
     };
-    try {
-      await fhir.transaction({
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          {
-            resource: updated,
-            request: {
-              method: 'PUT',
-              url: `Appointment/${appointmentId}`,
-              ifMatch: `W/"${a.meta?.versionId ?? ''}"`,
-            },
+    await fhir.transaction({
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        {
+          resource: updated,
+          request: {
+            method: 'PUT',
+            url: `Appointment/${appointmentId}`,
+            ifMatch: `W/"${a.meta?.versionId ?? ''}"`,
           },
-          { resource: response, request: { method: 'POST', url: 'AppointmentResponse' } },
-        ],
-      });
-      return;
-    } catch (e) {
-      if (attempt >= 5 || !(e instanceof FhirError && e.isConflict)) throw e;
-    }
-  }
+        },
+        { resource: response, request: { method: 'POST', url: 'AppointmentResponse' } },
+      ],
+    });
+  });
 }
 
 /** Anything else goes to the care team: a Task in their inbox pointing at the reply. */
@@ -192,9 +188,7 @@ async function forward(
 ): Promise<void> {
   let owner: Task['owner'];
   if (appointmentId) {
-    const a = await fhir
-      .read<Appointment>('Appointment', appointmentId, { noCache: true })
-      .catch(() => undefined);
+    const a = await readIfExists<Appointment>(fhir, 'Appointment', appointmentId);
     owner = a?.participant.find((p) => p.actor?.reference?.startsWith('Practitioner/'))?.actor;
   }
   const task: Task = {

@@ -27,7 +27,7 @@ import type {
 } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import type { FhirPort } from '../fhir/client.js';
-import { FhirError } from '../fhir/errors.js';
+import { readIfExists } from '../fhir/reads.js';
 import { declaredZone } from '../fhir/zones.js';
 import type { KeyedLock } from '../shared/lock.js';
 import { planReminders, type Offset, type QuietWindow } from './plan.js';
@@ -183,12 +183,7 @@ export class ReminderService {
 
   /** Makes the CarePlan's recurring check-ups match the plan as it is now. Returns the scheduler ids kept. */
   async syncCarePlan(carePlanId: string): Promise<string[]> {
-    const plan = await this.d.fhir
-      .read<CarePlan>('CarePlan', carePlanId, { noCache: true })
-      .catch((e: unknown) => {
-        if (e instanceof FhirError && e.isNotFound) return undefined;
-        throw e;
-      });
+    const plan = await readIfExists<CarePlan>(this.d.fhir, 'CarePlan', carePlanId);
     const wanted = plan ? await recurringFor(this.d.fhir, plan) : [];
     for (const r of wanted) await this.d.jobs.upsertRecurring(r);
     // Activities that stopped repeating (or a plan that ended) lose their schedulers.

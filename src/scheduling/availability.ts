@@ -22,13 +22,14 @@ import type {
 } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import { zoneOf } from '../fhir/zones.js';
-import { FhirError } from '../fhir/errors.js';
+import { retryOnConflict } from '../fhir/conflicts.js';
 import { alertFlag } from '../journey/timeline.js';
 import { CarewayError } from '../shared/errors.js';
 import { checkTemplate, generateSlots, type SlotTemplate } from './slots.js';
 import { rank, type Candidate, type Preferences } from './ranking.js';
 import { withLocks } from '../shared/lock.js';
-import { mustRead, now, type SchedulingDeps } from './context.js';
+import { mustRead } from '../fhir/reads.js';
+import { now, type SchedulingDeps } from './context.js';
 import {
   homeOf,
   languagesOf,
@@ -53,7 +54,7 @@ export async function generateScheduleSlots(
   scheduleId: string,
   template: Omit<SlotTemplate, 'zone'>,
 ): Promise<GenerateResult> {
-  const schedule = await mustRead<Schedule>(deps, 'Schedule', scheduleId, 'not-found');
+  const schedule = await mustRead<Schedule>(deps.fhir, 'Schedule', scheduleId, 'not-found');
   const full: SlotTemplate = { ...template, zone: zoneOf(schedule, deps.defaultZone) };
   const problems = checkTemplate(full);
   if (problems.length)
@@ -169,9 +170,9 @@ export async function findAppointments(deps: SchedulingDeps, input: FindInput): 
       noCache: true,
       maxPages: 20,
     }),
-    input.patientId ? mustRead<Patient>(deps, 'Patient', input.patientId) : Promise.resolve(undefined),
+    input.patientId ? mustRead<Patient>(deps.fhir, 'Patient', input.patientId) : Promise.resolve(undefined),
     input.journeyId
-      ? mustRead<EpisodeOfCare>(deps, 'EpisodeOfCare', input.journeyId)
+      ? mustRead<EpisodeOfCare>(deps.fhir, 'EpisodeOfCare', input.journeyId)
       : Promise.resolve(undefined),
   ]);
   if (journey && patient && journey.patient.reference !== `Patient/${patient.id}`)
@@ -350,15 +351,11 @@ export async function setPreferences(
   id: string,
   prefs: Preferences,
 ): Promise<Patient | EpisodeOfCare> {
-  for (let attempt = 1; ; attempt++) {
-    const current = await mustRead<Patient | EpisodeOfCare>(deps, type, id, 'not-found');
+  // Someone else changed the resource since we read it: apply our change on top of theirs.
+  return retryOnConflict(async () => {
+    const current = await mustRead<Patient | EpisodeOfCare>(deps.fhir, type, id, 'not-found');
     const next = withPreferences(current, prefs);
-    try {
-      const written = await deps.fhir.update({ ...next, id }, { ifMatch: current.meta?.versionId ?? '' });
-      return written.resource;
-    } catch (e) {
-      // Someone else changed the resource since we read it: apply our change on top of theirs.
-      if (attempt >= 5 || !(e instanceof FhirError && e.isConflict)) throw e;
-    }
-  }
+    const written = await deps.fhir.update({ ...next, id }, { ifMatch: current.meta?.versionId ?? '' });
+    return written.resource;
+  });
 }

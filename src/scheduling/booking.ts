@@ -22,12 +22,12 @@ import type {
   Task,
 } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
-import { FhirError } from '../fhir/errors.js';
 import { journeyProvenance, type Actor, SYSTEM_ACTOR } from '../journey/provenance.js';
 import { CLOSED_STATUSES } from '../journey/rules.js';
 import { CarewayError } from '../shared/errors.js';
 import { withLocks } from '../shared/lock.js';
-import { mustRead, now, retryOnConflict, type SchedulingDeps } from './context.js';
+import { mustRead, readIfExists } from '../fhir/reads.js';
+import { now, retryOnSlotConflict, type SchedulingDeps } from './context.js';
 import { holdOf, withHold, type Hold } from './resources.js';
 
 const ACTIVE: readonly Appointment['status'][] = ['booked', 'arrived', 'checked-in', 'fulfilled', 'pending'];
@@ -46,7 +46,7 @@ export function put(resource: Slot | Appointment | Task, version?: string): Bund
 }
 
 export async function readSlots(deps: SchedulingDeps, ids: readonly string[]): Promise<Slot[]> {
-  return Promise.all(ids.map((id) => mustRead<Slot>(deps, 'Slot', id)));
+  return Promise.all(ids.map((id) => mustRead<Slot>(deps.fhir, 'Slot', id)));
 }
 
 /** The journey an appointment belongs to: the one named, else the patient's latest open journey. */
@@ -56,7 +56,7 @@ export async function journeyFor(
   journeyId: string | undefined,
 ): Promise<EpisodeOfCare | undefined> {
   if (journeyId) {
-    const j = await mustRead<EpisodeOfCare>(deps, 'EpisodeOfCare', journeyId);
+    const j = await mustRead<EpisodeOfCare>(deps.fhir, 'EpisodeOfCare', journeyId);
     if (j.patient.reference !== `Patient/${patientId}`)
       throw new CarewayError(
         'rule-violation',
@@ -74,7 +74,7 @@ export async function journeyFor(
 async function actorsOf(deps: SchedulingDeps, slots: readonly Slot[]): Promise<Reference[]> {
   const ids = [...new Set(slots.map((s) => s.schedule.reference ?? ''))];
   const schedules = await Promise.all(
-    ids.map((r) => mustRead<Schedule>(deps, 'Schedule', r.replace(/^Schedule\//, ''))),
+    ids.map((r) => mustRead<Schedule>(deps.fhir, 'Schedule', r.replace(/^Schedule\//, ''))),
   );
   const seen = new Set<string>();
   return schedules
@@ -104,10 +104,10 @@ export async function hold(
   patientId: string,
   actor: Actor,
 ): Promise<HoldResult> {
-  await mustRead(deps, 'Patient', patientId);
+  await mustRead(deps.fhir, 'Patient', patientId);
   const holder = `Patient/${patientId}`;
   return withLocks(deps.lock, slotIds.map(slotKey), () =>
-    retryOnConflict(async () => {
+    retryOnSlotConflict(async () => {
       const slots = await readSlots(deps, slotIds);
       const at = now(deps);
       const held = slots.map(holdOf);
@@ -194,12 +194,12 @@ export async function book(deps: SchedulingDeps, input: BookInput, actor: Actor)
   if (input.slotIds.length === 0)
     throw new CarewayError('invalid-parameters', '$book: at least one "slot" is required');
   const patientRef = `Patient/${input.patientId}`;
-  await mustRead(deps, 'Patient', input.patientId);
-  if (input.referralId) await mustRead(deps, 'ServiceRequest', input.referralId);
+  await mustRead(deps.fhir, 'Patient', input.patientId);
+  if (input.referralId) await mustRead(deps.fhir, 'ServiceRequest', input.referralId);
   const journey = await journeyFor(deps, input.patientId, input.journeyId);
   let old: Appointment | undefined;
   if (input.replacesId) {
-    old = await mustRead<Appointment>(deps, 'Appointment', input.replacesId);
+    old = await mustRead<Appointment>(deps.fhir, 'Appointment', input.replacesId);
     if (!old.participant.some((p) => p.actor?.reference === patientRef))
       throw new CarewayError(
         'rule-violation',
@@ -216,7 +216,7 @@ export async function book(deps: SchedulingDeps, input: BookInput, actor: Actor)
   // Slots the reschedule freed go to the waitlist once the locks are released.
   let freed: string[] = [];
   const result = await withLocks(deps.lock, [...input.slotIds, ...oldSlotIds].map(slotKey), () =>
-    retryOnConflict(async (): Promise<BookResult> => {
+    retryOnSlotConflict(async (): Promise<BookResult> => {
       const slots = await readSlots(deps, input.slotIds);
       const at = now(deps);
       refusePast(slots, at);
@@ -248,7 +248,7 @@ export async function book(deps: SchedulingDeps, input: BookInput, actor: Actor)
           { detailsCode: heldByOther ? 'slot-held' : 'slot-taken' },
         );
       }
-      const oldNow = old ? await mustRead<Appointment>(deps, 'Appointment', old.id!) : undefined;
+      const oldNow = old ? await mustRead<Appointment>(deps.fhir, 'Appointment', old.id!) : undefined;
       if (oldNow && !['booked', 'pending', 'proposed', 'waitlist'].includes(oldNow.status))
         throw new CarewayError(
           'rule-violation',
@@ -404,7 +404,7 @@ export async function cancel(
   reason: string,
   actor: Actor,
 ): Promise<CancelResult> {
-  const first = await mustRead<Appointment>(deps, 'Appointment', appointmentId, 'not-found');
+  const first = await mustRead<Appointment>(deps.fhir, 'Appointment', appointmentId, 'not-found');
   if (first.status === 'cancelled') return { appointment: first, changed: false };
   if (['fulfilled', 'noshow', 'entered-in-error', 'arrived', 'checked-in'].includes(first.status))
     throw new CarewayError(
@@ -418,8 +418,8 @@ export async function cancel(
   const freed: string[] = [];
   let changed = false;
   const appointment = await withLocks(deps.lock, slotIds.map(slotKey), () =>
-    retryOnConflict(async () => {
-      const a = await mustRead<Appointment>(deps, 'Appointment', appointmentId, 'not-found');
+    retryOnSlotConflict(async () => {
+      const a = await mustRead<Appointment>(deps.fhir, 'Appointment', appointmentId, 'not-found');
       if (a.status === 'cancelled') return a;
       const slots = (await readSlots(deps, slotIds)).filter((s) => s.status !== 'free');
       const at = now(deps).toISOString();
@@ -474,14 +474,9 @@ export async function releaseHold(
 ): Promise<Hold | undefined> {
   let released: Hold | undefined;
   await withLocks(deps.lock, [slotKey(slotId)], () =>
-    retryOnConflict(async () => {
-      let slot: Slot;
-      try {
-        slot = await deps.fhir.read<Slot>('Slot', slotId, { noCache: true });
-      } catch (e) {
-        if (e instanceof FhirError && e.isNotFound) return;
-        throw e;
-      }
+    retryOnSlotConflict(async () => {
+      const slot = await readIfExists<Slot>(deps.fhir, 'Slot', slotId);
+      if (!slot) return;
       const h = holdOf(slot);
       if (slot.status !== 'busy-tentative' || h?.id !== holdId) return;
       await deps.fhir.transaction({
@@ -589,8 +584,8 @@ export async function markNoShow(
   why: string,
 ): Promise<{ appointment: Appointment; changed: boolean }> {
   let changed = false;
-  const appointment = await retryOnConflict(async () => {
-    const a = await mustRead<Appointment>(deps, 'Appointment', appointmentId, 'not-found');
+  const appointment = await retryOnSlotConflict(async () => {
+    const a = await mustRead<Appointment>(deps.fhir, 'Appointment', appointmentId, 'not-found');
     if (a.status !== 'noshow' && !['booked', 'pending', 'proposed'].includes(a.status))
       throw new CarewayError(
         'rule-violation',

@@ -5,9 +5,8 @@
  */
 import type { Reference, Resource } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
-import { FhirError } from '../fhir/errors.js';
+import { retryOnConflict } from '../fhir/conflicts.js';
 import type { JourneyService } from '../journey/service.js';
-import { CarewayError } from '../shared/errors.js';
 import type { KeyedLock } from '../shared/lock.js';
 import type { Weights } from './ranking.js';
 
@@ -44,39 +43,12 @@ export interface SchedulingDeps {
 
 export const now = (deps: SchedulingDeps): Date => (deps.clock ?? (() => new Date()))();
 
-/** Reads a resource or fails with a 4xx naming it (`unknown-reference` for a parameter, `not-found` for the URL). */
-export async function mustRead<T extends Resource>(
-  deps: SchedulingDeps,
-  type: T['resourceType'],
-  id: string,
-  code: 'not-found' | 'unknown-reference' = 'unknown-reference',
-): Promise<T> {
-  try {
-    return await deps.fhir.read<T>(type, id, { noCache: true });
-  } catch (e) {
-    if (e instanceof FhirError && e.isNotFound) throw new CarewayError(code, `${type}/${id} does not exist`);
-    throw e;
-  }
-}
-
 /**
- * Runs `attempt` again when the FHIR server reports a version conflict (412/409 on If-Match): someone wrote
- * between our read and our write; the attempt re-reads and decides again, so nothing is overwritten.
+ * `retryOnConflict` with scheduling's answer when it gives up: someone wrote a Slot (or the Appointment)
+ * between our read and our write five times over, and the caller gets a 409 to try again.
  */
-export async function retryOnConflict<T>(attempt: () => Promise<T>, max = 5): Promise<T> {
-  for (let i = 1; ; i++) {
-    try {
-      return await attempt();
-    } catch (e) {
-      if (!(e instanceof FhirError && e.isConflict) || i >= max) {
-        if (e instanceof FhirError && e.isConflict)
-          throw new CarewayError('concurrent-update', 'the slots kept changing while booking; try again', {
-            cause: e,
-          });
-        throw e;
-      }
-    }
-  }
+export function retryOnSlotConflict<T>(attempt: () => Promise<T>): Promise<T> {
+  return retryOnConflict(attempt, { exhausted: 'the slots kept changing while booking; try again' });
 }
 
 export function versionOf(r: Resource): string | undefined {

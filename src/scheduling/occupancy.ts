@@ -12,7 +12,7 @@
 import type { Appointment, Practitioner, Schedule, Slot } from 'fhir/r4.js';
 import { journeyProvenance, SYSTEM_ACTOR } from '../journey/provenance.js';
 import { withLocks } from '../shared/lock.js';
-import { now, retryOnConflict, type SchedulingDeps } from './context.js';
+import { now, retryOnSlotConflict, type SchedulingDeps } from './context.js';
 import { announceFree, markNoShow, put, readSlots, slotIdsOf, slotKey, withTargets } from './booking.js';
 import { occupantOf, withHold, withOccupant } from './resources.js';
 
@@ -74,7 +74,7 @@ export async function syncOccupancy(deps: SchedulingDeps, a: Appointment): Promi
   if (keys.length === 0) return [];
   const freed: string[] = [];
   await withLocks(deps.lock, keys.map(slotKey), () =>
-    retryOnConflict(async () => {
+    retryOnSlotConflict(async () => {
       const current = await readSlots(deps, keys);
       const wantedIds = new Set(wanted.map((s) => s.id!));
       // Another booking that got there first keeps its Slot; the EHR's double booking is the EHR's to resolve.
@@ -114,7 +114,7 @@ async function freeListedSlots(deps: SchedulingDeps, a: Appointment): Promise<st
   const slotIds = slotIdsOf(a);
   const freed: string[] = [];
   await withLocks(deps.lock, slotIds.map(slotKey), () =>
-    retryOnConflict(async () => {
+    retryOnSlotConflict(async () => {
       const slots = (await readSlots(deps, slotIds)).filter((s) => s.status === 'busy');
       if (slots.length === 0) return;
       await deps.fhir.transaction({

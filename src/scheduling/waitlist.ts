@@ -25,12 +25,12 @@ import type {
 } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import { zoneOf } from '../fhir/zones.js';
-import { FhirError } from '../fhir/errors.js';
 import { journeyProvenance, type Actor } from '../journey/provenance.js';
 import { CarewayError } from '../shared/errors.js';
 import { toZonedIso } from '../shared/zoned-time.js';
 import { withLocks } from '../shared/lock.js';
-import { mustRead, now, retryOnConflict, type SchedulingDeps } from './context.js';
+import { mustRead, readIfExists } from '../fhir/reads.js';
+import { now, retryOnSlotConflict, type SchedulingDeps } from './context.js';
 import { fitsPreferences } from './ranking.js';
 import { holdOf, readPreferences, withHold, type Hold } from './resources.js';
 
@@ -118,27 +118,18 @@ export type OfferOutcome =
 export async function offerSlot(deps: SchedulingDeps, slotId: string, round: string): Promise<OfferOutcome> {
   let outcome = { kind: 'nobody-fits' } as OfferOutcome;
   await withLocks(deps.lock, [`slot:${slotId}`], () =>
-    retryOnConflict(async () => {
-      let slot: Slot;
-      try {
-        slot = await deps.fhir.read<Slot>('Slot', slotId, { noCache: true });
-      } catch (e) {
-        if (e instanceof FhirError && e.isNotFound) {
-          outcome = { kind: 'not-free' };
-          return;
-        }
-        throw e;
-      }
+    retryOnSlotConflict(async () => {
+      const slot = await readIfExists<Slot>(deps.fhir, 'Slot', slotId);
       const at = now(deps);
-      if (slot.status !== 'free' || Date.parse(slot.start) <= at.getTime()) {
+      if (!slot || slot.status !== 'free' || Date.parse(slot.start) <= at.getTime()) {
         outcome = { kind: 'not-free' };
         return;
       }
-      const schedule = await deps.fhir
-        .read<Schedule>('Schedule', (slot.schedule.reference ?? '').replace(/^Schedule\//, ''), {
-          noCache: true,
-        })
-        .catch(() => undefined);
+      const schedule = await readIfExists<Schedule>(
+        deps.fhir,
+        'Schedule',
+        (slot.schedule.reference ?? '').replace(/^Schedule\//, ''),
+      );
       const types = token(slot).length
         ? token(slot)
         : token({ ...slot, serviceType: schedule?.serviceType ?? [] });
@@ -280,7 +271,7 @@ export async function acceptOffer(
   actor: Actor,
   confinedTo?: string,
 ): Promise<{ appointment: Appointment; changed: boolean }> {
-  const offer = await mustRead<Communication>(deps, 'Communication', communicationId, 'not-found');
+  const offer = await mustRead<Communication>(deps.fhir, 'Communication', communicationId, 'not-found');
   const isOffer = offer.category?.some((c) =>
     c.coding?.some((x) => x.system === canonical.communicationCategory && x.code === OFFER_CATEGORY),
   );
@@ -294,10 +285,10 @@ export async function acceptOffer(
     throw new CarewayError('outside-compartment', "this offer is outside the token's patient compartment");
   let changed = false;
   const appointment = await withLocks(deps.lock, [`slot:${slotId}`], () =>
-    retryOnConflict(async () => {
+    retryOnSlotConflict(async () => {
       const [slot, entry] = await Promise.all([
-        mustRead<Slot>(deps, 'Slot', slotId),
-        mustRead<Appointment>(deps, 'Appointment', entryId),
+        mustRead<Slot>(deps.fhir, 'Slot', slotId),
+        mustRead<Appointment>(deps.fhir, 'Appointment', entryId),
       ]);
       if (entry.status === 'booked' && entry.slot?.some((r) => r.reference === `Slot/${slotId}`))
         return entry;
@@ -312,7 +303,7 @@ export async function acceptOffer(
           detailsCode: 'offer-expired',
         });
       const schedule = await mustRead<Schedule>(
-        deps,
+        deps.fhir,
         'Schedule',
         (slot.schedule.reference ?? '').replace(/^Schedule\//, ''),
       );
