@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { parseWeights, type Weights } from '../scheduling/ranking.js';
 import { isJourneyStage, type JourneyStage } from '../journey/stages.js';
+import type { TimelineTargets } from '../journey/timeline.js';
 
 export interface QuietHours {
   /** Minutes after local midnight when quiet time starts (inclusive). */
@@ -31,12 +32,8 @@ export interface AuthConfig {
   readonly audience: string;
 }
 
-/** Targets the timeline measures pain points against. */
-export interface JourneyTargets {
-  readonly stageMs: Partial<Record<JourneyStage, number>>;
-  readonly referralToFirstAppointmentMs: number;
-  readonly messageReplyMs: number;
-}
+/** Targets the timeline measures pain points against (the journey domain's own type). */
+export type JourneyTargets = TimelineTargets;
 
 export interface Config {
   readonly port: number;
@@ -192,215 +189,327 @@ function parseClock(text: string): number | undefined {
   return m ? Number(m[1]) * 60 + Number(m[2]) : undefined;
 }
 
-/**
- * Loads and validates configuration. Throws `ConfigError` listing every bad key.
- */
-export function loadConfig(env: Env): Config {
-  const problems: string[] = [];
-  const str = (key: string): string | undefined => {
-    const v = env[key];
-    return v === undefined || v.trim() === '' ? undefined : v.trim();
-  };
+/** Splits a comma-separated list, trimmed, without empty items. */
+const commaList = (text: string): string[] =>
+  text
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 
-  const port = (key: string, fallback: number): number => {
-    const raw = str(key);
+/**
+ * Reads keys from the environment and collects every problem instead of throwing at the first, so one run of
+ * the loader names every bad key. Each reader returns a usable fallback after noting its problem.
+ */
+class EnvReader {
+  readonly problems: string[] = [];
+
+  constructor(private readonly env: Env) {}
+
+  problem(message: string): void {
+    this.problems.push(message);
+  }
+
+  /** The trimmed value; unset and blank are the same. */
+  str(key: string): string | undefined {
+    const v = this.env[key];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  }
+
+  port(key: string, fallback: number): number {
+    const raw = this.str(key);
     if (raw === undefined) return fallback;
     const n = Number(raw);
     if (!Number.isInteger(n) || n < 0 || n > 65535) {
-      problems.push(`${key}: must be an integer port 0-65535 (got "${raw}")`);
+      this.problem(`${key}: must be an integer port 0-65535 (got "${raw}")`);
       return fallback;
     }
     return n;
-  };
+  }
 
-  const positiveInt = (key: string, fallback: number): number => {
-    const raw = str(key);
+  positiveInt(key: string, fallback: number): number {
+    const raw = this.str(key);
     if (raw === undefined) return fallback;
     const n = Number(raw);
     if (!Number.isInteger(n) || n <= 0) {
-      problems.push(`${key}: must be a positive integer (got "${raw}")`);
+      this.problem(`${key}: must be a positive integer (got "${raw}")`);
       return fallback;
     }
     return n;
-  };
+  }
 
-  const url = (key: string, protocols: readonly string[], required: boolean): URL | undefined => {
-    const raw = str(key);
+  url(key: string, protocols: readonly string[], required: boolean): URL | undefined {
+    const raw = this.str(key);
     if (raw === undefined) {
-      if (required) problems.push(`${key}: is required`);
+      if (required) this.problem(`${key}: is required`);
       return undefined;
     }
     try {
       const u = new URL(raw);
       if (!protocols.includes(u.protocol)) {
-        problems.push(`${key}: must use ${protocols.join(' or ')} (got "${u.protocol}")`);
+        this.problem(`${key}: must use ${protocols.join(' or ')} (got "${u.protocol}")`);
         return undefined;
       }
       return u;
     } catch {
-      problems.push(`${key}: is not a valid URL`);
+      this.problem(`${key}: is not a valid URL`);
       return undefined;
     }
-  };
+  }
 
-  const zone = (key: string, fallback: string): string => {
-    const raw = str(key);
+  zone(key: string, fallback: string): string {
+    const raw = this.str(key);
     if (raw === undefined) return fallback;
     if (!isValidTimeZone(raw)) {
-      problems.push(`${key}: "${raw}" is not an IANA time zone (e.g. Europe/Amsterdam)`);
+      this.problem(`${key}: "${raw}" is not an IANA time zone (e.g. Europe/Amsterdam)`);
       return fallback;
     }
     return raw;
-  };
-
-  const fhirBaseUrl = url('FHIR_BASE_URL', ['http:', 'https:'], true);
-  const redisUrl = url('REDIS_URL', ['redis:', 'rediss:'], true);
-
-  // Authentication: exactly one key source, plus issuer and audience.
-  const jwksUrl = url('AUTH_JWKS_URL', ['http:', 'https:'], false);
-  const publicKey = str('AUTH_PUBLIC_KEY')?.replace(/\\n/g, '\n');
-  if (!jwksUrl && !publicKey && !str('AUTH_JWKS_URL')) {
-    problems.push('AUTH_JWKS_URL or AUTH_PUBLIC_KEY: one is required to verify bearer tokens');
-  }
-  if (str('AUTH_JWKS_URL') && publicKey) {
-    problems.push('AUTH_JWKS_URL and AUTH_PUBLIC_KEY: set one, not both');
-  }
-  if (publicKey && !publicKey.includes('-----BEGIN PUBLIC KEY-----') && !publicKey.startsWith('{')) {
-    problems.push('AUTH_PUBLIC_KEY: must be a PEM public key (SPKI) or a JWK in JSON');
-  }
-  const issuer = str('AUTH_ISSUER');
-  if (!issuer) problems.push('AUTH_ISSUER: is required (the expected "iss" of bearer tokens)');
-  const audience = str('AUTH_AUDIENCE');
-  if (!audience) problems.push('AUTH_AUDIENCE: is required (the expected "aud" of bearer tokens)');
-
-  // HL7_TIMEZONE: "Zone" or "Zone,SENDER=Zone,APP^FACILITY=Zone".
-  const defaultTimezone = zone('DEFAULT_TIMEZONE', 'UTC');
-  let hl7Timezones: Hl7Timezones = { defaultZone: defaultTimezone, bySender: {} };
-  const hl7Raw = str('HL7_TIMEZONE');
-  if (hl7Raw !== undefined) {
-    let defaultZone = defaultTimezone;
-    const bySender: Record<string, string> = {};
-    for (const part of hl7Raw
-      .split(',')
-      .map((p) => p.trim())
-      .filter(Boolean)) {
-      const eq = part.indexOf('=');
-      const z = eq === -1 ? part : part.slice(eq + 1).trim();
-      if (!isValidTimeZone(z)) {
-        problems.push(`HL7_TIMEZONE: "${z}" is not an IANA time zone`);
-        continue;
-      }
-      if (eq === -1) defaultZone = z;
-      else bySender[part.slice(0, eq).trim()] = z;
-    }
-    hl7Timezones = { defaultZone, bySender };
   }
 
-  const offsetsRaw = str('REMINDER_OFFSETS') ?? 'P3D,P1D,PT2H';
-  const offsetList = (key: string, text: string): ReminderOffset[] => {
-    const out: ReminderOffset[] = [];
-    for (const o of text
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean)) {
-      const ms = parseIsoDuration(o);
-      if (ms === undefined || ms <= 0)
-        problems.push(`${key}: "${o}" is not an ISO 8601 duration like P1D or PT2H`);
-      else out.push({ text: o, ms });
-    }
-    return out.sort((a, b) => b.ms - a.ms);
-  };
-  const offsets = offsetList('REMINDER_OFFSETS', offsetsRaw);
-  const reminderOffsets = offsets.map((o) => o.text);
-  const reminderOffsetsMs = offsets.map((o) => o.ms);
-
-  const quietRaw = str('QUIET_HOURS') ?? '21:00-08:00';
-  let quietHours: QuietHours = { startMinute: 21 * 60, endMinute: 8 * 60 };
-  const [qs, qe, ...rest] = quietRaw.split('-');
-  const qStart = qs === undefined ? undefined : parseClock(qs.trim());
-  const qEnd = qe === undefined ? undefined : parseClock(qe.trim());
-  if (qStart === undefined || qEnd === undefined || rest.length > 0) {
-    problems.push(`QUIET_HOURS: must be HH:MM-HH:MM in 24-hour time (got "${quietRaw}")`);
-  } else {
-    quietHours = { startMinute: qStart, endMinute: qEnd };
-  }
-
-  const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:'], false);
-  const smtpFrom = str('SMTP_FROM');
-  if (smtpUrl && !smtpFrom) problems.push('SMTP_FROM: is required when SMTP_URL is set');
-  if (smtpFrom && !/^[^@\s]+@[^@\s]+$/.test(smtpFrom.replace(/^.*<(.+)>$/, '$1'))) {
-    problems.push('SMTP_FROM: must be an e-mail address');
-  }
-  const smsWebhookUrl = url('SMS_WEBHOOK_URL', ['http:', 'https:'], false);
-  const smsWebhookSecret = str('SMS_WEBHOOK_SECRET');
-  if (smsWebhookUrl && !smsWebhookSecret)
-    problems.push('SMS_WEBHOOK_SECRET: is required when SMS_WEBHOOK_URL is set');
-  if (smsWebhookSecret && smsWebhookSecret.length < 16) {
-    problems.push('SMS_WEBHOOK_SECRET: must be at least 16 characters');
-  }
-
-  const offsetsByService: Record<string, readonly ReminderOffset[]> = {};
-  // REMINDER_SERVICE_OFFSETS: space-separated `<code or system|code>=<offsets>`.
-  for (const part of (str('REMINDER_SERVICE_OFFSETS') ?? '').split(/\s+/).filter(Boolean)) {
-    const eq = part.lastIndexOf('=');
-    if (eq <= 0) problems.push(`REMINDER_SERVICE_OFFSETS: "${part}" must be <service type code>=<offsets>`);
-    else offsetsByService[part.slice(0, eq)] = offsetList('REMINDER_SERVICE_OFFSETS', part.slice(eq + 1));
-  }
-
-  const levelRaw = str('LOG_LEVEL') ?? 'info';
-  const logLevel = (LOG_LEVELS as readonly string[]).includes(levelRaw)
-    ? (levelRaw as Config['logLevel'])
-    : 'info';
-  if (logLevel !== levelRaw)
-    problems.push(`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')} (got "${levelRaw}")`);
-
-  const duration = (key: string, fallback: string): number => {
-    const raw = str(key) ?? fallback;
+  /** An ISO 8601 duration in ms; a bad value is reported and the fallback's duration used. */
+  duration(key: string, fallback: string): number {
+    const raw = this.str(key) ?? fallback;
     const v = parseIsoDuration(raw);
     if (v === undefined) {
-      problems.push(`${key}: "${raw}" is not an ISO 8601 duration like P14D or PT48H`);
+      this.problem(`${key}: "${raw}" is not an ISO 8601 duration like P14D or PT48H`);
       return parseIsoDuration(fallback) ?? 0;
     }
     return v;
+  }
+
+  /** A sweep interval: `off` (0) leaves the sweep to another instance, or to tests that call it directly. */
+  interval(key: string, fallback: string): number {
+    return this.str(key) === 'off' ? 0 : this.duration(key, fallback);
+  }
+
+  /** `true` or `false`. */
+  flag(key: string, fallback: boolean): boolean {
+    const raw = this.str(key) ?? String(fallback);
+    if (!['true', 'false'].includes(raw)) this.problem(`${key}: must be true or false`);
+    return raw !== 'false';
+  }
+
+  /** Comma-separated reminder offsets (ISO 8601 durations), largest first. */
+  offsets(key: string, text: string): ReminderOffset[] {
+    const out: ReminderOffset[] = [];
+    for (const o of commaList(text)) {
+      const ms = parseIsoDuration(o);
+      if (ms === undefined || ms <= 0)
+        this.problem(`${key}: "${o}" is not an ISO 8601 duration like P1D or PT2H`);
+      else out.push({ text: o, ms });
+    }
+    return out.sort((a, b) => b.ms - a.ms);
+  }
+
+  /** The contents of the PEM file the key names. */
+  pem(key: string): Buffer | undefined {
+    const file = this.str(key);
+    if (!file) return undefined;
+    try {
+      return readFileSync(file);
+    } catch {
+      this.problem(`${key}: cannot read "${file}"`);
+      return undefined;
+    }
+  }
+}
+
+/** FHIR_BASE_URL and REDIS_URL: the two servers Careway cannot run without. */
+function connectionConfig(r: EnvReader): Pick<Config, 'fhirBaseUrl' | 'redisUrl' | 'fhirTimeoutMs'> {
+  const fhirBaseUrl = r.url('FHIR_BASE_URL', ['http:', 'https:'], true);
+  const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:'], true);
+  return {
+    // Placeholders only when a problem was reported: the loader throws before anyone sees them.
+    fhirBaseUrl: fhirBaseUrl ?? new URL('http://invalid.invalid'),
+    redisUrl: redisUrl ?? new URL('redis://invalid.invalid'),
+    fhirTimeoutMs: r.positiveInt('FHIR_TIMEOUT_MS', 15000),
   };
+}
+
+/** Authentication: exactly one key source, plus issuer and audience. */
+function authConfig(r: EnvReader): AuthConfig {
+  const jwksUrl = r.url('AUTH_JWKS_URL', ['http:', 'https:'], false);
+  // A PEM in one env line has its newlines written as `\n`.
+  const publicKey = r.str('AUTH_PUBLIC_KEY')?.replace(/\\n/g, '\n');
+  // AUTH_JWKS_URL may be set but invalid (already reported): that still counts as "set" below.
+  const jwksSet = r.str('AUTH_JWKS_URL') !== undefined;
+  if (!jwksUrl && !publicKey && !jwksSet) {
+    r.problem('AUTH_JWKS_URL or AUTH_PUBLIC_KEY: one is required to verify bearer tokens');
+  }
+  if (jwksSet && publicKey) r.problem('AUTH_JWKS_URL and AUTH_PUBLIC_KEY: set one, not both');
+  if (publicKey && !publicKey.includes('-----BEGIN PUBLIC KEY-----') && !publicKey.startsWith('{')) {
+    r.problem('AUTH_PUBLIC_KEY: must be a PEM public key (SPKI) or a JWK in JSON');
+  }
+  const issuer = r.str('AUTH_ISSUER');
+  if (!issuer) r.problem('AUTH_ISSUER: is required (the expected "iss" of bearer tokens)');
+  const audience = r.str('AUTH_AUDIENCE');
+  if (!audience) r.problem('AUTH_AUDIENCE: is required (the expected "aud" of bearer tokens)');
+  return {
+    ...(jwksUrl ? { jwksUrl } : {}),
+    ...(publicKey ? { publicKey } : {}),
+    issuer: issuer ?? '',
+    audience: audience ?? '',
+  };
+}
+
+/** DEFAULT_TIMEZONE, and HL7_TIMEZONE: "Zone" or "Zone,SENDER=Zone,APP^FACILITY=Zone". */
+function timezoneConfig(r: EnvReader): Pick<Config, 'defaultTimezone' | 'hl7Timezones'> {
+  const defaultTimezone = r.zone('DEFAULT_TIMEZONE', 'UTC');
+  const hl7Raw = r.str('HL7_TIMEZONE');
+  if (hl7Raw === undefined)
+    return { defaultTimezone, hl7Timezones: { defaultZone: defaultTimezone, bySender: {} } };
+  let defaultZone = defaultTimezone;
+  const bySender: Record<string, string> = {};
+  for (const part of commaList(hl7Raw)) {
+    const eq = part.indexOf('=');
+    const z = eq === -1 ? part : part.slice(eq + 1).trim();
+    if (!isValidTimeZone(z)) {
+      r.problem(`HL7_TIMEZONE: "${z}" is not an IANA time zone`);
+      continue;
+    }
+    if (eq === -1) defaultZone = z;
+    else bySender[part.slice(0, eq).trim()] = z;
+  }
+  return { defaultTimezone, hl7Timezones: { defaultZone, bySender } };
+}
+
+/** QUIET_HOURS: HH:MM-HH:MM, local to the patient; may wrap midnight. */
+function quietHoursConfig(r: EnvReader): QuietHours {
+  const raw = r.str('QUIET_HOURS') ?? '21:00-08:00';
+  const [qs, qe, ...rest] = raw.split('-');
+  const startMinute = qs === undefined ? undefined : parseClock(qs.trim());
+  const endMinute = qe === undefined ? undefined : parseClock(qe.trim());
+  if (startMinute === undefined || endMinute === undefined || rest.length > 0) {
+    r.problem(`QUIET_HOURS: must be HH:MM-HH:MM in 24-hour time (got "${raw}")`);
+    return { startMinute: 21 * 60, endMinute: 8 * 60 };
+  }
+  return { startMinute, endMinute };
+}
+
+/** The outbound channels: SMTP for e-mail, a signed webhook for SMS. Each is off unless configured. */
+function channelConfig(
+  r: EnvReader,
+): Pick<Config, 'smtpUrl' | 'smtpFrom' | 'smsWebhookUrl' | 'smsWebhookSecret'> {
+  const smtpUrl = r.url('SMTP_URL', ['smtp:', 'smtps:'], false);
+  const smtpFrom = r.str('SMTP_FROM');
+  if (smtpUrl && !smtpFrom) r.problem('SMTP_FROM: is required when SMTP_URL is set');
+  // `Name <address>` or a bare address.
+  if (smtpFrom && !/^[^@\s]+@[^@\s]+$/.test(smtpFrom.replace(/^.*<(.+)>$/, '$1'))) {
+    r.problem('SMTP_FROM: must be an e-mail address');
+  }
+  const smsWebhookUrl = r.url('SMS_WEBHOOK_URL', ['http:', 'https:'], false);
+  const smsWebhookSecret = r.str('SMS_WEBHOOK_SECRET');
+  if (smsWebhookUrl && !smsWebhookSecret)
+    r.problem('SMS_WEBHOOK_SECRET: is required when SMS_WEBHOOK_URL is set');
+  if (smsWebhookSecret && smsWebhookSecret.length < 16) {
+    r.problem('SMS_WEBHOOK_SECRET: must be at least 16 characters');
+  }
+  return {
+    ...(smtpUrl ? { smtpUrl } : {}),
+    ...(smtpFrom ? { smtpFrom } : {}),
+    ...(smsWebhookUrl ? { smsWebhookUrl } : {}),
+    ...(smsWebhookSecret ? { smsWebhookSecret } : {}),
+  };
+}
+
+/** REMINDER_SERVICE_OFFSETS: space-separated `<code or system|code>=<offsets>`. */
+function offsetsByServiceConfig(r: EnvReader): Record<string, readonly ReminderOffset[]> {
+  const out: Record<string, readonly ReminderOffset[]> = {};
+  for (const part of (r.str('REMINDER_SERVICE_OFFSETS') ?? '').split(/\s+/).filter(Boolean)) {
+    // The last `=`: a system URL may hold one.
+    const eq = part.lastIndexOf('=');
+    if (eq <= 0) r.problem(`REMINDER_SERVICE_OFFSETS: "${part}" must be <service type code>=<offsets>`);
+    else out[part.slice(0, eq)] = r.offsets('REMINDER_SERVICE_OFFSETS', part.slice(eq + 1));
+  }
+  return out;
+}
+
+/**
+ * PUBLIC_BASE_URL + FHIR_WEBHOOK_SECRET, set together: with both, the FHIR server's REST-hook Subscription
+ * tells Careway of direct Appointment edits.
+ */
+function webhookConfig(r: EnvReader): RemindersConfig['webhook'] {
+  const publicBaseUrl = r.url('PUBLIC_BASE_URL', ['http:', 'https:'], false);
+  const secret = r.str('FHIR_WEBHOOK_SECRET');
+  if (!!publicBaseUrl !== !!secret)
+    r.problem("PUBLIC_BASE_URL and FHIR_WEBHOOK_SECRET: set both to receive the FHIR server's REST-hook");
+  if (secret && secret.length < 16) r.problem('FHIR_WEBHOOK_SECRET: must be at least 16 characters');
+  return publicBaseUrl && secret ? { publicBaseUrl, secret } : undefined;
+}
+
+function remindersConfig(r: EnvReader): RemindersConfig {
+  const offsets = r.offsets('REMINDER_OFFSETS', r.str('REMINDER_OFFSETS') ?? 'P3D,P1D,PT2H');
+  const offsetsByService = offsetsByServiceConfig(r);
+  const webhook = webhookConfig(r);
+  const templatesDir = r.str('TEMPLATES_DIR');
+  const portalUrl = r.str('PORTAL_URL');
+  return {
+    offsets,
+    offsetsByService,
+    attempts: r.positiveInt('REMINDER_ATTEMPTS', 5),
+    concurrency: r.positiveInt('REMINDER_CONCURRENCY', 32),
+    smsPerSecond: r.positiveInt('SMS_RATE_PER_SECOND', 10),
+    sweepMs: r.interval('REMINDER_SWEEP_INTERVAL', 'PT5M'),
+    ...(templatesDir ? { templatesDir } : {}),
+    ...(portalUrl ? { portalUrl } : {}),
+    surveyDelayMs: r.duration('SURVEY_DELAY', 'PT2H'),
+    ...(webhook ? { webhook } : {}),
+  };
+}
+
+function logLevelConfig(r: EnvReader): Config['logLevel'] {
+  const raw = r.str('LOG_LEVEL') ?? 'info';
+  if ((LOG_LEVELS as readonly string[]).includes(raw)) return raw as Config['logLevel'];
+  r.problem(`LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')} (got "${raw}")`);
+  return 'info';
+}
+
+/** JOURNEY_STAGE_TARGETS (`<stage>=<duration>,…`), REFERRAL_WAIT_TARGET and MESSAGE_REPLY_TARGET. */
+function journeyTargetsConfig(r: EnvReader): JourneyTargets {
   const stageMs: Partial<Record<JourneyStage, number>> = {};
-  const stageRaw =
-    str('JOURNEY_STAGE_TARGETS') ?? 'awareness=P14D,consideration=P14D,access=P21D,care=P90D,recovery=P90D';
-  for (const part of stageRaw
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean)) {
+  const raw =
+    r.str('JOURNEY_STAGE_TARGETS') ?? 'awareness=P14D,consideration=P14D,access=P21D,care=P90D,recovery=P90D';
+  for (const part of commaList(raw)) {
     const [stage, d] = part.split('=').map((x) => x.trim());
     const v = d === undefined ? undefined : parseIsoDuration(d);
     if (!stage || !isJourneyStage(stage) || v === undefined) {
-      problems.push(
+      r.problem(
         `JOURNEY_STAGE_TARGETS: "${part}" must be <stage>=<ISO 8601 duration> with a journey stage code`,
       );
       continue;
     }
     stageMs[stage] = v;
   }
-  const journeyTargets: JourneyTargets = {
+  return {
     stageMs,
-    referralToFirstAppointmentMs: duration('REFERRAL_WAIT_TARGET', 'P14D'),
-    messageReplyMs: duration('MESSAGE_REPLY_TARGET', 'PT48H'),
+    referralToFirstAppointmentMs: r.duration('REFERRAL_WAIT_TARGET', 'P14D'),
+    messageReplyMs: r.duration('MESSAGE_REPLY_TARGET', 'PT48H'),
   };
+}
 
-  const replyAllowlist: string[] = [];
-  for (const o of (str('REFERRAL_REPLY_ALLOWLIST') ?? '')
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean)) {
+/** REFERRAL_REPLY_ALLOWLIST: the http(s) origins a referrer's reply address may point at. */
+function replyAllowlistConfig(r: EnvReader): string[] {
+  const out: string[] = [];
+  for (const o of commaList(r.str('REFERRAL_REPLY_ALLOWLIST') ?? '')) {
     try {
       const u = new URL(o);
       if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
-      replyAllowlist.push(u.origin);
+      out.push(u.origin);
     } catch {
-      problems.push(`REFERRAL_REPLY_ALLOWLIST: "${o}" is not an http(s) origin`);
+      r.problem(`REFERRAL_REPLY_ALLOWLIST: "${o}" is not an http(s) origin`);
     }
   }
+  return out;
+}
+
+/**
+ * REFERRAL_ENDPOINTS: space-separated `<referral identifier system>=<URL>`. A configured endpoint's origin is
+ * allowed for replies too (added to `allowlist`).
+ */
+function referralEndpointsConfig(r: EnvReader, allowlist: string[]): Record<string, string> {
   const endpoints: Record<string, string> = {};
-  for (const part of (str('REFERRAL_ENDPOINTS') ?? '').split(/\s+/).filter(Boolean)) {
+  for (const part of (r.str('REFERRAL_ENDPOINTS') ?? '').split(/\s+/).filter(Boolean)) {
+    // The last `=`: the system is a URL that may hold one.
     const eq = part.lastIndexOf('=');
     const system = eq > 0 ? part.slice(0, eq) : '';
     const url = eq > 0 ? part.slice(eq + 1) : '';
@@ -408,147 +517,148 @@ export function loadConfig(env: Env): Config {
       const u = new URL(url);
       if (!system || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new Error('bad');
       endpoints[system] = url;
-      if (!replyAllowlist.includes(u.origin)) replyAllowlist.push(u.origin);
+      if (!allowlist.includes(u.origin)) allowlist.push(u.origin);
     } catch {
-      problems.push(
+      r.problem(
         `REFERRAL_ENDPOINTS: "${part}" must be <referral identifier system>=<http(s) URL>, space-separated`,
       );
     }
   }
-  const receivingOrganization = str('REFERRAL_RECEIVING_ORGANIZATION');
+  return endpoints;
+}
+
+function referralConfig(r: EnvReader): ReferralConfig {
+  const replyAllowlist = replyAllowlistConfig(r);
+  const endpoints = referralEndpointsConfig(r, replyAllowlist);
+  const receivingOrganization = r.str('REFERRAL_RECEIVING_ORGANIZATION');
   if (receivingOrganization && !/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(receivingOrganization)) {
-    problems.push('REFERRAL_RECEIVING_ORGANIZATION: must be Organization/{id}');
+    r.problem('REFERRAL_RECEIVING_ORGANIZATION: must be Organization/{id}');
   }
-  const queuePrefix = str('QUEUE_PREFIX') ?? 'careway';
-  if (!/^[A-Za-z0-9_-]{1,40}$/.test(queuePrefix))
-    problems.push('QUEUE_PREFIX: letters, digits, _ and - only (at most 40)');
-  const referrals: ReferralConfig = {
+  return {
     replyAllowlist,
     endpoints,
     ...(receivingOrganization ? { receivingOrganization } : {}),
-    maxEntries: positiveInt('REFERRAL_MAX_ENTRIES', 100),
-    maxBytes: positiveInt('REFERRAL_MAX_BYTES', 5 * 1024 * 1024),
-    callbackAttempts: positiveInt('REFERRAL_CALLBACK_ATTEMPTS', 12),
-    callbackBackoffMs: positiveInt('REFERRAL_CALLBACK_BACKOFF_MS', 2000),
+    maxEntries: r.positiveInt('REFERRAL_MAX_ENTRIES', 100),
+    maxBytes: r.positiveInt('REFERRAL_MAX_BYTES', 5 * 1024 * 1024),
+    callbackAttempts: r.positiveInt('REFERRAL_CALLBACK_ATTEMPTS', 12),
+    callbackBackoffMs: r.positiveInt('REFERRAL_CALLBACK_BACKOFF_MS', 2000),
   };
+}
 
-  const keyRaw = str('HL7_ENCRYPTION_KEY');
-  let encryptionKey = Buffer.alloc(32);
-  if (!keyRaw)
-    problems.push(
+/** HL7_ENCRYPTION_KEY: 32 bytes, base64. Required: raw messages kept for replay are PHI at rest in Redis. */
+function encryptionKeyConfig(r: EnvReader): Buffer {
+  const raw = r.str('HL7_ENCRYPTION_KEY');
+  if (!raw) {
+    r.problem(
       'HL7_ENCRYPTION_KEY: is required (32 random bytes, base64) to seal raw HL7 messages kept for replay',
     );
-  else {
-    const k = Buffer.from(keyRaw, 'base64');
-    if (k.length !== 32)
-      problems.push('HL7_ENCRYPTION_KEY: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)');
-    else encryptionKey = k;
+    return Buffer.alloc(32);
   }
-  const charsetRaw = (str('HL7_DEFAULT_CHARSET') ?? 'UTF-8').toUpperCase();
-  if (!['UTF-8', '8859/1', 'LATIN1'].includes(charsetRaw))
-    problems.push('HL7_DEFAULT_CHARSET: must be UTF-8 or 8859/1');
-  const pem = (key: string): Buffer | undefined => {
-    const file = str(key);
-    if (!file) return undefined;
-    try {
-      return readFileSync(file);
-    } catch {
-      problems.push(`${key}: cannot read "${file}"`);
-      return undefined;
-    }
-  };
-  const tlsCert = pem('MLLP_TLS_CERT');
-  const tlsKey = pem('MLLP_TLS_KEY');
-  const tlsCa = pem('MLLP_TLS_CA');
-  if (!!str('MLLP_TLS_CERT') !== !!str('MLLP_TLS_KEY'))
-    problems.push('MLLP_TLS_CERT and MLLP_TLS_KEY: set both to enable MLLP over TLS');
-  if (str('MLLP_TLS_CA') && !str('MLLP_TLS_CERT'))
-    problems.push('MLLP_TLS_CA: needs MLLP_TLS_CERT and MLLP_TLS_KEY');
-  const intakeCheckRaw = (str('HL7_INTAKE_CHECK') ?? 'map').toLowerCase();
-  if (intakeCheckRaw !== 'map' && intakeCheckRaw !== 'none')
-    problems.push(
-      'HL7_INTAKE_CHECK: must be map (refuse unmappable messages with AE) or none (commit ACK only)',
-    );
-  const hl7: Hl7Config = {
+  const k = Buffer.from(raw, 'base64');
+  if (k.length === 32) return k;
+  r.problem('HL7_ENCRYPTION_KEY: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)');
+  return Buffer.alloc(32);
+}
+
+/** MLLP over TLS: MLLP_TLS_CERT and MLLP_TLS_KEY together, MLLP_TLS_CA to require client certificates. */
+function mllpTlsConfig(r: EnvReader): Hl7Config['tls'] {
+  const cert = r.pem('MLLP_TLS_CERT');
+  const key = r.pem('MLLP_TLS_KEY');
+  const ca = r.pem('MLLP_TLS_CA');
+  if (!!r.str('MLLP_TLS_CERT') !== !!r.str('MLLP_TLS_KEY'))
+    r.problem('MLLP_TLS_CERT and MLLP_TLS_KEY: set both to enable MLLP over TLS');
+  if (r.str('MLLP_TLS_CA') && !r.str('MLLP_TLS_CERT'))
+    r.problem('MLLP_TLS_CA: needs MLLP_TLS_CERT and MLLP_TLS_KEY');
+  return cert && key ? { cert, key, ...(ca ? { ca } : {}) } : undefined;
+}
+
+function hl7Config(r: EnvReader): Hl7Config {
+  const encryptionKey = encryptionKeyConfig(r);
+  const charset = (r.str('HL7_DEFAULT_CHARSET') ?? 'UTF-8').toUpperCase();
+  if (!['UTF-8', '8859/1', 'LATIN1'].includes(charset))
+    r.problem('HL7_DEFAULT_CHARSET: must be UTF-8 or 8859/1');
+  const tls = mllpTlsConfig(r);
+  const intakeCheck = (r.str('HL7_INTAKE_CHECK') ?? 'map').toLowerCase();
+  if (intakeCheck !== 'map' && intakeCheck !== 'none')
+    r.problem('HL7_INTAKE_CHECK: must be map (refuse unmappable messages with AE) or none (commit ACK only)');
+  const mappingsDir = r.str('MAPPINGS_DIR');
+  return {
     encryptionKey,
-    maxFrameBytes: positiveInt('HL7_MAX_FRAME_BYTES', 1024 * 1024),
-    idleTimeoutMs: positiveInt('HL7_IDLE_TIMEOUT_MS', 300_000),
-    defaultCharset: charsetRaw === 'UTF-8' ? 'utf-8' : 'latin1',
-    partitions: Math.min(64, positiveInt('HL7_PARTITIONS', 4)),
-    ...(tlsCert && tlsKey ? { tls: { cert: tlsCert, key: tlsKey, ...(tlsCa ? { ca: tlsCa } : {}) } } : {}),
-    ...(str('MAPPINGS_DIR') ? { mappingsDir: str('MAPPINGS_DIR') } : {}),
-    intakeCheck: intakeCheckRaw === 'none' ? 'none' : 'map',
+    maxFrameBytes: r.positiveInt('HL7_MAX_FRAME_BYTES', 1024 * 1024),
+    idleTimeoutMs: r.positiveInt('HL7_IDLE_TIMEOUT_MS', 300_000),
+    defaultCharset: charset === 'UTF-8' ? 'utf-8' : 'latin1',
+    partitions: Math.min(64, r.positiveInt('HL7_PARTITIONS', 4)),
+    ...(tls ? { tls } : {}),
+    ...(mappingsDir ? { mappingsDir } : {}),
+    intakeCheck: intakeCheck === 'none' ? 'none' : 'map',
   };
+}
 
-  const publicBaseUrl = url('PUBLIC_BASE_URL', ['http:', 'https:'], false);
-  const webhookSecret = str('FHIR_WEBHOOK_SECRET');
-  if (!!publicBaseUrl !== !!webhookSecret)
-    problems.push("PUBLIC_BASE_URL and FHIR_WEBHOOK_SECRET: set both to receive the FHIR server's REST-hook");
-  if (webhookSecret && webhookSecret.length < 16)
-    problems.push('FHIR_WEBHOOK_SECRET: must be at least 16 characters');
-  const webhook = publicBaseUrl && webhookSecret ? { publicBaseUrl, secret: webhookSecret } : undefined;
-  const reminders: RemindersConfig = {
-    offsets,
-    offsetsByService,
-    attempts: positiveInt('REMINDER_ATTEMPTS', 5),
-    concurrency: positiveInt('REMINDER_CONCURRENCY', 32),
-    smsPerSecond: positiveInt('SMS_RATE_PER_SECOND', 10),
-    sweepMs: str('REMINDER_SWEEP_INTERVAL') === 'off' ? 0 : duration('REMINDER_SWEEP_INTERVAL', 'PT5M'),
-    ...(str('TEMPLATES_DIR') ? { templatesDir: str('TEMPLATES_DIR')! } : {}),
-    ...(str('PORTAL_URL') ? { portalUrl: str('PORTAL_URL')! } : {}),
-    surveyDelayMs: duration('SURVEY_DELAY', 'PT2H'),
-    ...(webhook ? { webhook } : {}),
-  };
-
-  const parsedWeights = parseWeights(str('SCHEDULING_WEIGHTS'));
-  for (const p of parsedWeights.problems) problems.push(`SCHEDULING_WEIGHTS: ${p}`);
-  const scheduling: SchedulingConfig = {
+function schedulingConfig(r: EnvReader): SchedulingConfig {
+  const parsedWeights = parseWeights(r.str('SCHEDULING_WEIGHTS'));
+  for (const p of parsedWeights.problems) r.problem(`SCHEDULING_WEIGHTS: ${p}`);
+  return {
     weights: parsedWeights.weights,
-    holdMs: duration('SLOT_HOLD_TTL', 'PT10M'),
-    offerMs: duration('WAITLIST_OFFER_TTL', 'PT2H'),
-    noShowGraceMs: duration('NOSHOW_GRACE', 'PT30M'),
-    // `off` leaves the sweep to another instance (or to tests, which call it directly).
-    noShowSweepMs: str('NOSHOW_SWEEP_INTERVAL') === 'off' ? 0 : duration('NOSHOW_SWEEP_INTERVAL', 'PT5M'),
+    holdMs: r.duration('SLOT_HOLD_TTL', 'PT10M'),
+    offerMs: r.duration('WAITLIST_OFFER_TTL', 'PT2H'),
+    noShowGraceMs: r.duration('NOSHOW_GRACE', 'PT30M'),
+    noShowSweepMs: r.interval('NOSHOW_SWEEP_INTERVAL', 'PT5M'),
   };
+}
 
-  const workersRaw = str('RUN_WORKERS') ?? 'true';
-  if (!['true', 'false'].includes(workersRaw)) problems.push('RUN_WORKERS: must be true or false');
-  const uploadRaw = str('CAREWAY_UPLOAD_PROFILES') ?? 'true';
-  if (!['true', 'false'].includes(uploadRaw)) problems.push('CAREWAY_UPLOAD_PROFILES: must be true or false');
-
-  const config: Config = {
-    port: port('PORT', 8080),
-    host: str('HOST') ?? '0.0.0.0',
-    mllpPort: port('MLLP_PORT', 2575),
-    fhirBaseUrl: fhirBaseUrl ?? new URL('http://invalid.invalid'),
-    redisUrl: redisUrl ?? new URL('redis://invalid.invalid'),
-    auth: {
-      ...(jwksUrl ? { jwksUrl } : {}),
-      ...(publicKey ? { publicKey } : {}),
-      issuer: issuer ?? '',
-      audience: audience ?? '',
-    },
-    hl7Timezones,
-    reminderOffsets,
-    reminderOffsetsMs,
-    quietHours,
-    defaultTimezone,
-    ...(smtpUrl ? { smtpUrl } : {}),
-    ...(smtpFrom ? { smtpFrom } : {}),
-    ...(smsWebhookUrl ? { smsWebhookUrl } : {}),
-    ...(smsWebhookSecret ? { smsWebhookSecret } : {}),
-    logLevel,
-    fhirTimeoutMs: positiveInt('FHIR_TIMEOUT_MS', 15000),
-    shutdownTimeoutMs: positiveInt('SHUTDOWN_TIMEOUT_MS', 10000),
-    uploadProfiles: uploadRaw !== 'false',
-    journeyTargets,
+/** What this process does and how it listens: ports, queue prefix, workers, profile upload, shutdown. */
+function processConfig(
+  r: EnvReader,
+): Pick<
+  Config,
+  'port' | 'host' | 'mllpPort' | 'queuePrefix' | 'runWorkers' | 'uploadProfiles' | 'shutdownTimeoutMs'
+> {
+  const queuePrefix = r.str('QUEUE_PREFIX') ?? 'careway';
+  if (!/^[A-Za-z0-9_-]{1,40}$/.test(queuePrefix))
+    r.problem('QUEUE_PREFIX: letters, digits, _ and - only (at most 40)');
+  return {
     queuePrefix,
-    runWorkers: workersRaw !== 'false',
+    runWorkers: r.flag('RUN_WORKERS', true),
+    uploadProfiles: r.flag('CAREWAY_UPLOAD_PROFILES', true),
+    port: r.port('PORT', 8080),
+    host: r.str('HOST') ?? '0.0.0.0',
+    mllpPort: r.port('MLLP_PORT', 2575),
+    shutdownTimeoutMs: r.positiveInt('SHUTDOWN_TIMEOUT_MS', 10000),
+  };
+}
+
+/**
+ * Loads and validates configuration. Throws `ConfigError` listing every bad key, area by area.
+ */
+export function loadConfig(env: Env): Config {
+  const r = new EnvReader(env);
+  const connections = connectionConfig(r);
+  const auth = authConfig(r);
+  const zones = timezoneConfig(r);
+  const reminders = remindersConfig(r);
+  const quietHours = quietHoursConfig(r);
+  const channels = channelConfig(r);
+  const logLevel = logLevelConfig(r);
+  const journeyTargets = journeyTargetsConfig(r);
+  const referrals = referralConfig(r);
+  const hl7 = hl7Config(r);
+  const scheduling = schedulingConfig(r);
+  const proc = processConfig(r);
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return {
+    ...proc,
+    ...connections,
+    auth,
+    ...zones,
+    reminderOffsets: reminders.offsets.map((o) => o.text),
+    reminderOffsetsMs: reminders.offsets.map((o) => o.ms),
+    quietHours,
+    ...channels,
+    logLevel,
+    journeyTargets,
     referrals,
     hl7,
     scheduling,
     reminders,
   };
-  if (problems.length > 0) throw new ConfigError(problems);
-  return config;
 }
