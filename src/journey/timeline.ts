@@ -170,101 +170,297 @@ export function allergyAlerts(resources: readonly Resource[]): Alert[] {
     }));
 }
 
+/** What a linked resource contributes to the timeline: its kind, when it happened, a summary, its status. */
+interface Moment {
+  readonly kind: TouchpointKind;
+  /** When it happened; without one, when the server last saw the resource. */
+  readonly time: string | undefined;
+  readonly summary: string;
+  readonly status: string | undefined;
+}
+
+const moment = (
+  kind: TouchpointKind,
+  time: string | undefined,
+  summary: string,
+  status?: string,
+): Moment => ({
+  kind,
+  time,
+  summary,
+  status,
+});
+
+type MomentOf = {
+  [K in FhirResource['resourceType']]?: (r: Extract<FhirResource, { resourceType: K }>) => Moment;
+};
+
+/** Per resource type, the moment it stands for. */
+const MOMENT_OF: MomentOf = {
+  ServiceRequest: (r) => moment('referral', r.authoredOn, 'Referral', r.status),
+  Appointment: (r) => moment('appointment', r.start ?? r.created, `Appointment ${r.status}`, r.status),
+  Encounter: (r) => moment('encounter', r.period?.start, `Encounter (${r.class.code ?? 'visit'})`, r.status),
+  CarePlan: (r) => moment('care-plan', r.period?.start ?? r.created, `Care plan ${r.status}`, r.status),
+  Communication: (r) =>
+    moment(
+      'communication',
+      r.sent ?? r.received,
+      isPatientRef(r.sender?.reference) ? 'Message from the patient' : 'Message to the patient',
+      r.status,
+    ),
+  CommunicationRequest: (r) =>
+    moment('communication-request', r.occurrenceDateTime ?? r.authoredOn, 'Planned message', r.status),
+  QuestionnaireResponse: (r) => {
+    // The patient-experience survey's `overall` answer (1-5) is the score staff look for.
+    const score = r.item?.find((i) => i.linkId === 'overall')?.answer?.[0]?.valueInteger;
+    const summary =
+      score !== undefined ? `Questionnaire answered (score ${score}/5)` : 'Questionnaire answered';
+    return moment('questionnaire-response', r.authored, summary, r.status);
+  },
+  Task: (r) => moment('task', r.authoredOn, 'Task', r.status),
+  Condition: (r) => moment('condition', r.recordedDate ?? r.onsetDateTime, 'Condition recorded'),
+  DiagnosticReport: (r) => moment('diagnostic-report', r.issued ?? r.effectiveDateTime, 'Results', r.status),
+  Observation: (r) => moment('observation', r.issued ?? r.effectiveDateTime, 'Observation', r.status),
+};
+
+/** The touchpoint a linked resource stands for; none for other types, or when it has no time at all. */
 function touchpointsOf(resource: Resource, state: JourneyState): Touchpoint[] {
   const r = resource as FhirResource;
-  const at = (
-    kind: TouchpointKind,
-    time: string | undefined,
-    summary: string,
-    status?: string,
-  ): Touchpoint[] =>
-    time
-      ? [
-          {
-            kind,
-            time,
-            stage: stageAt(state, time),
-            ...(status ? { status } : {}),
-            summary,
-            resource: ref(r),
-          },
-        ]
-      : [];
-  switch (r.resourceType) {
-    case 'ServiceRequest':
-      return at('referral', r.authoredOn ?? r.meta?.lastUpdated, 'Referral', r.status);
-    case 'Appointment':
-      return at(
-        'appointment',
-        r.start ?? r.created ?? r.meta?.lastUpdated,
-        `Appointment ${r.status}`,
-        r.status,
-      );
-    case 'Encounter':
-      return at(
-        'encounter',
-        r.period?.start ?? r.meta?.lastUpdated,
-        `Encounter (${r.class.code ?? 'visit'})`,
-        r.status,
-      );
-    case 'CarePlan':
-      return at(
-        'care-plan',
-        r.period?.start ?? r.created ?? r.meta?.lastUpdated,
-        `Care plan ${r.status}`,
-        r.status,
-      );
-    case 'Communication':
-      return at(
-        'communication',
-        r.sent ?? r.received ?? r.meta?.lastUpdated,
-        isPatientRef(r.sender?.reference) ? 'Message from the patient' : 'Message to the patient',
-        r.status,
-      );
-    case 'CommunicationRequest':
-      return at(
-        'communication-request',
-        r.occurrenceDateTime ?? r.authoredOn ?? r.meta?.lastUpdated,
-        'Planned message',
-        r.status,
-      );
-    case 'QuestionnaireResponse': {
-      // The patient-experience survey's `overall` answer (1-5) is the score staff look for.
-      const score = r.item?.find((i) => i.linkId === 'overall')?.answer?.[0]?.valueInteger;
-      return at(
-        'questionnaire-response',
-        r.authored ?? r.meta?.lastUpdated,
-        score !== undefined ? `Questionnaire answered (score ${score}/5)` : 'Questionnaire answered',
-        r.status,
-      );
-    }
-    case 'Task':
-      return at('task', r.authoredOn ?? r.meta?.lastUpdated, 'Task', r.status);
-    case 'Condition':
-      return at('condition', r.recordedDate ?? r.onsetDateTime ?? r.meta?.lastUpdated, 'Condition recorded');
-    case 'DiagnosticReport':
-      return at(
-        'diagnostic-report',
-        r.issued ?? r.effectiveDateTime ?? r.meta?.lastUpdated,
-        'Results',
-        r.status,
-      );
-    case 'Observation':
-      return at(
-        'observation',
-        r.issued ?? r.effectiveDateTime ?? r.meta?.lastUpdated,
-        'Observation',
-        r.status,
-      );
-    default:
-      return [];
-  }
+  const momentOf = MOMENT_OF[r.resourceType] as ((r: FhirResource) => Moment) | undefined;
+  const m = momentOf?.(r);
+  const time = m && (m.time ?? r.meta?.lastUpdated);
+  if (!m || !time) return [];
+  return [
+    {
+      kind: m.kind,
+      time,
+      stage: stageAt(state, time),
+      ...(m.status ? { status: m.status } : {}),
+      summary: m.summary,
+      resource: ref(r),
+    },
+  ];
 }
 
 function isReminder(c: Communication): boolean {
   return (c.category ?? []).some((cat) =>
     (cat.coding ?? []).some((x) => x.system === canonical.communicationCategory && x.code === 'reminder'),
   );
+}
+
+const ofType = <T extends FhirResource>(linked: readonly Resource[], type: T['resourceType']): T[] =>
+  linked.filter((r): r is T => r.resourceType === type);
+
+/** Every touchpoint in time order: the journey's own stage and status changes, then its linked resources. */
+function journeyTouchpoints(
+  state: JourneyState,
+  linked: readonly Resource[],
+  journeyRef: string,
+): Touchpoint[] {
+  return [
+    ...state.stageHistory.map((p) => ({
+      kind: 'stage' as const,
+      time: p.start,
+      stage: p.stage,
+      summary: p.reason ? `Stage ${p.stage}: ${p.reason}` : `Stage ${p.stage}`,
+      resource: journeyRef,
+    })),
+    // The first status is the journey's start, already shown as its first stage.
+    ...state.statusHistory.slice(1).map((s) => ({
+      kind: 'status' as const,
+      time: s.start,
+      stage: stageAt(state, s.start),
+      status: s.status,
+      summary: `Journey ${s.status}`,
+      resource: journeyRef,
+    })),
+    ...linked.flatMap((r) => touchpointsOf(r, state)),
+  ].sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+}
+
+/**
+ * Time in the current stage against its target (open journeys only). Comparisons here are written so that
+ * an unparseable date (NaN) never raises a pain point.
+ */
+function timeInStage(
+  state: JourneyState,
+  nowMs: number,
+  targets: TimelineTargets,
+  journeyRef: string,
+): PainPoint[] {
+  const current = state.stageHistory.at(-1);
+  const target = targets.stageMs[state.stage];
+  if (!current || current.end || target === undefined || ['finished', 'cancelled'].includes(state.status))
+    return [];
+  const inStage = nowMs - Date.parse(current.start);
+  if (!(inStage > target)) return [];
+  return [
+    {
+      kind: 'time-in-stage',
+      severity: inStage > 2 * target ? 'high' : 'moderate',
+      summary: `${days(inStage)} in ${state.stage}, target ${days(target)}`,
+      durationMs: inStage,
+      targetMs: target,
+      resource: journeyRef,
+    },
+  ];
+}
+
+/** From the journey's referral to its first appointment that was not called off (or to now, still waiting). */
+function referralWait(
+  episode: EpisodeOfCare,
+  linked: readonly Resource[],
+  appointments: readonly Appointment[],
+  nowMs: number,
+  targets: TimelineTargets,
+): PainPoint[] {
+  const referralIds = new Set((episode.referralRequest ?? []).map((r) => r.reference));
+  const referral = linked.find(
+    (r): r is ServiceRequest => r.resourceType === 'ServiceRequest' && referralIds.has(ref(r)),
+  );
+  const referredAt = ms(referral?.authoredOn);
+  if (!referral || referredAt === undefined) return [];
+  const firstStart = appointments
+    .filter((a) => !['cancelled', 'entered-in-error'].includes(a.status) && a.start)
+    .map((a) => Date.parse(a.start ?? ''))
+    .sort((a, b) => a - b)[0];
+  const wait = (firstStart ?? nowMs) - referredAt;
+  const target = targets.referralToFirstAppointmentMs;
+  if (!(wait > target)) return [];
+  return [
+    {
+      kind: 'referral-wait',
+      severity: wait > 2 * target ? 'high' : 'moderate',
+      summary:
+        firstStart === undefined
+          ? `still waiting for a first appointment, ${days(wait)} after referral`
+          : `${days(wait)} from referral to first appointment, target ${days(target)}`,
+      durationMs: wait,
+      targetMs: target,
+      resource: ref(referral),
+    },
+  ];
+}
+
+/** No-shows and cancellations. */
+function missedAppointments(appointments: readonly Appointment[]): PainPoint[] {
+  return appointments.flatMap((a): PainPoint[] => {
+    if (a.status === 'noshow')
+      return [
+        {
+          kind: 'no-show',
+          severity: 'high',
+          summary: `No-show${a.start ? ` on ${a.start.slice(0, 10)}` : ''}`,
+          resource: ref(a),
+        },
+      ];
+    if (a.status === 'cancelled')
+      return [{ kind: 'cancellation', severity: 'low', summary: 'Appointment cancelled', resource: ref(a) }];
+    return [];
+  });
+}
+
+/** Reminders sent for an upcoming appointment that the patient has still not confirmed. */
+function unconfirmedReminders(
+  appointments: readonly Appointment[],
+  communications: readonly Communication[],
+): PainPoint[] {
+  return appointments.flatMap((a): PainPoint[] => {
+    if (!['booked', 'pending', 'proposed'].includes(a.status)) return [];
+    const patientPart = a.participant.find((p) => isPatientRef(p.actor?.reference));
+    if (!patientPart || patientPart.status === 'accepted') return [];
+    const reminders = communications.filter(
+      (c) => isReminder(c) && c.status === 'completed' && (c.about ?? []).some((x) => x.reference === ref(a)),
+    );
+    if (reminders.length === 0) return [];
+    return [
+      {
+        kind: 'reminder-unconfirmed',
+        severity: 'moderate',
+        summary: `${reminders.length} reminder(s) sent, appointment not confirmed`,
+        resource: ref(a),
+      },
+    ];
+  });
+}
+
+/**
+ * Patient messages without a reply within the target. A reply is a staff message that answers it
+ * (`inResponseTo`) or, in a thread kept without links, any staff message sent after it.
+ */
+function unansweredMessages(
+  communications: readonly Communication[],
+  nowMs: number,
+  targets: TimelineTargets,
+): PainPoint[] {
+  return communications.flatMap((c): PainPoint[] => {
+    if (!isPatientRef(c.sender?.reference)) return [];
+    const sentAt = ms(c.sent ?? c.received);
+    if (sentAt === undefined) return [];
+    const reply = communications.find(
+      (r) =>
+        r !== c &&
+        !isPatientRef(r.sender?.reference) &&
+        ((r.inResponseTo ?? []).some((x) => x.reference === ref(c)) || (ms(r.sent) ?? 0) > sentAt),
+    );
+    const repliedAt = reply ? ms(reply.sent) : undefined;
+    const waited = (repliedAt ?? nowMs) - sentAt;
+    if (!(waited > targets.messageReplyMs)) return [];
+    return [
+      {
+        kind: 'message-unanswered',
+        severity: repliedAt === undefined ? 'high' : 'low',
+        summary:
+          repliedAt === undefined
+            ? `patient message unanswered for ${hours(waited)}`
+            : `patient message answered after ${hours(waited)}`,
+        durationMs: waited,
+        targetMs: targets.messageReplyMs,
+        resource: ref(c),
+      },
+    ];
+  });
+}
+
+/** Activities of active care plans that are past due and not done. */
+function overdueCarePlanActivities(plans: readonly CarePlan[], nowMs: number): PainPoint[] {
+  return plans.flatMap((cp): PainPoint[] => {
+    if (cp.status !== 'active') return [];
+    return (cp.activity ?? []).flatMap((act): PainPoint[] => {
+      const d = act.detail;
+      if (!d || ['completed', 'cancelled', 'stopped', 'entered-in-error'].includes(d.status)) return [];
+      // A free-text schedule that is not a date parses to NaN and is never overdue.
+      const due = ms(d.scheduledPeriod?.end ?? d.scheduledPeriod?.start ?? d.scheduledString);
+      if (due === undefined || Number.isNaN(due) || !(due < nowMs)) return [];
+      return [
+        {
+          kind: 'follow-up-overdue',
+          severity: 'moderate',
+          summary: `Care-plan activity "${d.code?.text ?? d.code?.coding?.[0]?.display ?? 'follow-up'}" overdue by ${days(nowMs - due)}`,
+          durationMs: nowMs - due,
+          resource: ref(cp),
+        },
+      ];
+    });
+  });
+}
+
+/** Open tasks past their due time. */
+function overdueTasks(tasks: readonly Task[], nowMs: number): PainPoint[] {
+  return tasks.flatMap((t): PainPoint[] => {
+    if (['completed', 'cancelled', 'failed', 'entered-in-error', 'rejected'].includes(t.status)) return [];
+    const due = ms(t.restriction?.period?.end ?? t.executionPeriod?.end);
+    if (due === undefined || !(due < nowMs)) return [];
+    return [
+      {
+        kind: 'follow-up-overdue',
+        severity: 'moderate',
+        summary: `Task overdue by ${days(nowMs - due)}`,
+        durationMs: nowMs - due,
+        resource: ref(t),
+      },
+    ];
+  });
 }
 
 /** Computes the timeline with its pain points and alerts. */
@@ -276,184 +472,24 @@ export function buildTimeline(
   targets: TimelineTargets = DEFAULT_TARGETS,
 ): Timeline {
   const nowMs = now.getTime();
-  const pains: PainPoint[] = [];
   const journeyRef = ref(episode);
-
-  // Stage and status changes are touchpoints too.
-  const touchpoints: Touchpoint[] = [
-    ...state.stageHistory.map((p) => ({
-      kind: 'stage' as const,
-      time: p.start,
-      stage: p.stage,
-      summary: p.reason ? `Stage ${p.stage}: ${p.reason}` : `Stage ${p.stage}`,
-      resource: journeyRef,
-    })),
-    ...state.statusHistory.slice(1).map((s) => ({
-      kind: 'status' as const,
-      time: s.start,
-      stage: stageAt(state, s.start),
-      status: s.status,
-      summary: `Journey ${s.status}`,
-      resource: journeyRef,
-    })),
-    ...linked.flatMap((r) => touchpointsOf(r, state)),
-  ].sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
-
-  // 1. Time in the current stage against its target (open journeys only).
-  const current = state.stageHistory.at(-1);
-  const stageTarget = targets.stageMs[state.stage];
-  if (
-    current &&
-    !current.end &&
-    stageTarget !== undefined &&
-    !['finished', 'cancelled'].includes(state.status)
-  ) {
-    const inStage = nowMs - Date.parse(current.start);
-    if (inStage > stageTarget) {
-      pains.push({
-        kind: 'time-in-stage',
-        severity: inStage > 2 * stageTarget ? 'high' : 'moderate',
-        summary: `${days(inStage)} in ${state.stage}, target ${days(stageTarget)}`,
-        durationMs: inStage,
-        targetMs: stageTarget,
-        resource: journeyRef,
-      });
-    }
-  }
-
-  // 2. Referral to first appointment.
-  const appointments = linked.filter((r): r is Appointment => r.resourceType === 'Appointment');
-  const referralIds = new Set((episode.referralRequest ?? []).map((r) => r.reference));
-  const referral = linked.find(
-    (r): r is ServiceRequest => r.resourceType === 'ServiceRequest' && referralIds.has(ref(r)),
-  );
-  const referredAt = ms(referral?.authoredOn);
-  if (referral && referredAt !== undefined) {
-    const firstStart = appointments
-      .filter((a) => !['cancelled', 'entered-in-error'].includes(a.status) && a.start)
-      .map((a) => Date.parse(a.start ?? ''))
-      .sort((a, b) => a - b)[0];
-    const wait = (firstStart ?? nowMs) - referredAt;
-    if (wait > targets.referralToFirstAppointmentMs) {
-      pains.push({
-        kind: 'referral-wait',
-        severity: wait > 2 * targets.referralToFirstAppointmentMs ? 'high' : 'moderate',
-        summary:
-          firstStart === undefined
-            ? `still waiting for a first appointment, ${days(wait)} after referral`
-            : `${days(wait)} from referral to first appointment, target ${days(targets.referralToFirstAppointmentMs)}`,
-        durationMs: wait,
-        targetMs: targets.referralToFirstAppointmentMs,
-        resource: ref(referral),
-      });
-    }
-  }
-
-  // 3. No-shows and cancellations.
-  for (const a of appointments) {
-    if (a.status === 'noshow') {
-      pains.push({
-        kind: 'no-show',
-        severity: 'high',
-        summary: `No-show${a.start ? ` on ${a.start.slice(0, 10)}` : ''}`,
-        resource: ref(a),
-      });
-    } else if (a.status === 'cancelled') {
-      pains.push({
-        kind: 'cancellation',
-        severity: 'low',
-        summary: 'Appointment cancelled',
-        resource: ref(a),
-      });
-    }
-  }
-
-  // 4. Reminders sent, appointment still unconfirmed by the patient.
-  const communications = linked.filter((r): r is Communication => r.resourceType === 'Communication');
-  for (const a of appointments) {
-    if (!['booked', 'pending', 'proposed'].includes(a.status)) continue;
-    const patientPart = a.participant.find((p) => isPatientRef(p.actor?.reference));
-    if (!patientPart || patientPart.status === 'accepted') continue;
-    const reminders = communications.filter(
-      (c) => isReminder(c) && c.status === 'completed' && (c.about ?? []).some((x) => x.reference === ref(a)),
-    );
-    if (reminders.length > 0) {
-      pains.push({
-        kind: 'reminder-unconfirmed',
-        severity: 'moderate',
-        summary: `${reminders.length} reminder(s) sent, appointment not confirmed`,
-        resource: ref(a),
-      });
-    }
-  }
-
-  // 5. Patient messages without a reply within the target.
-  for (const c of communications) {
-    if (!isPatientRef(c.sender?.reference)) continue;
-    const sentAt = ms(c.sent ?? c.received);
-    if (sentAt === undefined) continue;
-    const reply = communications.find(
-      (r) =>
-        r !== c &&
-        !isPatientRef(r.sender?.reference) &&
-        ((r.inResponseTo ?? []).some((x) => x.reference === ref(c)) || (ms(r.sent) ?? 0) > sentAt),
-    );
-    const repliedAt = reply ? ms(reply.sent) : undefined;
-    const waited = (repliedAt ?? nowMs) - sentAt;
-    if (waited > targets.messageReplyMs) {
-      pains.push({
-        kind: 'message-unanswered',
-        severity: repliedAt === undefined ? 'high' : 'low',
-        summary:
-          repliedAt === undefined
-            ? `patient message unanswered for ${hours(waited)}`
-            : `patient message answered after ${hours(waited)}`,
-        durationMs: waited,
-        targetMs: targets.messageReplyMs,
-        resource: ref(c),
-      });
-    }
-  }
-
-  // 6. Overdue follow-ups: care-plan activities and tasks past due.
-  for (const cp of linked.filter((r): r is CarePlan => r.resourceType === 'CarePlan')) {
-    if (cp.status !== 'active') continue;
-    for (const act of cp.activity ?? []) {
-      const d = act.detail;
-      if (!d || ['completed', 'cancelled', 'stopped', 'entered-in-error'].includes(d.status)) continue;
-      const due = ms(d.scheduledPeriod?.end ?? d.scheduledPeriod?.start ?? d.scheduledString);
-      if (due !== undefined && !Number.isNaN(due) && due < nowMs) {
-        pains.push({
-          kind: 'follow-up-overdue',
-          severity: 'moderate',
-          summary: `Care-plan activity "${d.code?.text ?? d.code?.coding?.[0]?.display ?? 'follow-up'}" overdue by ${days(nowMs - due)}`,
-          durationMs: nowMs - due,
-          resource: ref(cp),
-        });
-      }
-    }
-  }
-  for (const t of linked.filter((r): r is Task => r.resourceType === 'Task')) {
-    if (['completed', 'cancelled', 'failed', 'entered-in-error', 'rejected'].includes(t.status)) continue;
-    const due = ms(t.restriction?.period?.end ?? t.executionPeriod?.end);
-    if (due !== undefined && due < nowMs) {
-      pains.push({
-        kind: 'follow-up-overdue',
-        severity: 'moderate',
-        summary: `Task overdue by ${days(nowMs - due)}`,
-        durationMs: nowMs - due,
-        resource: ref(t),
-      });
-    }
-  }
-
+  const appointments = ofType<Appointment>(linked, 'Appointment');
+  const communications = ofType<Communication>(linked, 'Communication');
   return {
     journey: journeyRef,
     patient: episode.patient.reference ?? '',
     stage: state.stage,
     status: state.status,
     alerts: allergyAlerts(linked),
-    painPoints: pains,
-    touchpoints,
+    painPoints: [
+      ...timeInStage(state, nowMs, targets, journeyRef),
+      ...referralWait(episode, linked, appointments, nowMs, targets),
+      ...missedAppointments(appointments),
+      ...unconfirmedReminders(appointments, communications),
+      ...unansweredMessages(communications, nowMs, targets),
+      ...overdueCarePlanActivities(ofType<CarePlan>(linked, 'CarePlan'), nowMs),
+      ...overdueTasks(ofType<Task>(linked, 'Task'), nowMs),
+    ],
+    touchpoints: journeyTouchpoints(state, linked, journeyRef),
   };
 }
