@@ -23,10 +23,11 @@ import type {
 import { canonical } from '../fhir/canonical.js';
 import { zoneOf } from '../fhir/zones.js';
 import { retryOnConflict } from '../fhir/conflicts.js';
+import { journeyLink } from '../journey/episode.js';
 import { alertFlag } from '../journey/timeline.js';
 import { CarewayError } from '../shared/errors.js';
 import { checkTemplate, generateSlots, type SlotTemplate } from './slots.js';
-import { rank, type Candidate, type Preferences } from './ranking.js';
+import { rank, type Candidate, type Preferences, type RankingContext, type Scored } from './ranking.js';
 import { withLocks } from '../shared/lock.js';
 import { mustRead } from '../fhir/reads.js';
 import { now, type SchedulingDeps } from './context.js';
@@ -139,8 +140,8 @@ const MAX_WINDOW_MS = 366 * 86400_000;
 /** Parallel searches per window (at most one per day of it). */
 const SLOT_SEARCH_SLICES = 4;
 
-export async function findAppointments(deps: SchedulingDeps, input: FindInput): Promise<Bundle> {
-  const nowMs = now(deps).getTime();
+/** The window `$find` searches: `from` (never before now) to `endMs`. Every problem with it is named at once. */
+function findWindow(input: FindInput, nowMs: number): { from: number; endMs: number } {
   const problems: string[] = [];
   if (!input.serviceType && !input.specialty) problems.push('"service-type" or "specialty" is required');
   const startMs = input.start ? Date.parse(input.start) : nowMs;
@@ -153,60 +154,87 @@ export async function findAppointments(deps: SchedulingDeps, input: FindInput): 
     else if (endMs - startMs > MAX_WINDOW_MS) problems.push('the window may span at most 366 days');
   }
   if (problems.length) throw new CarewayError('invalid-parameters', `$find: ${problems.join('; ')}`);
-  const from = Math.max(startMs, nowMs);
+  return { from: Math.max(startMs, nowMs), endMs };
+}
 
-  // 1. Schedules offering the service, with their actors.
-  const scheduleQuery: Record<string, string | string[]> = { active: 'true', _count: '200' };
-  if (input.serviceType) scheduleQuery['service-type'] = token(input.serviceType);
-  if (input.specialty) scheduleQuery['specialty'] = token(input.specialty);
-  const actors = [
-    ...(input.practitionerId ? [`Practitioner/${input.practitionerId}`] : []),
-    ...(input.locationId ? [`Location/${input.locationId}`] : []),
-  ];
-  if (actors.length) scheduleQuery['actor'] = actors;
-  scheduleQuery['_include'] = 'Schedule:actor';
-  const [found, patient, journey] = await Promise.all([
-    deps.fhir.searchAll<Schedule | Practitioner | Location>('Schedule', scheduleQuery, {
-      noCache: true,
-      maxPages: 20,
-    }),
-    input.patientId ? mustRead<Patient>(deps.fhir, 'Patient', input.patientId) : Promise.resolve(undefined),
-    input.journeyId
-      ? mustRead<EpisodeOfCare>(deps.fhir, 'EpisodeOfCare', input.journeyId)
-      : Promise.resolve(undefined),
-  ]);
+/** The Schedules offering the service, with their Practitioners and Locations (`_include`). */
+interface Offering {
+  readonly schedules: Schedule[];
+  readonly practitioners: ReadonlyMap<string, Practitioner>;
+  readonly locations: ReadonlyMap<string, Location>;
+}
+
+/** The practitioner and location the caller asked for, as Schedule actors. */
+const namedActors = (input: FindInput): string[] => [
+  ...(input.practitionerId ? [`Practitioner/${input.practitionerId}`] : []),
+  ...(input.locationId ? [`Location/${input.locationId}`] : []),
+];
+
+/** Read 1 of 3: the active Schedules offering the service (and the practitioner or location, when named). */
+async function searchOffering(deps: SchedulingDeps, input: FindInput): Promise<Offering> {
+  const query: Record<string, string | string[]> = { active: 'true', _count: '200' };
+  if (input.serviceType) query['service-type'] = token(input.serviceType);
+  if (input.specialty) query['specialty'] = token(input.specialty);
+  const actors = namedActors(input);
+  if (actors.length) query['actor'] = actors;
+  query['_include'] = 'Schedule:actor';
+  const found = await deps.fhir.searchAll<Schedule | Practitioner | Location>('Schedule', query, {
+    noCache: true,
+    maxPages: 20,
+  });
+  return {
+    schedules: found.filter((r): r is Schedule => r.resourceType === 'Schedule'),
+    practitioners: new Map(
+      found
+        .filter((r): r is Practitioner => r.resourceType === 'Practitioner')
+        .map((p) => [`Practitioner/${p.id}`, p]),
+    ),
+    locations: new Map(
+      found.filter((r): r is Location => r.resourceType === 'Location').map((l) => [`Location/${l.id}`, l]),
+    ),
+  };
+}
+
+/** A journey named with a patient must be that patient's, and something must offer the service. */
+function checkFindTargets(
+  input: FindInput,
+  offering: Offering,
+  patient: Patient | undefined,
+  journey: EpisodeOfCare | undefined,
+): void {
   if (journey && patient && journey.patient.reference !== `Patient/${patient.id}`)
     throw new CarewayError('invalid-parameters', '$find: the journey belongs to another patient');
-  const schedules = found.filter((r): r is Schedule => r.resourceType === 'Schedule');
-  if (schedules.length === 0) {
+  if (offering.schedules.length === 0) {
     throw new CarewayError(
       'unknown-reference',
-      `$find: no active Schedule offers this ${input.serviceType ? 'service type' : 'specialty'}${actors.length ? ' with the given practitioner or location' : ''}`,
+      `$find: no active Schedule offers this ${input.serviceType ? 'service type' : 'specialty'}${namedActors(input).length ? ' with the given practitioner or location' : ''}`,
       { detailsCode: 'unknown-service' },
     );
   }
-  const practitioners = new Map(
-    found
-      .filter((r): r is Practitioner => r.resourceType === 'Practitioner')
-      .map((p) => [`Practitioner/${p.id}`, p]),
-  );
-  const locations = new Map(
-    found.filter((r): r is Location => r.resourceType === 'Location').map((l) => [`Location/${l.id}`, l]),
-  );
+}
 
-  // 2. The slots of those schedules in the window (all statuses: taken ones give the load).
-  // The window is cut into slices searched in parallel: the FHIR server pages each search one page at a
-  // time, so one long search is sequential round trips, while slices overlap them (bench SCHED).
+/**
+ * Read 2 of 3: the Slots of the Schedules in the window, of every status (taken ones give the load). The
+ * window is cut into slices searched in parallel: the FHIR server pages each search one page at a time, so
+ * one long search is sequential round trips, while slices overlap them (bench SCHED).
+ */
+async function slotsInWindow(
+  deps: SchedulingDeps,
+  schedules: readonly Schedule[],
+  from: number,
+  endMs: number,
+): Promise<Slot[]> {
   const ids = schedules.map((s) => `Schedule/${s.id}`);
-  const slotPages: Promise<Slot[]>[] = [];
+  const searches: Promise<Slot[]>[] = [];
   const slices = Math.max(1, Math.min(SLOT_SEARCH_SLICES, Math.ceil((endMs - from) / 86400_000)));
   const step = Math.ceil((endMs - from) / slices);
+  // At most 50 Schedules per search, to keep the URL short.
   for (let i = 0; i < ids.length; i += 50) {
     for (let k = 0; k < slices; k++) {
       const a = from + k * step;
       const b = Math.min(endMs, a + step);
       if (a >= b) continue;
-      slotPages.push(
+      searches.push(
         deps.fhir.searchAll<Slot>(
           'Slot',
           {
@@ -219,42 +247,59 @@ export async function findAppointments(deps: SchedulingDeps, input: FindInput): 
       );
     }
   }
-  // 3. Earlier appointments (continuity), in parallel with the slots.
-  const earlier = patient
-    ? deps.fhir.searchAll<Appointment>(
-        'Appointment',
-        {
-          ...(journey ? { journey: `EpisodeOfCare/${journey.id}` } : { patient: `Patient/${patient.id}` }),
-          status: 'fulfilled,arrived,checked-in,booked',
-          _sort: '-date',
-          _count: 50,
-        },
-        { noCache: true, maxPages: 1 },
-      )
-    : Promise.resolve([] as Appointment[]);
-  const alerts = patient ? deps.journeys.allergyAlertsFor(patient.id!) : Promise.resolve([]);
-  const [slotLists, previous, allergy] = await Promise.all([Promise.all(slotPages), earlier, alerts]);
-  const slots = slotLists.flat();
+  return (await Promise.all(searches)).flat();
+}
 
-  const bySchedule = new Map(schedules.map((s) => [`Schedule/${s.id}`, s]));
-  const loadOf = new Map<string, { busy: number; total: number }>();
+/** Read 3 of 3: the patient's earlier appointments (in the journey, when named), for continuity of care. */
+async function earlierAppointments(
+  deps: SchedulingDeps,
+  patient: Patient | undefined,
+  journey: EpisodeOfCare | undefined,
+): Promise<Appointment[]> {
+  if (!patient) return [];
+  return deps.fhir.searchAll<Appointment>(
+    'Appointment',
+    {
+      ...(journey ? { journey: `EpisodeOfCare/${journey.id}` } : { patient: `Patient/${patient.id}` }),
+      status: 'fulfilled,arrived,checked-in,booked',
+      _sort: '-date',
+      _count: 50,
+    },
+    { noCache: true, maxPages: 1 },
+  );
+}
+
+/** Per Schedule, the share of its Slots in the window that are taken. */
+function loadPerSchedule(slots: readonly Slot[]): Map<string, number> {
+  const counts = new Map<string, { busy: number; total: number }>();
   for (const s of slots) {
-    const l = loadOf.get(s.schedule.reference ?? '') ?? { busy: 0, total: 0 };
+    const l = counts.get(s.schedule.reference ?? '') ?? { busy: 0, total: 0 };
     l.total++;
     if (s.status !== 'free') l.busy++;
-    loadOf.set(s.schedule.reference ?? '', l);
+    counts.set(s.schedule.reference ?? '', l);
   }
+  return new Map([...counts].map(([k, l]) => [k, l.total ? l.busy / l.total : 0]));
+}
+
+/** The free Slots of the window that fit the visit type, as ranking candidates. */
+function candidatesOf(
+  slots: readonly Slot[],
+  offering: Offering,
+  visitType: Coding | undefined,
+  from: number,
+): Candidate[] {
+  const bySchedule = new Map(offering.schedules.map((s) => [`Schedule/${s.id}`, s]));
+  const load = loadPerSchedule(slots);
   const candidates: Candidate[] = [];
   for (const s of slots) {
     if (s.status !== 'free') continue;
-    if (input.visitType && s.appointmentType && !matches(s.appointmentType, input.visitType)) continue;
+    if (visitType && s.appointmentType && !matches(s.appointmentType, visitType)) continue;
     const sMs = Date.parse(s.start);
     if (sMs < from) continue;
     const schedule = bySchedule.get(s.schedule.reference ?? '');
     const practitioner = schedule?.actor.find((a) => a.reference?.startsWith('Practitioner/'))?.reference;
     const location = schedule?.actor.find((a) => a.reference?.startsWith('Location/'))?.reference;
-    const l = loadOf.get(s.schedule.reference ?? '');
-    const position = positionOf(location ? locations.get(location) : undefined);
+    const position = positionOf(location ? offering.locations.get(location) : undefined);
     candidates.push({
       slotId: s.id!,
       startMs: sMs,
@@ -262,17 +307,27 @@ export async function findAppointments(deps: SchedulingDeps, input: FindInput): 
       ...(practitioner ? { practitioner } : {}),
       ...(location ? { location } : {}),
       ...(position ? { position } : {}),
-      languages: languagesOf(practitioner ? practitioners.get(practitioner) : undefined),
-      load: l && l.total ? l.busy / l.total : 0,
+      languages: languagesOf(practitioner ? offering.practitioners.get(practitioner) : undefined),
+      load: load.get(s.schedule.reference ?? '') ?? 0,
     });
   }
+  return candidates;
+}
 
+/** What ranking knows of the patient: preferences (the journey's win), language, home, earlier practitioners. */
+function rankingContext(
+  deps: SchedulingDeps,
+  patient: Patient | undefined,
+  journey: EpisodeOfCare | undefined,
+  previous: readonly Appointment[],
+  window: { from: number; endMs: number },
+): RankingContext {
   const prefs: Preferences = mergePreferences(readPreferences(patient), readPreferences(journey));
   const language = prefs.language ?? patientLanguage(patient);
   const home = homeOf(patient);
-  const ranked = rank(candidates, {
-    windowStartMs: from,
-    windowEndMs: endMs,
+  return {
+    windowStartMs: window.from,
+    windowEndMs: window.endMs,
     zone: zoneOf(patient, deps.defaultZone),
     preferences: { ...prefs, ...(language ? { language } : {}) },
     previousPractitioners: [
@@ -284,51 +339,77 @@ export async function findAppointments(deps: SchedulingDeps, input: FindInput): 
     ],
     ...(home ? { home } : {}),
     weights: deps.weights,
-  }).slice(0, input.count);
+  };
+}
 
+/** A ranked Slot as a proposed Appointment: its score on `search.score`, an extension and the comment. */
+function proposedAppointment(
+  r: Scored,
+  slot: Slot,
+  patient: Patient | undefined,
+  journey: EpisodeOfCare | undefined,
+  visitType: Coding | undefined,
+): BundleEntry {
+  const { candidate: c, score, reasons } = r;
+  const participant: AppointmentParticipant[] = [
+    ...(patient ? [{ actor: { reference: `Patient/${patient.id}` }, status: 'needs-action' as const }] : []),
+    ...(c.practitioner ? [{ actor: { reference: c.practitioner }, status: 'needs-action' as const }] : []),
+    ...(c.location ? [{ actor: { reference: c.location }, status: 'needs-action' as const }] : []),
+  ];
+  const appointment: Appointment = {
+    resourceType: 'Appointment',
+    status: 'proposed',
+    extension: [
+      { url: canonical.appointmentScoreExtension, valueDecimal: score },
+      ...(journey ? [journeyLink(journey.id!)] : []),
+    ],
+    ...(slot.serviceType ? { serviceType: slot.serviceType } : {}),
+    ...(slot.specialty ? { specialty: slot.specialty } : {}),
+    ...(slot.appointmentType
+      ? { appointmentType: slot.appointmentType }
+      : visitType
+        ? { appointmentType: { coding: [visitType] } }
+        : {}),
+    start: slot.start,
+    end: slot.end,
+    slot: [{ reference: `Slot/${slot.id}` }],
+    comment: `score ${score.toFixed(4)}: ${reasons.join('; ')}`,
+    participant,
+  };
+  return {
+    fullUrl: `urn:uuid:${crypto.randomUUID()}`,
+    resource: appointment,
+    search: { mode: 'match', score },
+  };
+}
+
+/**
+ * `$find`: the best free Slots for the service in the window, ranked for the patient (and journey) when one is
+ * named, as a searchset of proposed Appointments, with the patient's allergy alerts as Flags.
+ */
+export async function findAppointments(deps: SchedulingDeps, input: FindInput): Promise<Bundle> {
+  const nowMs = now(deps).getTime();
+  const window = findWindow(input, nowMs);
+  // The checks wait for all three reads: a failed read is reported before a refused request.
+  const [offering, patient, journey] = await Promise.all([
+    searchOffering(deps, input),
+    input.patientId ? mustRead<Patient>(deps.fhir, 'Patient', input.patientId) : undefined,
+    input.journeyId ? mustRead<EpisodeOfCare>(deps.fhir, 'EpisodeOfCare', input.journeyId) : undefined,
+  ]);
+  checkFindTargets(input, offering, patient, journey);
+  const [slots, previous, allergy] = await Promise.all([
+    slotsInWindow(deps, offering.schedules, window.from, window.endMs),
+    earlierAppointments(deps, patient, journey),
+    patient ? deps.journeys.allergyAlertsFor(patient.id!) : [],
+  ]);
+  const ranked = rank(
+    candidatesOf(slots, offering, input.visitType, window.from),
+    rankingContext(deps, patient, journey, previous, window),
+  ).slice(0, input.count);
   const slotById = new Map(slots.map((s) => [s.id!, s]));
-  const entry: BundleEntry[] = ranked.map(({ candidate: c, score, reasons }) => {
-    const slot = slotById.get(c.slotId)!;
-    const participant: AppointmentParticipant[] = [
-      ...(patient
-        ? [{ actor: { reference: `Patient/${patient.id}` }, status: 'needs-action' as const }]
-        : []),
-      ...(c.practitioner ? [{ actor: { reference: c.practitioner }, status: 'needs-action' as const }] : []),
-      ...(c.location ? [{ actor: { reference: c.location }, status: 'needs-action' as const }] : []),
-    ];
-    const appointment: Appointment = {
-      resourceType: 'Appointment',
-      status: 'proposed',
-      extension: [
-        { url: canonical.appointmentScoreExtension, valueDecimal: score },
-        ...(journey
-          ? [
-              {
-                url: canonical.journeyReferenceExtension,
-                valueReference: { reference: `EpisodeOfCare/${journey.id}` },
-              },
-            ]
-          : []),
-      ],
-      ...(slot.serviceType ? { serviceType: slot.serviceType } : {}),
-      ...(slot.specialty ? { specialty: slot.specialty } : {}),
-      ...(slot.appointmentType
-        ? { appointmentType: slot.appointmentType }
-        : input.visitType
-          ? { appointmentType: { coding: [input.visitType] } }
-          : {}),
-      start: slot.start,
-      end: slot.end,
-      slot: [{ reference: `Slot/${slot.id}` }],
-      comment: `score ${score.toFixed(4)}: ${reasons.join('; ')}`,
-      participant,
-    };
-    return {
-      fullUrl: `urn:uuid:${crypto.randomUUID()}`,
-      resource: appointment,
-      search: { mode: 'match', score },
-    };
-  });
+  const entry: BundleEntry[] = ranked.map((r) =>
+    proposedAppointment(r, slotById.get(r.candidate.slotId)!, patient, journey, input.visitType),
+  );
   for (const a of allergy)
     entry.push({
       fullUrl: `urn:uuid:${crypto.randomUUID()}`,
