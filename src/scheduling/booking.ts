@@ -23,6 +23,7 @@ import type {
 } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import { journeyProvenance, type Actor, SYSTEM_ACTOR } from '../journey/provenance.js';
+import { journeyLink } from '../journey/episode.js';
 import { CLOSED_STATUSES } from '../journey/rules.js';
 import { CarewayError } from '../shared/errors.js';
 import { withLocks } from '../shared/lock.js';
@@ -189,29 +190,201 @@ function bookingKey(slots: readonly Slot[]): string {
     .join('+');
 }
 
+/**
+ * Before any lock: the patient, the referral and the journey exist, and an appointment to replace is this
+ * patient's. Returns the journey the booking joins and the appointment it replaces.
+ */
+async function checkBookingRequest(
+  deps: SchedulingDeps,
+  input: BookInput,
+): Promise<{ journey: EpisodeOfCare | undefined; old: Appointment | undefined }> {
+  await mustRead(deps.fhir, 'Patient', input.patientId);
+  if (input.referralId) await mustRead(deps.fhir, 'ServiceRequest', input.referralId);
+  const journey = await journeyFor(deps, input.patientId, input.journeyId);
+  if (!input.replacesId) return { journey, old: undefined };
+  const old = await mustRead<Appointment>(deps.fhir, 'Appointment', input.replacesId);
+  if (!old.participant.some((p) => p.actor?.reference === `Patient/${input.patientId}`))
+    throw new CarewayError(
+      'rule-violation',
+      "rule replaces-other-patient: the appointment to replace is another patient's",
+      { detailsCode: 'replaces-other-patient' },
+    );
+  return { journey, old };
+}
+
+/** Slots this patient cannot book: neither free nor under the patient's own unexpired hold. */
+function takenSlots(slots: readonly Slot[], patientRef: string, at: Date): Slot[] {
+  return slots.filter((s) => {
+    if (s.status === 'free') return false;
+    const h = holdOf(s);
+    return !(
+      s.status === 'busy-tentative' &&
+      h?.holder === patientRef &&
+      Date.parse(h.expires) > at.getTime()
+    );
+  });
+}
+
+/**
+ * Some Slots are taken: a replay of a booking that already happened finds it and returns it; anything else is
+ * a 409 naming the first taken Slot.
+ */
+async function replayedBooking(
+  deps: SchedulingDeps,
+  input: BookInput,
+  slots: readonly Slot[],
+  taken: readonly Slot[],
+): Promise<BookResult> {
+  const existing = await deps.fhir.searchAll<Appointment>(
+    'Appointment',
+    { slot: `Slot/${slots[0]!.id}`, patient: `Patient/${input.patientId}`, status: ACTIVE.join(',') },
+    { noCache: true, maxPages: 1 },
+  );
+  const same = existing.find((a) =>
+    input.slotIds.every((id) => a.slot?.some((r) => r.reference === `Slot/${id}`)),
+  );
+  if (same) return { appointment: same, created: false };
+  const s = taken[0]!;
+  const heldByOther = s.status === 'busy-tentative';
+  throw new CarewayError(
+    'conflict',
+    `Slot/${s.id} is ${heldByOther ? 'held for another patient' : `not free (${s.status})`}`,
+    { detailsCode: heldByOther ? 'slot-held' : 'slot-taken' },
+  );
+}
+
+/** The appointment to replace as it is now (under the locks): it must still be one that can be moved. */
+async function stillReplaceable(deps: SchedulingDeps, old: Appointment): Promise<Appointment> {
+  const current = await mustRead<Appointment>(deps.fhir, 'Appointment', old.id!);
+  if (!['booked', 'pending', 'proposed', 'waitlist'].includes(current.status))
+    throw new CarewayError(
+      'rule-violation',
+      `rule replaces-not-active: the appointment to replace is ${current.status}`,
+      { detailsCode: 'replaces-not-active' },
+    );
+  return current;
+}
+
+/**
+ * The new Appointment over the Slots: from the earliest start to the latest end, coded as the first Slot,
+ * keyed on the Slots' ids and versions (so a replay is a conditional create that finds it).
+ */
+function bookedAppointment(
+  input: BookInput,
+  slots: readonly Slot[],
+  actors: readonly Reference[],
+  journey: EpisodeOfCare | undefined,
+  replaced: Appointment | undefined,
+  at: Date,
+): Appointment {
+  const starts = slots.map((s) => Date.parse(s.start));
+  const ends = slots.map((s) => Date.parse(s.end));
+  const first = slots[starts.indexOf(Math.min(...starts))]!;
+  const last = slots[ends.indexOf(Math.max(...ends))]!;
+  const participant: AppointmentParticipant[] = [
+    // Staff booked it: the patient confirms later (a reminder reply); a patient who booked has confirmed.
+    {
+      actor: { reference: `Patient/${input.patientId}` },
+      status: input.byPatient ? 'accepted' : 'needs-action',
+    },
+    ...actors.map((a) => ({ actor: a, status: 'accepted' as const })),
+  ];
+  const extension = [
+    ...(journey ? [journeyLink(journey.id!)] : []),
+    ...(replaced
+      ? [
+          {
+            url: canonical.appointmentReplacesExtension,
+            valueReference: { reference: `Appointment/${replaced.id}` },
+          },
+        ]
+      : []),
+  ];
+  const appointmentType = input.appointmentType ?? first.appointmentType;
+  return {
+    resourceType: 'Appointment',
+    identifier: [{ system: canonical.bookingSystem, value: bookingKey(slots) }],
+    status: 'booked',
+    ...(extension.length ? { extension } : {}),
+    ...(first.serviceCategory ? { serviceCategory: first.serviceCategory } : {}),
+    ...(first.serviceType ? { serviceType: first.serviceType } : {}),
+    ...(first.specialty ? { specialty: first.specialty } : {}),
+    ...(appointmentType ? { appointmentType } : {}),
+    ...(input.description ? { description: input.description } : {}),
+    start: first.start,
+    end: last.end,
+    created: at.toISOString(),
+    slot: slots.map((s) => ({ reference: `Slot/${s.id}` })),
+    ...(input.referralId ? { basedOn: [{ reference: `ServiceRequest/${input.referralId}` }] } : {}),
+    participant,
+  };
+}
+
+/**
+ * One transaction for the whole booking: the Slots become busy, the Appointment is created (conditionally on
+ * its key), and for a reschedule the old Appointment is cancelled and its other Slots freed; then the
+ * Provenance. Every update carries If-Match. The Appointment is entry `slots.length`.
+ */
+function bookingTransaction(
+  slots: readonly Slot[],
+  appointment: Appointment,
+  replaced: Appointment | undefined,
+  oldSlots: readonly Slot[],
+  actor: Actor,
+  at: Date,
+): Bundle {
+  const urn = `urn:uuid:${crypto.randomUUID()}`;
+  const key = bookingKey(slots);
+  const entry: BundleEntry[] = [
+    ...slots.map((s) => put(withHold(s, 'busy'), s.meta?.versionId ?? '')),
+    {
+      fullUrl: urn,
+      resource: appointment,
+      request: {
+        method: 'POST',
+        url: 'Appointment',
+        ifNoneExist: new URLSearchParams({ identifier: `${canonical.bookingSystem}|${key}` }).toString(),
+      },
+    },
+  ];
+  if (replaced) {
+    entry.push(
+      put(
+        { ...replaced, status: 'cancelled', cancelationReason: { text: 'Rescheduled' } },
+        replaced.meta?.versionId ?? '',
+      ),
+      ...oldSlots
+        .filter((s) => s.status !== 'free')
+        .map((s) => put(withHold(s, 'free'), s.meta?.versionId ?? '')),
+    );
+  }
+  entry.push({
+    resource: withTargets(
+      journeyProvenance({
+        target: urn,
+        at: at.toISOString(),
+        actor,
+        activity: 'CREATE',
+        reason: replaced ? 'Rescheduled' : 'Booked',
+        change: replaced ? `appointment:rescheduled-from:Appointment/${replaced.id}` : 'appointment:->booked',
+      }),
+      [
+        ...slots.map((s) => `Slot/${s.id}`),
+        ...(replaced ? [`Appointment/${replaced.id}`] : []),
+        ...oldSlots.map((s) => `Slot/${s.id}`),
+      ],
+    ),
+    request: { method: 'POST', url: 'Provenance' },
+  });
+  return { resourceType: 'Bundle', type: 'transaction', entry };
+}
+
 /** `$book` (and reschedule with `replacesId`). */
 export async function book(deps: SchedulingDeps, input: BookInput, actor: Actor): Promise<BookResult> {
   if (input.slotIds.length === 0)
     throw new CarewayError('invalid-parameters', '$book: at least one "slot" is required');
-  const patientRef = `Patient/${input.patientId}`;
-  await mustRead(deps.fhir, 'Patient', input.patientId);
-  if (input.referralId) await mustRead(deps.fhir, 'ServiceRequest', input.referralId);
-  const journey = await journeyFor(deps, input.patientId, input.journeyId);
-  let old: Appointment | undefined;
-  if (input.replacesId) {
-    old = await mustRead<Appointment>(deps.fhir, 'Appointment', input.replacesId);
-    if (!old.participant.some((p) => p.actor?.reference === patientRef))
-      throw new CarewayError(
-        'rule-violation',
-        "rule replaces-other-patient: the appointment to replace is another patient's",
-        {
-          detailsCode: 'replaces-other-patient',
-        },
-      );
-  }
-  const oldSlotIds = (old?.slot ?? [])
-    .map((r) => /^Slot\/(.+)$/.exec(r.reference ?? '')?.[1])
-    .filter((x): x is string => !!x && !input.slotIds.includes(x));
+  const { journey, old } = await checkBookingRequest(deps, input);
+  const oldSlotIds = old ? slotIdsOf(old).filter((id) => !input.slotIds.includes(id)) : [];
 
   // Slots the reschedule freed go to the waitlist once the locks are released.
   let freed: string[] = [];
@@ -220,148 +393,24 @@ export async function book(deps: SchedulingDeps, input: BookInput, actor: Actor)
       const slots = await readSlots(deps, input.slotIds);
       const at = now(deps);
       refusePast(slots, at);
-      const taken = slots.filter(
-        (s) =>
-          !(
-            s.status === 'free' ||
-            (s.status === 'busy-tentative' &&
-              holdOf(s)?.holder === patientRef &&
-              Date.parse(holdOf(s)!.expires) > at.getTime())
-          ),
-      );
-      if (taken.length) {
-        // A replay of a booking that already happened returns it.
-        const existing = await deps.fhir.searchAll<Appointment>(
-          'Appointment',
-          { slot: `Slot/${slots[0]!.id}`, patient: patientRef, status: ACTIVE.join(',') },
-          { noCache: true, maxPages: 1 },
-        );
-        const same = existing.find((a) =>
-          input.slotIds.every((id) => a.slot?.some((r) => r.reference === `Slot/${id}`)),
-        );
-        if (same) return { appointment: same, created: false };
-        const s = taken[0]!;
-        const heldByOther = s.status === 'busy-tentative';
-        throw new CarewayError(
-          'conflict',
-          `Slot/${s.id} is ${heldByOther ? 'held for another patient' : `not free (${s.status})`}`,
-          { detailsCode: heldByOther ? 'slot-held' : 'slot-taken' },
-        );
-      }
-      const oldNow = old ? await mustRead<Appointment>(deps.fhir, 'Appointment', old.id!) : undefined;
-      if (oldNow && !['booked', 'pending', 'proposed', 'waitlist'].includes(oldNow.status))
-        throw new CarewayError(
-          'rule-violation',
-          `rule replaces-not-active: the appointment to replace is ${oldNow.status}`,
-          {
-            detailsCode: 'replaces-not-active',
-          },
-        );
+      const taken = takenSlots(slots, `Patient/${input.patientId}`, at);
+      if (taken.length) return replayedBooking(deps, input, slots, taken);
+      const replaced = old ? await stillReplaceable(deps, old) : undefined;
       const oldSlots = await readSlots(deps, oldSlotIds);
       const actors = await actorsOf(deps, slots);
-      const starts = slots.map((s) => Date.parse(s.start));
-      const ends = slots.map((s) => Date.parse(s.end));
-      const first = slots[starts.indexOf(Math.min(...starts))]!;
-      const last = slots[ends.indexOf(Math.max(...ends))]!;
-      const participant: AppointmentParticipant[] = [
-        // Staff booked it: the patient confirms later (a reminder reply); a patient who booked has confirmed.
-        { actor: { reference: patientRef }, status: input.byPatient ? 'accepted' : 'needs-action' },
-        ...actors.map((a) => ({ actor: a, status: 'accepted' as const })),
-      ];
-      const key = bookingKey(slots);
-      const urn = `urn:uuid:${crypto.randomUUID()}`;
-      const appointment: Appointment = {
-        resourceType: 'Appointment',
-        identifier: [{ system: canonical.bookingSystem, value: key }],
-        status: 'booked',
-        extension: [
-          ...(journey
-            ? [
-                {
-                  url: canonical.journeyReferenceExtension,
-                  valueReference: { reference: `EpisodeOfCare/${journey.id}` },
-                },
-              ]
-            : []),
-          ...(oldNow
-            ? [
-                {
-                  url: canonical.appointmentReplacesExtension,
-                  valueReference: { reference: `Appointment/${oldNow.id}` },
-                },
-              ]
-            : []),
-        ],
-        ...(first.serviceCategory ? { serviceCategory: first.serviceCategory } : {}),
-        ...(first.serviceType ? { serviceType: first.serviceType } : {}),
-        ...(first.specialty ? { specialty: first.specialty } : {}),
-        ...((input.appointmentType ?? first.appointmentType)
-          ? { appointmentType: input.appointmentType ?? first.appointmentType }
-          : {}),
-        ...(input.description ? { description: input.description } : {}),
-        start: first.start,
-        end: last.end,
-        created: at.toISOString(),
-        slot: slots.map((s) => ({ reference: `Slot/${s.id}` })),
-        ...(input.referralId ? { basedOn: [{ reference: `ServiceRequest/${input.referralId}` }] } : {}),
-        participant,
-      };
-      if (appointment.extension?.length === 0) delete appointment.extension;
-      const entry: BundleEntry[] = [
-        ...slots.map((s) => put(withHold(s, 'busy'), s.meta?.versionId ?? '')),
-        {
-          fullUrl: urn,
-          resource: appointment,
-          request: {
-            method: 'POST',
-            url: 'Appointment',
-            ifNoneExist: new URLSearchParams({ identifier: `${canonical.bookingSystem}|${key}` }).toString(),
-          },
-        },
-      ];
-      if (oldNow) {
-        entry.push(
-          put(
-            {
-              ...oldNow,
-              status: 'cancelled',
-              cancelationReason: { text: 'Rescheduled' },
-            },
-            oldNow.meta?.versionId ?? '',
-          ),
-          ...oldSlots
-            .filter((s) => s.status !== 'free')
-            .map((s) => put(withHold(s, 'free'), s.meta?.versionId ?? '')),
-        );
-      }
-      entry.push({
-        resource: withTargets(
-          journeyProvenance({
-            target: urn,
-            at: at.toISOString(),
-            actor,
-            activity: 'CREATE',
-            reason: oldNow ? 'Rescheduled' : 'Booked',
-            change: oldNow ? `appointment:rescheduled-from:Appointment/${oldNow.id}` : 'appointment:->booked',
-          }),
-          [
-            ...slots.map((s) => `Slot/${s.id}`),
-            ...(oldNow ? [`Appointment/${oldNow.id}`] : []),
-            ...oldSlots.map((s) => `Slot/${s.id}`),
-          ],
-        ),
-        request: { method: 'POST', url: 'Provenance' },
-      });
-      const res = await deps.fhir.transaction({ resourceType: 'Bundle', type: 'transaction', entry });
+      const appointment = bookedAppointment(input, slots, actors, journey, replaced, at);
+      const res = await deps.fhir.transaction(
+        bookingTransaction(slots, appointment, replaced, oldSlots, actor, at),
+      );
       const location = res.entry?.[slots.length]?.response?.location ?? '';
       const id = /Appointment\/([^/]+)/.exec(location)?.[1];
       if (!id) throw new CarewayError('internal', 'the FHIR server did not return the new appointment');
       const created = await deps.fhir.read<Appointment>('Appointment', id, { noCache: true });
-      const replaced = oldNow
-        ? await deps.fhir.read<Appointment>('Appointment', oldNow.id!, { noCache: true })
+      const after = replaced
+        ? await deps.fhir.read<Appointment>('Appointment', replaced.id!, { noCache: true })
         : undefined;
       freed = oldSlots.filter((s) => s.status !== 'free').map((s) => s.id!);
-      return { appointment: created, created: true, ...(replaced ? { replaced } : {}) };
+      return { appointment: created, created: true, ...(after ? { replaced: after } : {}) };
     }),
   );
   await afterBooking(deps, result, journey, actor, freed);
