@@ -114,144 +114,181 @@ export type OfferOutcome =
     }
   | { readonly kind: 'not-free' | 'nobody-fits' };
 
+/** The identifier of the offer of a round to a patient: one offer per patient per round. */
+const offerKey = (round: string, patient: string): string => `${OFFER_SYSTEM}|${round}/${patient}`;
+
+/** A Slot can still be offered when it exists, is free and has not started. */
+const offerable = (slot: Slot | undefined, at: Date): slot is Slot =>
+  !!slot && slot.status === 'free' && Date.parse(slot.start) > at.getTime();
+
+/**
+ * The best-ranked waitlist entry the Slot fits (window, practitioner, preferences), skipping patients already
+ * offered this Slot in this round, so an expired offer moves down the list. The Slot's service types decide
+ * the waitlist; a Slot without any takes its Schedule's.
+ */
+async function bestFit(
+  deps: SchedulingDeps,
+  slot: Slot,
+  schedule: Schedule | undefined,
+  round: string,
+): Promise<{ entry: Appointment; patient: string; patientResource: Patient | undefined } | undefined> {
+  const types = token(slot).length
+    ? token(slot)
+    : token({ ...slot, serviceType: schedule?.serviceType ?? [] });
+  const { entries, patients } = await waitlistFor(deps, types);
+  const offeredThisRound = async (patient: string): Promise<boolean> =>
+    (
+      await deps.fhir.search<Communication>(
+        'Communication',
+        { identifier: offerKey(round, patient), _summary: 'count' },
+        { noCache: true },
+      )
+    ).total !== 0;
+  for (const entry of entries) {
+    const patient = patientOf(entry);
+    if (!patient || !fits(entry, slot, schedule, patients.get(patient), deps.defaultZone)) continue;
+    if (await offeredThisRound(patient)) continue;
+    return { entry, patient, patientResource: patients.get(patient) };
+  }
+  return undefined;
+}
+
+/** The offer as the patient reads it in the portal: the service, when, and until when it is held (their zone). */
+function offerCommunication(
+  slot: Slot,
+  entry: Appointment,
+  patient: string,
+  zone: string,
+  round: string,
+  at: Date,
+  expires: Date,
+): Communication {
+  const journeyRef = entry.extension?.find(
+    (x) => x.url === canonical.journeyReferenceExtension,
+  )?.valueReference;
+  const service = slot.serviceType?.[0]?.text ?? slot.serviceType?.[0]?.coding?.[0]?.display ?? 'an';
+  const local = (ms: number): string => toZonedIso(ms, zone).slice(0, 16);
+  return {
+    resourceType: 'Communication',
+    identifier: [{ system: OFFER_SYSTEM, value: `${round}/${patient}` }],
+    status: 'completed',
+    category: [
+      {
+        coding: [
+          { system: canonical.communicationCategory, code: OFFER_CATEGORY, display: 'Waitlist offer' },
+        ],
+      },
+    ],
+    medium: [
+      {
+        coding: [
+          {
+            system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationMode',
+            code: 'ELECTRONIC',
+            display: 'electronic data',
+          },
+        ],
+      },
+    ],
+    subject: { reference: patient },
+    recipient: [{ reference: patient }],
+    about: [{ reference: `Slot/${slot.id}` }, { reference: `Appointment/${entry.id}` }],
+    sent: at.toISOString(),
+    payload: [
+      {
+        contentString: `An earlier ${service} appointment is available on ${local(Date.parse(slot.start)).replace('T', ' at ')}. Accept it in the portal before ${local(expires.getTime()).replace('T', ' ')}.`,
+      },
+    ],
+    ...(journeyRef
+      ? { extension: [{ url: canonical.journeyReferenceExtension, valueReference: journeyRef }] }
+      : {}),
+  };
+}
+
+/**
+ * One transaction: the offer Communication (conditional on its round/patient key), the Slot held for the
+ * patient with If-Match (the hold names the offer), and the Provenance.
+ */
+function offerTransaction(
+  slot: Slot,
+  entry: Appointment,
+  communication: Communication,
+  commUrn: string,
+  hold: Hold,
+  round: string,
+  at: Date,
+): Bundle {
+  const slotRef = `Slot/${slot.id}`;
+  return {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      {
+        fullUrl: commUrn,
+        resource: communication,
+        request: {
+          method: 'POST',
+          url: 'Communication',
+          ifNoneExist: new URLSearchParams({ identifier: offerKey(round, hold.holder) }).toString(),
+        },
+      },
+      {
+        resource: withHold(slot, 'busy-tentative', hold),
+        request: { method: 'PUT', url: slotRef, ifMatch: `W/"${slot.meta?.versionId ?? ''}"` },
+      },
+      {
+        resource: <Provenance>{
+          ...journeyProvenance({
+            target: commUrn,
+            at: at.toISOString(),
+            actor: { subject: 'careway-waitlist' },
+            activity: 'CREATE',
+            reason: 'Freed slot offered to the waitlist',
+            change: 'waitlist:offered',
+          }),
+          target: [{ reference: commUrn }, { reference: slotRef }, { reference: `Appointment/${entry.id}` }],
+        },
+        request: { method: 'POST', url: 'Provenance' },
+      },
+    ],
+  };
+}
+
 /** Offers a freed Slot to the best waiting patient it fits (the `waitlist-offers` worker). */
 export async function offerSlot(deps: SchedulingDeps, slotId: string, round: string): Promise<OfferOutcome> {
-  let outcome = { kind: 'nobody-fits' } as OfferOutcome;
-  await withLocks(deps.lock, [`slot:${slotId}`], () =>
-    retryOnSlotConflict(async () => {
+  const outcome = await withLocks(deps.lock, [`slot:${slotId}`], () =>
+    retryOnSlotConflict(async (): Promise<OfferOutcome> => {
       const slot = await readIfExists<Slot>(deps.fhir, 'Slot', slotId);
       const at = now(deps);
-      if (!slot || slot.status !== 'free' || Date.parse(slot.start) <= at.getTime()) {
-        outcome = { kind: 'not-free' };
-        return;
-      }
+      if (!offerable(slot, at)) return { kind: 'not-free' };
       const schedule = await readIfExists<Schedule>(
         deps.fhir,
         'Schedule',
         (slot.schedule.reference ?? '').replace(/^Schedule\//, ''),
       );
-      const types = token(slot).length
-        ? token(slot)
-        : token({ ...slot, serviceType: schedule?.serviceType ?? [] });
-      const { entries, patients } = await waitlistFor(deps, types);
-      // Patients already offered this round are skipped: each offer's identifier is `<round>/<patient>`.
-      const offeredThisRound = async (patient: string): Promise<boolean> =>
-        (
-          await deps.fhir.search<Communication>(
-            'Communication',
-            { identifier: `${OFFER_SYSTEM}|${round}/${patient}`, _summary: 'count' },
-            { noCache: true },
-          )
-        ).total !== 0;
-      let best: Appointment | undefined;
-      for (const e of entries) {
-        const p = patientOf(e);
-        if (!p || !fits(e, slot, schedule, patients.get(p), deps.defaultZone)) continue;
-        if (await offeredThisRound(p)) continue;
-        best = e;
-        break;
-      }
-      if (!best) {
-        outcome = { kind: 'nobody-fits' };
-        return;
-      }
-      const patient = patientOf(best)!;
-      const zone = zoneOf(patients.get(patient), deps.defaultZone);
+      const best = await bestFit(deps, slot, schedule, round);
+      if (!best) return { kind: 'nobody-fits' };
       const expires = new Date(at.getTime() + deps.offerMs);
       const commUrn = `urn:uuid:${crypto.randomUUID()}`;
-      const h: Hold = {
+      const hold: Hold = {
         id: crypto.randomUUID(),
         expires: expires.toISOString(),
-        holder: patient,
+        holder: best.patient,
         offer: commUrn,
         round,
       };
-      const journeyRef = best.extension?.find(
-        (x) => x.url === canonical.journeyReferenceExtension,
-      )?.valueReference;
-      const service = slot.serviceType?.[0]?.text ?? slot.serviceType?.[0]?.coding?.[0]?.display ?? 'an';
-      const communication: Communication = {
-        resourceType: 'Communication',
-        identifier: [{ system: OFFER_SYSTEM, value: `${round}/${patient}` }],
-        status: 'completed',
-        category: [
-          {
-            coding: [
-              { system: canonical.communicationCategory, code: OFFER_CATEGORY, display: 'Waitlist offer' },
-            ],
-          },
-        ],
-        medium: [
-          {
-            coding: [
-              {
-                system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationMode',
-                code: 'ELECTRONIC',
-                display: 'electronic data',
-              },
-            ],
-          },
-        ],
-        subject: { reference: patient },
-        recipient: [{ reference: patient }],
-        about: [{ reference: `Slot/${slotId}` }, { reference: `Appointment/${best.id}` }],
-        sent: at.toISOString(),
-        payload: [
-          {
-            contentString: `An earlier ${service} appointment is available on ${toZonedIso(Date.parse(slot.start), zone).slice(0, 16).replace('T', ' at ')}. Accept it in the portal before ${toZonedIso(expires.getTime(), zone).slice(0, 16).replace('T', ' ')}.`,
-          },
-        ],
-        ...(journeyRef
-          ? { extension: [{ url: canonical.journeyReferenceExtension, valueReference: journeyRef }] }
-          : {}),
-      };
-      const tx: Bundle = {
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          {
-            fullUrl: commUrn,
-            resource: communication,
-            request: {
-              method: 'POST',
-              url: 'Communication',
-              ifNoneExist: new URLSearchParams({
-                identifier: `${OFFER_SYSTEM}|${round}/${patient}`,
-              }).toString(),
-            },
-          },
-          {
-            resource: withHold(slot, 'busy-tentative', h),
-            request: { method: 'PUT', url: `Slot/${slotId}`, ifMatch: `W/"${slot.meta?.versionId ?? ''}"` },
-          },
-          {
-            resource: <Provenance>{
-              ...journeyProvenance({
-                target: commUrn,
-                at: at.toISOString(),
-                actor: { subject: 'careway-waitlist' },
-                activity: 'CREATE',
-                reason: 'Freed slot offered to the waitlist',
-                change: 'waitlist:offered',
-              }),
-              target: [
-                { reference: commUrn },
-                { reference: `Slot/${slotId}` },
-                { reference: `Appointment/${best.id}` },
-              ],
-            },
-            request: { method: 'POST', url: 'Provenance' },
-          },
-        ],
-      };
-      const res = await deps.fhir.transaction(tx);
+      const zone = zoneOf(best.patientResource, deps.defaultZone);
+      const communication = offerCommunication(slot, best.entry, best.patient, zone, round, at, expires);
+      const res = await deps.fhir.transaction(
+        offerTransaction(slot, best.entry, communication, commUrn, hold, round, at),
+      );
       const communicationId =
         /Communication\/([^/]+)/.exec(res.entry?.[0]?.response?.location ?? '')?.[1] ?? '';
-      outcome = {
+      return {
         kind: 'offered',
         communicationId,
-        entry: best.id!,
-        hold: { ...h, offer: `Communication/${communicationId}` },
+        entry: best.entry.id!,
+        hold: { ...hold, offer: `Communication/${communicationId}` },
       };
     }),
   );
@@ -264,13 +301,12 @@ export async function offerSlot(deps: SchedulingDeps, slotId: string, round: str
   return outcome;
 }
 
-/** Accepting an offer books the waitlist Appointment into the held Slot. */
-export async function acceptOffer(
+/** The offer's Slot and waitlist entry; refuses what is not a waitlist offer, or another patient's offer. */
+async function readOffer(
   deps: SchedulingDeps,
   communicationId: string,
-  actor: Actor,
-  confinedTo?: string,
-): Promise<{ appointment: Appointment; changed: boolean }> {
+  confinedTo: string | undefined,
+): Promise<{ slotId: string; entryId: string }> {
   const offer = await mustRead<Communication>(deps.fhir, 'Communication', communicationId, 'not-found');
   const isOffer = offer.category?.some((c) =>
     c.coding?.some((x) => x.system === canonical.communicationCategory && x.code === OFFER_CATEGORY),
@@ -283,6 +319,110 @@ export async function acceptOffer(
     });
   if (confinedTo && offer.subject?.reference !== `Patient/${confinedTo}`)
     throw new CarewayError('outside-compartment', "this offer is outside the token's patient compartment");
+  return { slotId, entryId };
+}
+
+/** The Slot must still be held for this offer, and the hold not expired. */
+function checkOfferStands(slot: Slot, communicationId: string, at: Date): void {
+  const h = holdOf(slot);
+  if (
+    slot.status !== 'busy-tentative' ||
+    h?.offer !== `Communication/${communicationId}` ||
+    Date.parse(h.expires) <= at.getTime()
+  )
+    throw new CarewayError('conflict', 'the offer has expired or the slot was given to someone else', {
+      detailsCode: 'offer-expired',
+    });
+}
+
+/**
+ * The waitlist Appointment booked into the Slot: its time, the Slot, and the Schedule's actors (who replace
+ * any practitioner the entry asked for); everyone has accepted.
+ */
+function bookedFromWaitlist(entry: Appointment, slot: Slot, schedule: Schedule): Appointment {
+  const others = entry.participant.filter(
+    (p) => !schedule.actor.some((a) => a.reference === p.actor?.reference),
+  );
+  return {
+    ...entry,
+    status: 'booked',
+    start: slot.start,
+    end: slot.end,
+    slot: [{ reference: `Slot/${slot.id}` }],
+    ...((entry.serviceType ?? slot.serviceType)
+      ? { serviceType: entry.serviceType ?? slot.serviceType }
+      : {}),
+    participant: [
+      ...others.map((p) => ({ ...p, status: 'accepted' as const })),
+      ...schedule.actor.map((a) => ({ actor: a, status: 'accepted' as const })),
+    ],
+  };
+}
+
+/** One transaction: the Slot busy and the Appointment booked, both with If-Match, and the Provenance. */
+function acceptTransaction(
+  slot: Slot,
+  entry: Appointment,
+  booked: Appointment,
+  communicationId: string,
+  actor: Actor,
+  at: Date,
+): Bundle {
+  const slotRef = `Slot/${slot.id}`;
+  const entryRef = `Appointment/${entry.id}`;
+  const entries: BundleEntry[] = [
+    {
+      resource: withHold(slot, 'busy'),
+      request: { method: 'PUT', url: slotRef, ifMatch: `W/"${slot.meta?.versionId ?? ''}"` },
+    },
+    {
+      resource: booked,
+      request: { method: 'PUT', url: entryRef, ifMatch: `W/"${entry.meta?.versionId ?? ''}"` },
+    },
+    {
+      resource: <Provenance>{
+        ...journeyProvenance({
+          target: entryRef,
+          at: at.toISOString(),
+          actor,
+          activity: 'UPDATE',
+          reason: 'Waitlist offer accepted',
+          change: 'appointment:waitlist->booked',
+          trigger: { reference: `Communication/${communicationId}` },
+        }),
+        target: [{ reference: entryRef }, { reference: slotRef }],
+      },
+      request: { method: 'POST', url: 'Provenance' },
+    },
+  ];
+  return { resourceType: 'Bundle', type: 'transaction', entry: entries };
+}
+
+/** After a booking from the waitlist: its journey moves on, and its reminders are planned. */
+async function afterAccept(deps: SchedulingDeps, appointment: Appointment, actor: Actor): Promise<void> {
+  deps.metrics?.accepted();
+  const journey = appointment.extension?.find((x) => x.url === canonical.journeyReferenceExtension)
+    ?.valueReference?.reference;
+  if (journey?.startsWith('EpisodeOfCare/'))
+    await deps.journeys
+      .applyEvent(journey.slice('EpisodeOfCare/'.length), 'appointment-booked', actor, {
+        reference: `Appointment/${appointment.id}`,
+      })
+      .catch((e: unknown) => {
+        // The booking stands; a closed journey refusing the event is not the patient's problem.
+        if (!(e instanceof CarewayError && e.status < 500)) throw e;
+      });
+  await deps.appointmentChanged(appointment.id!);
+}
+
+/** Accepting an offer books the waitlist Appointment into the held Slot. */
+export async function acceptOffer(
+  deps: SchedulingDeps,
+  communicationId: string,
+  actor: Actor,
+  confinedTo?: string,
+): Promise<{ appointment: Appointment; changed: boolean }> {
+  const { slotId, entryId } = await readOffer(deps, communicationId, confinedTo);
   let changed = false;
   const appointment = await withLocks(deps.lock, [`slot:${slotId}`], () =>
     retryOnSlotConflict(async () => {
@@ -290,88 +430,22 @@ export async function acceptOffer(
         mustRead<Slot>(deps.fhir, 'Slot', slotId),
         mustRead<Appointment>(deps.fhir, 'Appointment', entryId),
       ]);
+      // Accepted already (a replay): nothing to do.
       if (entry.status === 'booked' && entry.slot?.some((r) => r.reference === `Slot/${slotId}`))
         return entry;
-      const h = holdOf(slot);
       const at = now(deps);
-      if (
-        slot.status !== 'busy-tentative' ||
-        h?.offer !== `Communication/${communicationId}` ||
-        Date.parse(h.expires) <= at.getTime()
-      )
-        throw new CarewayError('conflict', 'the offer has expired or the slot was given to someone else', {
-          detailsCode: 'offer-expired',
-        });
+      checkOfferStands(slot, communicationId, at);
       const schedule = await mustRead<Schedule>(
         deps.fhir,
         'Schedule',
         (slot.schedule.reference ?? '').replace(/^Schedule\//, ''),
       );
-      const others = entry.participant.filter(
-        (p) => !schedule.actor.some((a) => a.reference === p.actor?.reference),
-      );
-      const booked: Appointment = {
-        ...entry,
-        status: 'booked',
-        start: slot.start,
-        end: slot.end,
-        slot: [{ reference: `Slot/${slotId}` }],
-        ...((entry.serviceType ?? slot.serviceType)
-          ? { serviceType: entry.serviceType ?? slot.serviceType }
-          : {}),
-        participant: [
-          ...others.map((p) => ({ ...p, status: 'accepted' as const })),
-          ...schedule.actor.map((a) => ({ actor: a, status: 'accepted' as const })),
-        ],
-      };
-      const entries: BundleEntry[] = [
-        {
-          resource: withHold(slot, 'busy'),
-          request: { method: 'PUT', url: `Slot/${slotId}`, ifMatch: `W/"${slot.meta?.versionId ?? ''}"` },
-        },
-        {
-          resource: booked,
-          request: {
-            method: 'PUT',
-            url: `Appointment/${entryId}`,
-            ifMatch: `W/"${entry.meta?.versionId ?? ''}"`,
-          },
-        },
-        {
-          resource: <Provenance>{
-            ...journeyProvenance({
-              target: `Appointment/${entryId}`,
-              at: at.toISOString(),
-              actor,
-              activity: 'UPDATE',
-              reason: 'Waitlist offer accepted',
-              change: 'appointment:waitlist->booked',
-              trigger: { reference: `Communication/${communicationId}` },
-            }),
-            target: [{ reference: `Appointment/${entryId}` }, { reference: `Slot/${slotId}` }],
-          },
-          request: { method: 'POST', url: 'Provenance' },
-        },
-      ];
-      await deps.fhir.transaction({ resourceType: 'Bundle', type: 'transaction', entry: entries });
+      const booked = bookedFromWaitlist(entry, slot, schedule);
+      await deps.fhir.transaction(acceptTransaction(slot, entry, booked, communicationId, actor, at));
       changed = true;
       return deps.fhir.read<Appointment>('Appointment', entryId, { noCache: true });
     }),
   );
-  if (changed) {
-    deps.metrics?.accepted();
-    const journey = appointment.extension?.find((x) => x.url === canonical.journeyReferenceExtension)
-      ?.valueReference?.reference;
-    if (journey?.startsWith('EpisodeOfCare/'))
-      await deps.journeys
-        .applyEvent(journey.slice('EpisodeOfCare/'.length), 'appointment-booked', actor, {
-          reference: `Appointment/${entryId}`,
-        })
-        .catch((e: unknown) => {
-          // The booking stands; a closed journey refusing the event is not the patient's problem.
-          if (!(e instanceof CarewayError && e.status < 500)) throw e;
-        });
-    await deps.appointmentChanged(entryId);
-  }
+  if (changed) await afterAccept(deps, appointment, actor);
   return { appointment, changed };
 }
