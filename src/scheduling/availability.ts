@@ -425,13 +425,33 @@ export async function findAppointments(deps: SchedulingDeps, input: FindInput): 
   };
 }
 
-/** `$set-preferences` on a Patient or a journey: replaces the preferences extension with If-Match. */
+/** A patient token sets preferences only on its own Patient, or on one of its own journeys. */
+async function checkOwnRecord(
+  deps: SchedulingDeps,
+  type: 'Patient' | 'EpisodeOfCare',
+  id: string,
+  confinedTo: string,
+): Promise<void> {
+  const patientId =
+    type === 'Patient'
+      ? id
+      : /^Patient\/(.+)$/.exec((await deps.journeys.readJourney(id)).episode.patient.reference ?? '')?.[1];
+  if (patientId !== confinedTo)
+    throw new CarewayError('outside-compartment', 'a patient token can only act for its own patient');
+}
+
+/**
+ * `$set-preferences` on a Patient or a journey: replaces the preferences extension with If-Match. With
+ * `confinedTo` (a patient token), only on that patient's own records.
+ */
 export async function setPreferences(
   deps: SchedulingDeps,
   type: 'Patient' | 'EpisodeOfCare',
   id: string,
   prefs: Preferences,
+  confinedTo?: string,
 ): Promise<Patient | EpisodeOfCare> {
+  if (confinedTo) await checkOwnRecord(deps, type, id, confinedTo);
   // Someone else changed the resource since we read it: apply our change on top of theirs.
   return retryOnConflict(async () => {
     const current = await mustRead<Patient | EpisodeOfCare>(deps.fhir, type, id, 'not-found');

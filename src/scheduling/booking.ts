@@ -446,14 +446,23 @@ export interface CancelResult {
   readonly changed: boolean;
 }
 
-/** `$cancel`: the Appointment becomes `cancelled` with the reason, and its Slots are freed, in one transaction. */
+/**
+ * `$cancel`: the Appointment becomes `cancelled` with the reason, and its Slots are freed, in one transaction.
+ * With `confinedTo` (a patient token), only an appointment of that patient.
+ */
 export async function cancel(
   deps: SchedulingDeps,
   appointmentId: string,
   reason: string,
   actor: Actor,
+  confinedTo?: string,
 ): Promise<CancelResult> {
   const first = await mustRead<Appointment>(deps.fhir, 'Appointment', appointmentId, 'not-found');
+  if (confinedTo && !first.participant.some((x) => x.actor?.reference === `Patient/${confinedTo}`))
+    throw new CarewayError(
+      'outside-compartment',
+      "this appointment is outside the token's patient compartment",
+    );
   if (first.status === 'cancelled') return { appointment: first, changed: false };
   if (['fulfilled', 'noshow', 'entered-in-error', 'arrived', 'checked-in'].includes(first.status))
     throw new CarewayError(

@@ -23,8 +23,8 @@ export class SchedulingService {
     return findAppointments(this.deps, input);
   }
 
-  setPreferences(type: 'Patient' | 'EpisodeOfCare', id: string, prefs: Preferences) {
-    return setPreferences(this.deps, type, id, prefs);
+  setPreferences(type: 'Patient' | 'EpisodeOfCare', id: string, prefs: Preferences, confinedTo?: string) {
+    return setPreferences(this.deps, type, id, prefs, confinedTo);
   }
 
   hold(slotIds: readonly string[], patientId: string, actor: Actor) {
@@ -35,8 +35,8 @@ export class SchedulingService {
     return book(this.deps, input, actor);
   }
 
-  cancel(appointmentId: string, reason: string, actor: Actor) {
-    return cancel(this.deps, appointmentId, reason, actor);
+  cancel(appointmentId: string, reason: string, actor: Actor, confinedTo?: string) {
+    return cancel(this.deps, appointmentId, reason, actor, confinedTo);
   }
 
   markNoShow(appointmentId: string, actor: Actor) {

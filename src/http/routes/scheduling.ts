@@ -10,8 +10,8 @@
  * - `$noshow` and `$waitlist` are staff operations (user/ or system/ Appointment.u / .s);
  * - `$set-preferences` needs `u` on the Patient or EpisodeOfCare; a patient token only for itself.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { Appointment, Coding, ParametersParameter, Parameters, Resource } from 'fhir/r4.js';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Appointment, Bundle, Coding, ParametersParameter, Parameters, Resource } from 'fhir/r4.js';
 import { Type } from 'typebox';
 import { CarewayError } from '../../shared/errors.js';
 import { localId, readParameters } from '../../fhir/parameters.js';
@@ -19,7 +19,9 @@ import type { CarewayOperation } from '../../fhir/facade.js';
 import { CANONICAL_BASE } from '../../fhir/canonical.js';
 import { WEEKDAY_CODES, type Weekday } from '../../shared/zoned-time.js';
 import { TIMES_OF_DAY, type Preferences, type TimeOfDay } from '../../scheduling/ranking.js';
-import type { AvailableTime } from '../../scheduling/slots.js';
+import type { AvailableTime, SlotTemplate } from '../../scheduling/slots.js';
+import type { FindInput } from '../../scheduling/availability.js';
+import type { BookInput, HoldResult } from '../../scheduling/booking.js';
 import { principalOf } from '../plugins/auth.js';
 import { actorOf, confinedPatient } from '../auth/access.js';
 import { FHIR_JSON } from '../plugins/errors.js';
@@ -137,8 +139,218 @@ function readWindows(
   });
 }
 
-export default async function schedulingRoutes(app: FastifyInstance): Promise<void> {
-  const schema = (summary: string, name: string, withId = false) => ({
+/** Throws a 400 naming every problem, when there are any. */
+function refuse(operation: string, problems: readonly string[]): void {
+  if (problems.length) throw new CarewayError('invalid-parameters', `${operation}: ${problems.join('; ')}`);
+}
+
+/** `$generate-slots` Parameters as a slot template (the Schedule's zone is added by the service). */
+function readTemplate(body: unknown): Omit<SlotTemplate, 'zone'> {
+  const p = readParameters(
+    body,
+    {
+      start: { kind: 'valueDate', required: true },
+      end: { kind: 'valueDate', required: true },
+      'slot-minutes': { kind: 'valuePositiveInt', required: true },
+      availableTime: { kind: 'part', repeats: true, required: true },
+      break: { kind: 'part', repeats: true },
+      holiday: { kind: 'valueDate', repeats: true },
+    },
+    '$generate-slots',
+  );
+  const problems: string[] = [];
+  const availableTimes = readWindows(p.availableTime, 'availableTime', problems);
+  const breaks = readWindows(p.break, 'break', problems);
+  refuse('$generate-slots', problems);
+  return {
+    from: p.start!,
+    to: p.end!,
+    slotMinutes: p['slot-minutes']!,
+    availableTimes,
+    breaks,
+    holidays: p.holiday ?? [],
+  };
+}
+
+/** `$find` Parameters; a patient token finds for its own patient when it names none. */
+function readFindInput(body: unknown, confinedTo: string | undefined): FindInput {
+  const p = readParameters(
+    body,
+    {
+      'service-type': { kind: 'valueCodeableConcept' },
+      specialty: { kind: 'valueCodeableConcept' },
+      'visit-type': { kind: 'valueCodeableConcept' },
+      practitioner: { kind: 'valueReference' },
+      location: { kind: 'valueReference' },
+      patient: { kind: 'valueReference' },
+      journey: { kind: 'valueReference' },
+      start: { kind: 'valueDateTime' },
+      end: { kind: 'valueDateTime' },
+      _count: { kind: 'valuePositiveInt' },
+    },
+    '$find',
+  );
+  const problems: string[] = [];
+  const serviceType = firstCoding(p['service-type']);
+  const specialty = firstCoding(p.specialty);
+  const visitType = firstCoding(p['visit-type']);
+  if (p['service-type'] && !serviceType) problems.push('"service-type" needs a coding with a code');
+  if (p.specialty && !specialty) problems.push('"specialty" needs a coding with a code');
+  const practitionerId = refId(p.practitioner, 'Practitioner', 'practitioner', problems);
+  const locationId = refId(p.location, 'Location', 'location', problems);
+  const patientId = refId(p.patient, 'Patient', 'patient', problems) ?? confinedTo;
+  const journeyId = refId(p.journey, 'EpisodeOfCare', 'journey', problems);
+  const count = p._count ?? 10;
+  if (count > 100) problems.push('"_count" may be at most 100');
+  refuse('$find', problems);
+  confine(confinedTo, patientId);
+  return {
+    ...(serviceType ? { serviceType } : {}),
+    ...(specialty ? { specialty } : {}),
+    ...(visitType ? { visitType } : {}),
+    ...(practitionerId ? { practitionerId } : {}),
+    ...(locationId ? { locationId } : {}),
+    ...(patientId ? { patientId } : {}),
+    ...(journeyId ? { journeyId } : {}),
+    ...(p.start ? { start: p.start } : {}),
+    ...(p.end ? { end: p.end } : {}),
+    count,
+  };
+}
+
+/** `$hold` Parameters: the Slots and the patient (a patient token only for itself). */
+function readHoldInput(
+  body: unknown,
+  confinedTo: string | undefined,
+): { slotIds: string[]; patientId: string } {
+  const p = readParameters(
+    body,
+    {
+      slot: { kind: 'valueReference', repeats: true, required: true },
+      patient: { kind: 'valueReference', required: true },
+    },
+    '$hold',
+  );
+  const problems: string[] = [];
+  const slotIds = (p.slot ?? []).map((r) => refId(r, 'Slot', 'slot', problems) ?? '');
+  const patientId = refId(p.patient, 'Patient', 'patient', problems);
+  refuse('$hold', problems);
+  confine(confinedTo, patientId);
+  return { slotIds, patientId: patientId! };
+}
+
+function holdParameters(r: HoldResult): Parameters {
+  return {
+    resourceType: 'Parameters',
+    parameter: [
+      { name: 'hold', valueString: r.hold.id },
+      { name: 'expires', valueInstant: r.hold.expires },
+      ...r.slots.map((s) => ({ name: 'slot', valueReference: { reference: `Slot/${s.id}` } })),
+    ],
+  };
+}
+
+/**
+ * `$book` Parameters: the Slots and patient come as parameters, or from a proposed Appointment of `$find`.
+ * A patient token books only for itself, and its booking counts as confirmed.
+ */
+function readBookInput(body: unknown, confinedTo: string | undefined): BookInput {
+  const p = readParameters(
+    body,
+    {
+      slot: { kind: 'valueReference', repeats: true },
+      appointment: { kind: 'resource' },
+      patient: { kind: 'valueReference' },
+      journey: { kind: 'valueReference' },
+      referral: { kind: 'valueReference' },
+      replaces: { kind: 'valueReference' },
+      'visit-type': { kind: 'valueCodeableConcept' },
+      description: { kind: 'valueString' },
+    },
+    '$book',
+  );
+  const problems: string[] = [];
+  const proposed = p.appointment as Appointment | undefined;
+  if (proposed && proposed.resourceType !== 'Appointment')
+    problems.push('"appointment" must be an Appointment');
+  const fromProposed = proposed?.resourceType === 'Appointment' ? proposed : undefined;
+  const slotRefs = p.slot ?? fromProposed?.slot ?? [];
+  if (slotRefs.length === 0)
+    problems.push('at least one "slot" (or an "appointment" with slots) is required');
+  const slotIds = slotRefs.map((r) => refId(r, 'Slot', 'slot', problems) ?? '');
+  const patientRef =
+    p.patient ?? fromProposed?.participant?.find((x) => x.actor?.reference?.startsWith('Patient/'))?.actor;
+  const patientId = patientRef ? refId(patientRef, 'Patient', 'patient', problems) : confinedTo;
+  if (!patientId) problems.push('"patient" is required');
+  const journeyId = refId(p.journey, 'EpisodeOfCare', 'journey', problems);
+  const referralId = refId(p.referral, 'ServiceRequest', 'referral', problems);
+  const replacesId = refId(p.replaces, 'Appointment', 'replaces', problems);
+  refuse('$book', problems);
+  confine(confinedTo, patientId);
+  return {
+    slotIds,
+    patientId: patientId!,
+    ...(journeyId ? { journeyId } : {}),
+    ...(referralId ? { referralId } : {}),
+    ...(replacesId ? { replacesId } : {}),
+    ...(p['visit-type'] ? { appointmentType: p['visit-type'] } : {}),
+    ...(p.description ? { description: p.description } : {}),
+    ...(confinedTo ? { byPatient: true } : {}),
+  };
+}
+
+/** `$set-preferences` Parameters as preferences, every bad value named. */
+function readPreferencesInput(body: unknown): Preferences {
+  const p = readParameters(
+    body,
+    {
+      weekday: { kind: 'valueCode', repeats: true },
+      timeOfDay: { kind: 'valueCode', repeats: true },
+      language: { kind: 'valueCode' },
+      location: { kind: 'valueReference', repeats: true },
+      maxTravelKm: { kind: 'valueDecimal' },
+    },
+    '$set-preferences',
+  );
+  const problems: string[] = [];
+  for (const d of p.weekday ?? [])
+    if (!(WEEKDAY_CODES as readonly string[]).includes(d))
+      problems.push(`weekday "${d.slice(0, 10)}" must be one of mon…sun`);
+  for (const t of p.timeOfDay ?? [])
+    if (!Object.hasOwn(TIMES_OF_DAY, t))
+      problems.push(`timeOfDay "${t.slice(0, 12)}" must be morning, afternoon or evening`);
+  for (const l of p.location ?? []) refId(l, 'Location', 'location', problems);
+  if (p.language !== undefined && !/^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$/.test(p.language))
+    problems.push('"language" must be a BCP-47 code');
+  if (p.maxTravelKm !== undefined && !(p.maxTravelKm > 0)) problems.push('"maxTravelKm" must be above 0');
+  refuse('$set-preferences', problems);
+  return {
+    ...(p.weekday ? { weekdays: p.weekday as Weekday[] } : {}),
+    ...(p.timeOfDay ? { timesOfDay: p.timeOfDay as TimeOfDay[] } : {}),
+    ...(p.language ? { language: p.language } : {}),
+    ...(p.location ? { locations: p.location.map((l) => l.reference!) } : {}),
+    ...(p.maxTravelKm !== undefined ? { maxTravelKm: p.maxTravelKm } : {}),
+  };
+}
+
+/** The ranked waitlist as a searchset; the score falls from 1 with the rank, for clients that sort on it. */
+function waitlistBundle(entries: readonly Appointment[]): Bundle {
+  return {
+    resourceType: 'Bundle',
+    type: 'searchset',
+    total: entries.length,
+    entry: entries.map((a, i) => ({
+      fullUrl: `Appointment/${a.id}`,
+      resource: a,
+      search: { mode: 'match', score: Math.round((1 - i / Math.max(1, entries.length)) * 10_000) / 10_000 },
+    })),
+  };
+}
+
+const idOf = (request: FastifyRequest): string => (request.params as { id: string }).id;
+
+function schema(summary: string, name: string, withId = false) {
+  return {
     tags: ['scheduling'],
     summary,
     description: SCHEDULING_OPERATIONS.find((o) => o.name === name)?.documentation ?? '',
@@ -146,39 +358,25 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     ...(withId ? { params: IdParams } : {}),
     body: FhirBody,
     response: fhirResponses,
-  });
+  };
+}
 
+const WaitlistSchema = {
+  tags: ['scheduling'],
+  summary: 'The ranked waitlist for a service type (scope: user/ or system/ Appointment.s)',
+  security: [{ bearer: [] }],
+  querystring: Type.Object({ 'service-type': Type.String({ minLength: 1, maxLength: 512 }) }),
+  response: fhirResponses,
+};
+
+export default async function schedulingRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/fhir/Schedule/:id/$generate-slots',
     { schema: schema('Generate Slots from a weekly template (scope: Slot.c)', 'generate-slots', true) },
     async (request, reply) => {
       confinedPatient(principalOf(request), 'Slot', 'c', true);
-      const { id } = request.params as { id: string };
-      const p = readParameters(
-        request.body,
-        {
-          start: { kind: 'valueDate', required: true },
-          end: { kind: 'valueDate', required: true },
-          'slot-minutes': { kind: 'valuePositiveInt', required: true },
-          availableTime: { kind: 'part', repeats: true, required: true },
-          break: { kind: 'part', repeats: true },
-          holiday: { kind: 'valueDate', repeats: true },
-        },
-        '$generate-slots',
-      );
-      const problems: string[] = [];
-      const availableTimes = readWindows(p.availableTime, 'availableTime', problems);
-      const breaks = readWindows(p.break, 'break', problems);
-      if (problems.length)
-        throw new CarewayError('invalid-parameters', `$generate-slots: ${problems.join('; ')}`);
-      const result = await app.scheduling.generateSlots(id, {
-        from: p.start!,
-        to: p.end!,
-        slotMinutes: p['slot-minutes']!,
-        availableTimes,
-        breaks,
-        holidays: p.holiday ?? [],
-      });
+      const template = readTemplate(request.body);
+      const result = await app.scheduling.generateSlots(idOf(request), template);
       const out: Parameters = {
         resourceType: 'Parameters',
         parameter: [
@@ -194,50 +392,8 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     '/fhir/Appointment/$find',
     { schema: schema('Find appointment slots ranked for a patient (scope: Slot.s)', 'find') },
     async (request, reply) => {
-      const principal = principalOf(request);
-      const confinedTo = confinedPatient(principal, 'Slot', 's');
-      const p = readParameters(
-        request.body,
-        {
-          'service-type': { kind: 'valueCodeableConcept' },
-          specialty: { kind: 'valueCodeableConcept' },
-          'visit-type': { kind: 'valueCodeableConcept' },
-          practitioner: { kind: 'valueReference' },
-          location: { kind: 'valueReference' },
-          patient: { kind: 'valueReference' },
-          journey: { kind: 'valueReference' },
-          start: { kind: 'valueDateTime' },
-          end: { kind: 'valueDateTime' },
-          _count: { kind: 'valuePositiveInt' },
-        },
-        '$find',
-      );
-      const problems: string[] = [];
-      const serviceType = firstCoding(p['service-type']);
-      const specialty = firstCoding(p.specialty);
-      const visitType = firstCoding(p['visit-type']);
-      if (p['service-type'] && !serviceType) problems.push('"service-type" needs a coding with a code');
-      if (p.specialty && !specialty) problems.push('"specialty" needs a coding with a code');
-      const practitionerId = refId(p.practitioner, 'Practitioner', 'practitioner', problems);
-      const locationId = refId(p.location, 'Location', 'location', problems);
-      const patientId = refId(p.patient, 'Patient', 'patient', problems) ?? confinedTo;
-      const journeyId = refId(p.journey, 'EpisodeOfCare', 'journey', problems);
-      const count = p._count ?? 10;
-      if (count > 100) problems.push('"_count" may be at most 100');
-      if (problems.length) throw new CarewayError('invalid-parameters', `$find: ${problems.join('; ')}`);
-      confine(confinedTo, patientId);
-      const bundle = await app.scheduling.find({
-        ...(serviceType ? { serviceType } : {}),
-        ...(specialty ? { specialty } : {}),
-        ...(visitType ? { visitType } : {}),
-        ...(practitionerId ? { practitionerId } : {}),
-        ...(locationId ? { locationId } : {}),
-        ...(patientId ? { patientId } : {}),
-        ...(journeyId ? { journeyId } : {}),
-        ...(p.start ? { start: p.start } : {}),
-        ...(p.end ? { end: p.end } : {}),
-        count,
-      });
+      const confinedTo = confinedPatient(principalOf(request), 'Slot', 's');
+      const bundle = await app.scheduling.find(readFindInput(request.body, confinedTo));
       return send(reply, 200, bundle);
     },
   );
@@ -248,29 +404,9 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     async (request, reply) => {
       const principal = principalOf(request);
       const confinedTo = confinedPatient(principal, 'Appointment', 'c');
-      const p = readParameters(
-        request.body,
-        {
-          slot: { kind: 'valueReference', repeats: true, required: true },
-          patient: { kind: 'valueReference', required: true },
-        },
-        '$hold',
-      );
-      const problems: string[] = [];
-      const slotIds = (p.slot ?? []).map((r) => refId(r, 'Slot', 'slot', problems) ?? '');
-      const patientId = refId(p.patient, 'Patient', 'patient', problems);
-      if (problems.length) throw new CarewayError('invalid-parameters', `$hold: ${problems.join('; ')}`);
-      confine(confinedTo, patientId);
-      const r = await app.scheduling.hold(slotIds, patientId!, actorOf(principal));
-      const out: Parameters = {
-        resourceType: 'Parameters',
-        parameter: [
-          { name: 'hold', valueString: r.hold.id },
-          { name: 'expires', valueInstant: r.hold.expires },
-          ...r.slots.map((s) => ({ name: 'slot', valueReference: { reference: `Slot/${s.id}` } })),
-        ],
-      };
-      return send(reply, r.changed ? 201 : 200, out);
+      const { slotIds, patientId } = readHoldInput(request.body, confinedTo);
+      const r = await app.scheduling.hold(slotIds, patientId, actorOf(principal));
+      return send(reply, r.changed ? 201 : 200, holdParameters(r));
     },
   );
 
@@ -280,53 +416,7 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     async (request, reply) => {
       const principal = principalOf(request);
       const confinedTo = confinedPatient(principal, 'Appointment', 'c');
-      const p = readParameters(
-        request.body,
-        {
-          slot: { kind: 'valueReference', repeats: true },
-          appointment: { kind: 'resource' },
-          patient: { kind: 'valueReference' },
-          journey: { kind: 'valueReference' },
-          referral: { kind: 'valueReference' },
-          replaces: { kind: 'valueReference' },
-          'visit-type': { kind: 'valueCodeableConcept' },
-          description: { kind: 'valueString' },
-        },
-        '$book',
-      );
-      const problems: string[] = [];
-      const proposed = p.appointment as Appointment | undefined;
-      if (proposed && proposed.resourceType !== 'Appointment')
-        problems.push('"appointment" must be an Appointment');
-      const slotRefs = p.slot ?? (proposed?.resourceType === 'Appointment' ? (proposed.slot ?? []) : []);
-      if (slotRefs.length === 0)
-        problems.push('at least one "slot" (or an "appointment" with slots) is required');
-      const slotIds = slotRefs.map((r) => refId(r, 'Slot', 'slot', problems) ?? '');
-      const patientRef =
-        p.patient ??
-        (proposed?.resourceType === 'Appointment'
-          ? proposed.participant?.find((x) => x.actor?.reference?.startsWith('Patient/'))?.actor
-          : undefined);
-      const patientId = patientRef ? refId(patientRef, 'Patient', 'patient', problems) : confinedTo;
-      if (!patientId) problems.push('"patient" is required');
-      const journeyId = refId(p.journey, 'EpisodeOfCare', 'journey', problems);
-      const referralId = refId(p.referral, 'ServiceRequest', 'referral', problems);
-      const replacesId = refId(p.replaces, 'Appointment', 'replaces', problems);
-      if (problems.length) throw new CarewayError('invalid-parameters', `$book: ${problems.join('; ')}`);
-      confine(confinedTo, patientId);
-      const r = await app.scheduling.book(
-        {
-          slotIds,
-          patientId: patientId!,
-          ...(journeyId ? { journeyId } : {}),
-          ...(referralId ? { referralId } : {}),
-          ...(replacesId ? { replacesId } : {}),
-          ...(p['visit-type'] ? { appointmentType: p['visit-type'] } : {}),
-          ...(p.description ? { description: p.description } : {}),
-          ...(confinedTo ? { byPatient: true } : {}),
-        },
-        actorOf(principal),
-      );
+      const r = await app.scheduling.book(readBookInput(request.body, confinedTo), actorOf(principal));
       if (r.created)
         void reply.header(
           'location',
@@ -342,19 +432,8 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     async (request, reply) => {
       const principal = principalOf(request);
       const confinedTo = confinedPatient(principal, 'Appointment', 'u');
-      const { id } = request.params as { id: string };
       const p = readParameters(request.body, { reason: { kind: 'valueString', required: true } }, '$cancel');
-      if (confinedTo) {
-        const a = await app.fhir
-          .read<Appointment>('Appointment', id, { noCache: true })
-          .catch(() => undefined);
-        if (a && !a.participant.some((x) => x.actor?.reference === `Patient/${confinedTo}`))
-          throw new CarewayError(
-            'outside-compartment',
-            "this appointment is outside the token's patient compartment",
-          );
-      }
-      const r = await app.scheduling.cancel(id, p.reason!, actorOf(principal));
+      const r = await app.scheduling.cancel(idOf(request), p.reason!, actorOf(principal), confinedTo);
       return send(reply, 200, r.appointment);
     },
   );
@@ -365,9 +444,8 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     async (request, reply) => {
       const principal = principalOf(request);
       confinedPatient(principal, 'Appointment', 'u', true);
-      const { id } = request.params as { id: string };
       if (request.body !== undefined && request.body !== null) readParameters(request.body, {}, '$noshow');
-      const r = await app.scheduling.markNoShow(id, actorOf(principal));
+      const r = await app.scheduling.markNoShow(idOf(request), actorOf(principal));
       return send(reply, 200, r.appointment);
     },
   );
@@ -385,43 +463,18 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
       );
       const problems: string[] = [];
       const offerId = refId(p.offer, 'Communication', 'offer', problems);
-      if (problems.length)
-        throw new CarewayError('invalid-parameters', `$accept-offer: ${problems.join('; ')}`);
+      refuse('$accept-offer', problems);
       const r = await app.scheduling.acceptOffer(offerId!, actorOf(principal), confinedTo);
       return send(reply, 200, r.appointment);
     },
   );
 
-  app.get(
-    '/fhir/Appointment/$waitlist',
-    {
-      schema: {
-        tags: ['scheduling'],
-        summary: 'The ranked waitlist for a service type (scope: user/ or system/ Appointment.s)',
-        security: [{ bearer: [] }],
-        querystring: Type.Object({ 'service-type': Type.String({ minLength: 1, maxLength: 512 }) }),
-        response: fhirResponses,
-      },
-    },
-    async (request, reply) => {
-      confinedPatient(principalOf(request), 'Appointment', 's', true);
-      const q = request.query as { 'service-type': string };
-      const entries = await app.scheduling.waitlist(q['service-type'].split(','));
-      return send(reply, 200, {
-        resourceType: 'Bundle',
-        type: 'searchset',
-        total: entries.length,
-        entry: entries.map((a, i) => ({
-          fullUrl: `Appointment/${a.id}`,
-          resource: a,
-          search: {
-            mode: 'match',
-            score: Math.round((1 - i / Math.max(1, entries.length)) * 10_000) / 10_000,
-          },
-        })),
-      } as Resource);
-    },
-  );
+  app.get('/fhir/Appointment/$waitlist', { schema: WaitlistSchema }, async (request, reply) => {
+    confinedPatient(principalOf(request), 'Appointment', 's', true);
+    const q = request.query as { 'service-type': string };
+    const entries = await app.scheduling.waitlist(q['service-type'].split(','));
+    return send(reply, 200, waitlistBundle(entries));
+  });
 
   for (const type of ['Patient', 'EpisodeOfCare'] as const) {
     app.post(
@@ -430,49 +483,9 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
         schema: schema(`Set scheduling preferences on a ${type} (scope: ${type}.u)`, 'set-preferences', true),
       },
       async (request, reply) => {
-        const principal = principalOf(request);
-        const confinedTo = confinedPatient(principal, type, 'u');
-        const { id } = request.params as { id: string };
-        const p = readParameters(
-          request.body,
-          {
-            weekday: { kind: 'valueCode', repeats: true },
-            timeOfDay: { kind: 'valueCode', repeats: true },
-            language: { kind: 'valueCode' },
-            location: { kind: 'valueReference', repeats: true },
-            maxTravelKm: { kind: 'valueDecimal' },
-          },
-          '$set-preferences',
-        );
-        const problems: string[] = [];
-        for (const d of p.weekday ?? [])
-          if (!(WEEKDAY_CODES as readonly string[]).includes(d))
-            problems.push(`weekday "${d.slice(0, 10)}" must be one of mon…sun`);
-        for (const t of p.timeOfDay ?? [])
-          if (!Object.hasOwn(TIMES_OF_DAY, t))
-            problems.push(`timeOfDay "${t.slice(0, 12)}" must be morning, afternoon or evening`);
-        for (const l of p.location ?? []) refId(l, 'Location', 'location', problems);
-        if (p.language !== undefined && !/^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$/.test(p.language))
-          problems.push('"language" must be a BCP-47 code');
-        if (p.maxTravelKm !== undefined && !(p.maxTravelKm > 0))
-          problems.push('"maxTravelKm" must be above 0');
-        if (problems.length)
-          throw new CarewayError('invalid-parameters', `$set-preferences: ${problems.join('; ')}`);
-        if (confinedTo) {
-          if (type === 'Patient') confine(confinedTo, id);
-          else {
-            const j = await app.journeys.readJourney(id);
-            confine(confinedTo, /^Patient\/(.+)$/.exec(j.episode.patient.reference ?? '')?.[1]);
-          }
-        }
-        const prefs: Preferences = {
-          ...(p.weekday ? { weekdays: p.weekday as Weekday[] } : {}),
-          ...(p.timeOfDay ? { timesOfDay: p.timeOfDay as TimeOfDay[] } : {}),
-          ...(p.language ? { language: p.language } : {}),
-          ...(p.location ? { locations: p.location.map((l) => l.reference!) } : {}),
-          ...(p.maxTravelKm !== undefined ? { maxTravelKm: p.maxTravelKm } : {}),
-        };
-        return send(reply, 200, await app.scheduling.setPreferences(type, id, prefs));
+        const confinedTo = confinedPatient(principalOf(request), type, 'u');
+        const prefs = readPreferencesInput(request.body);
+        return send(reply, 200, await app.scheduling.setPreferences(type, idOf(request), prefs, confinedTo));
       },
     );
   }
