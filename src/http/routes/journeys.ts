@@ -9,14 +9,15 @@
  * - `$journey`, `$journeys` and the timeline need `r`/`s` on EpisodeOfCare, and a patient token only sees
  *   its own patient's journeys. Inside `$journey`, resources of types the caller cannot read are left out.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Bundle } from 'fhir/r4.js';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Bundle, EpisodeOfCare } from 'fhir/r4.js';
 import { Type } from 'typebox';
 import { CarewayError, operationOutcome } from '../../shared/errors.js';
 import { localId, readParameters } from '../../fhir/parameters.js';
 import type { CarewayOperation } from '../../fhir/facade.js';
 import { CANONICAL_BASE } from '../../fhir/canonical.js';
 import { isJourneyStage, JOURNEY_STAGES } from '../../journey/stages.js';
+import type { StartJourneyInput } from '../../journey/service.js';
 import { decide, type Permission } from '../auth/scopes.js';
 import { actorOf, confinedPatient, forbidden } from '../auth/access.js';
 import type { Principal } from '../auth/verifier.js';
@@ -121,74 +122,136 @@ function assertVisible(confinedTo: string | undefined, patientReference: string 
   }
 }
 
-export default async function journeyRoutes(app: FastifyInstance): Promise<void> {
-  const base = (request: FastifyRequest): string => `${request.protocol}://${request.host}/fhir`;
+const publicBase = (request: FastifyRequest): string => `${request.protocol}://${request.host}/fhir`;
+const idOf = (request: FastifyRequest): string => (request.params as { id: string }).id;
 
+/** `$start-journey` Parameters, every problem named; a patient token starts only its own journey. */
+function readStartInput(body: unknown, confinedTo: string | undefined): StartJourneyInput {
+  const p = readParameters(
+    body,
+    {
+      patient: { kind: 'valueReference', required: true },
+      referral: { kind: 'valueReference' },
+      identifier: { kind: 'valueIdentifier' },
+      type: { kind: 'valueCodeableConcept' },
+      stage: { kind: 'valueCode' },
+      organization: { kind: 'valueReference' },
+      careManager: { kind: 'valueReference' },
+    },
+    '$start-journey',
+  );
+  const problems: string[] = [];
+  const patientId = localId(p.patient, 'Patient');
+  if (!patientId) problems.push('"patient" must reference Patient/{id}');
+  const referralId = p.referral ? localId(p.referral, 'ServiceRequest') : undefined;
+  if (p.referral && !referralId) problems.push('"referral" must reference ServiceRequest/{id}');
+  const organizationId = p.organization ? localId(p.organization, 'Organization') : undefined;
+  if (p.organization && !organizationId) problems.push('"organization" must reference Organization/{id}');
+  const careManager = p.careManager;
+  if (careManager && !localId(careManager, 'Practitioner'))
+    problems.push('"careManager" must reference Practitioner/{id}');
+  const stage = p.stage;
+  if (stage !== undefined && !isJourneyStage(stage))
+    problems.push(`"stage" must be one of ${JOURNEY_STAGES.join(', ')}`);
+  const identifier = p.identifier;
+  if (identifier && (!identifier.system || !identifier.value))
+    problems.push('"identifier" needs a system and a value');
+  if (problems.length) throw new CarewayError('invalid-parameters', `$start-journey: ${problems.join('; ')}`);
+  if (confinedTo && confinedTo !== patientId)
+    throw new CarewayError('outside-compartment', 'a patient token can only start its own journey');
+  return {
+    patientId: patientId!,
+    ...(referralId ? { referralId } : {}),
+    ...(identifier ? { identifier } : {}),
+    ...(p.type ? { type: p.type } : {}),
+    ...(stage && isJourneyStage(stage) ? { stage } : {}),
+    ...(organizationId ? { organizationId } : {}),
+    ...(careManager ? { careManager } : {}),
+  };
+}
+
+/** A changed journey, with its version as the ETag. */
+function sendEpisode(reply: FastifyReply, episode: EpisodeOfCare): FastifyReply {
+  return reply
+    .code(200)
+    .header('etag', `W/"${episode.meta?.versionId ?? ''}"`)
+    .type(FHIR_JSON)
+    .send(episode);
+}
+
+/**
+ * `$journey` as this caller may see it: entries of types no scope lets it read are dropped (an
+ * OperationOutcome says how many), and server-relative fullUrls become absolute on Careway's base.
+ */
+function visibleBundle(bundle: Bundle, principal: Principal, base: string): Bundle {
+  let dropped = 0;
+  const entry = (bundle.entry ?? []).filter((e) => {
+    const type = e.resource?.resourceType;
+    // Alert Flags are computed from resources the caller already sees.
+    if (!type || type === 'Flag') return true;
+    const ok = decide(principal.scopes, type, 'r').allowed;
+    if (!ok) dropped++;
+    return ok;
+  });
+  if (dropped) {
+    entry.push({
+      resource: operationOutcome(
+        'warning',
+        'forbidden',
+        `${dropped} linked resource(s) omitted: no scope grants reading their type`,
+      ),
+    });
+  }
+  for (const e of entry) if (e.fullUrl && !e.fullUrl.startsWith('urn:')) e.fullUrl = `${base}/${e.fullUrl}`;
+  return { ...bundle, entry, total: entry.length };
+}
+
+/** `$journeys`: the patient's journeys as a searchset. */
+function journeysBundle(journeys: readonly EpisodeOfCare[], base: string): Bundle {
+  return {
+    resourceType: 'Bundle',
+    type: 'searchset',
+    total: journeys.length,
+    entry: journeys.map((j) => ({
+      fullUrl: `${base}/EpisodeOfCare/${j.id}`,
+      resource: j,
+      search: { mode: 'match' },
+    })),
+  };
+}
+
+/** A route's OpenAPI schema: `id` for a `:id` in the path, `body` for a Parameters body. */
+function schema(
+  summary: string,
+  operation: string | undefined,
+  shape: { id?: boolean; body?: boolean; response?: Record<string, unknown> } = {},
+) {
+  return {
+    tags: ['journeys'],
+    summary,
+    ...(operation ? { description: doc(operation) } : {}),
+    security: [{ bearer: [] }],
+    ...(shape.id ? { params: IdParams } : {}),
+    ...(shape.body ? { body: FhirBody } : {}),
+    response: shape.response ?? fhirResponses,
+  };
+}
+
+export default async function journeyRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/fhir/EpisodeOfCare/$start-journey',
     {
-      schema: {
-        tags: ['journeys'],
-        summary: 'Start a patient journey (scope: EpisodeOfCare.c)',
-        description: doc('start-journey'),
-        security: [{ bearer: [] }],
-        body: FhirBody,
-        response: fhirResponses,
-      },
+      schema: schema('Start a patient journey (scope: EpisodeOfCare.c)', 'start-journey', { body: true }),
     },
     async (request, reply) => {
       const principal = principalOf(request);
       const { confinedTo } = access(principal, 'c');
-      const p = readParameters(
-        request.body,
-        {
-          patient: { kind: 'valueReference', required: true },
-          referral: { kind: 'valueReference' },
-          identifier: { kind: 'valueIdentifier' },
-          type: { kind: 'valueCodeableConcept' },
-          stage: { kind: 'valueCode' },
-          organization: { kind: 'valueReference' },
-          careManager: { kind: 'valueReference' },
-        },
-        '$start-journey',
-      );
-      const problems: string[] = [];
-      const patientId = localId(p.patient, 'Patient');
-      if (!patientId) problems.push('"patient" must reference Patient/{id}');
-      const referralId = p.referral ? localId(p.referral, 'ServiceRequest') : undefined;
-      if (p.referral && !referralId) problems.push('"referral" must reference ServiceRequest/{id}');
-      const organizationId = p.organization ? localId(p.organization, 'Organization') : undefined;
-      if (p.organization && !organizationId) problems.push('"organization" must reference Organization/{id}');
-      const careManager = p.careManager;
-      if (careManager && !localId(careManager, 'Practitioner'))
-        problems.push('"careManager" must reference Practitioner/{id}');
-      const stage = p.stage;
-      if (stage !== undefined && !isJourneyStage(stage))
-        problems.push(`"stage" must be one of ${JOURNEY_STAGES.join(', ')}`);
-      const identifier = p.identifier;
-      if (identifier && (!identifier.system || !identifier.value))
-        problems.push('"identifier" needs a system and a value');
-      if (problems.length)
-        throw new CarewayError('invalid-parameters', `$start-journey: ${problems.join('; ')}`);
-      if (confinedTo && confinedTo !== patientId)
-        throw new CarewayError('outside-compartment', 'a patient token can only start its own journey');
-
-      const result = await app.journeys.startJourney(
-        {
-          patientId: patientId!,
-          ...(referralId ? { referralId } : {}),
-          ...(identifier ? { identifier } : {}),
-          ...(p.type ? { type: p.type } : {}),
-          ...(stage && isJourneyStage(stage) ? { stage } : {}),
-          ...(organizationId ? { organizationId } : {}),
-          ...(careManager ? { careManager } : {}),
-        },
-        actorOf(principal),
-      );
+      const input = readStartInput(request.body, confinedTo);
+      const result = await app.journeys.startJourney(input, actorOf(principal));
       if (result.changed)
         void reply.header(
           'location',
-          `${base(request)}/EpisodeOfCare/${result.episode.id}/_history/${result.episode.meta?.versionId ?? '1'}`,
+          `${publicBase(request)}/EpisodeOfCare/${result.episode.id}/_history/${result.episode.meta?.versionId ?? '1'}`,
         );
       return reply
         .code(result.changed ? 201 : 200)
@@ -200,21 +263,16 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
   app.post(
     '/fhir/EpisodeOfCare/:id/$advance-stage',
     {
-      schema: {
-        tags: ['journeys'],
-        summary: 'Move a journey to another stage (scope: user/ or system/ EpisodeOfCare.u)',
-        description: doc('advance-stage'),
-        security: [{ bearer: [] }],
-        params: IdParams,
-        body: FhirBody,
-        response: fhirResponses,
-      },
+      schema: schema(
+        'Move a journey to another stage (scope: user/ or system/ EpisodeOfCare.u)',
+        'advance-stage',
+        { id: true, body: true },
+      ),
     },
     async (request, reply) => {
       const principal = principalOf(request);
       if (access(principal, 'u').confinedTo)
         throw forbidden("patient-context tokens cannot change a journey's stage");
-      const { id } = request.params as { id: string };
       const p = readParameters(
         request.body,
         { stage: { kind: 'valueCode', required: true }, reason: { kind: 'valueString' } },
@@ -227,32 +285,23 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
           `$advance-stage: "stage" must be one of ${JOURNEY_STAGES.join(', ')} (got "${stage.slice(0, 40)}")`,
         );
       }
-      const result = await app.journeys.advanceStage(id, stage, p.reason, actorOf(principal));
-      return reply
-        .code(200)
-        .header('etag', `W/"${result.episode.meta?.versionId ?? ''}"`)
-        .type(FHIR_JSON)
-        .send(result.episode);
+      const result = await app.journeys.advanceStage(idOf(request), stage, p.reason, actorOf(principal));
+      return sendEpisode(reply, result.episode);
     },
   );
 
   app.post(
     '/fhir/EpisodeOfCare/:id/$close-journey',
     {
-      schema: {
-        tags: ['journeys'],
-        summary: 'Finish or cancel a journey (scope: user/ or system/ EpisodeOfCare.u)',
-        description: doc('close-journey'),
-        security: [{ bearer: [] }],
-        params: IdParams,
-        body: FhirBody,
-        response: fhirResponses,
-      },
+      schema: schema(
+        'Finish or cancel a journey (scope: user/ or system/ EpisodeOfCare.u)',
+        'close-journey',
+        { id: true, body: true },
+      ),
     },
     async (request, reply) => {
       const principal = principalOf(request);
       if (access(principal, 'u').confinedTo) throw forbidden('patient-context tokens cannot close a journey');
-      const { id } = request.params as { id: string };
       const p = readParameters(
         request.body,
         { status: { kind: 'valueCode', required: true }, reason: { kind: 'valueString' } },
@@ -264,116 +313,57 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
           '$close-journey: "status" must be finished or cancelled',
         );
       }
-      const result = await app.journeys.close(id, p.status, p.reason, actorOf(principal));
-      return reply
-        .code(200)
-        .header('etag', `W/"${result.episode.meta?.versionId ?? ''}"`)
-        .type(FHIR_JSON)
-        .send(result.episode);
+      const result = await app.journeys.close(idOf(request), p.status, p.reason, actorOf(principal));
+      return sendEpisode(reply, result.episode);
     },
   );
-
-  /** Drops entries the caller may not read; for patient tokens, refuses another patient's journey. */
-  const visibleBundle = (bundle: Bundle, principal: Principal): Bundle => {
-    let dropped = 0;
-    const entry = (bundle.entry ?? []).filter((e) => {
-      const type = e.resource?.resourceType;
-      if (!type || type === 'Flag') return true;
-      const ok = decide(principal.scopes, type, 'r').allowed;
-      if (!ok) dropped++;
-      return ok;
-    });
-    if (dropped) {
-      entry.push({
-        resource: operationOutcome(
-          'warning',
-          'forbidden',
-          `${dropped} linked resource(s) omitted: no scope grants reading their type`,
-        ),
-      });
-    }
-    return { ...bundle, entry, total: entry.length };
-  };
 
   app.get(
     '/fhir/EpisodeOfCare/:id/$journey',
     {
-      schema: {
-        tags: ['journeys'],
-        summary: 'The whole journey as one Bundle (scope: EpisodeOfCare.r)',
-        description: doc('journey'),
-        security: [{ bearer: [] }],
-        params: IdParams,
-        response: fhirResponses,
-      },
+      schema: schema('The whole journey as one Bundle (scope: EpisodeOfCare.r)', 'journey', { id: true }),
     },
     async (request, reply) => {
       const principal = principalOf(request);
       const { confinedTo } = access(principal, 'r');
-      const { id } = request.params as { id: string };
-      const { bundle, episode } = await app.journeys.journeyBundle(id);
+      const { bundle, episode } = await app.journeys.journeyBundle(idOf(request));
       assertVisible(confinedTo, episode.patient.reference);
-      const b = base(request);
-      const shaped = visibleBundle(bundle, principal);
-      for (const e of shaped.entry ?? [])
-        if (e.fullUrl && !e.fullUrl.startsWith('urn:')) e.fullUrl = `${b}/${e.fullUrl}`;
-      return reply.type(FHIR_JSON).send(shaped);
+      return reply.type(FHIR_JSON).send(visibleBundle(bundle, principal, publicBase(request)));
     },
   );
 
   app.get(
     '/fhir/Patient/:id/$journeys',
     {
-      schema: {
-        tags: ['journeys'],
-        summary: "A patient's journeys with stage and status (scope: EpisodeOfCare.s)",
-        description: doc('journeys'),
-        security: [{ bearer: [] }],
-        params: IdParams,
-        response: fhirResponses,
-      },
+      schema: schema("A patient's journeys with stage and status (scope: EpisodeOfCare.s)", 'journeys', {
+        id: true,
+      }),
     },
     async (request, reply) => {
-      const principal = principalOf(request);
-      const { confinedTo } = access(principal, 's');
-      const { id } = request.params as { id: string };
+      const { confinedTo } = access(principalOf(request), 's');
+      const id = idOf(request);
       if (confinedTo && confinedTo !== id)
         throw new CarewayError(
           'outside-compartment',
           "a patient token can only list its own patient's journeys",
         );
       const journeys = await app.journeys.journeysOf(id);
-      const b = base(request);
-      const bundle: Bundle = {
-        resourceType: 'Bundle',
-        type: 'searchset',
-        total: journeys.length,
-        entry: journeys.map((j) => ({
-          fullUrl: `${b}/EpisodeOfCare/${j.id}`,
-          resource: j,
-          search: { mode: 'match' },
-        })),
-      };
-      return reply.type(FHIR_JSON).send(bundle);
+      return reply.type(FHIR_JSON).send(journeysBundle(journeys, publicBase(request)));
     },
   );
 
   app.get(
     '/journeys/:id/timeline',
     {
-      schema: {
-        tags: ['journeys'],
-        summary: 'Journey timeline with computed pain points and allergy alerts (scope: EpisodeOfCare.r)',
-        security: [{ bearer: [] }],
-        params: IdParams,
-        response: { 200: TimelineSchema, '4xx': FhirBody, '5xx': FhirBody },
-      },
+      schema: schema(
+        'Journey timeline with computed pain points and allergy alerts (scope: EpisodeOfCare.r)',
+        undefined,
+        { id: true, response: { 200: TimelineSchema, '4xx': FhirBody, '5xx': FhirBody } },
+      ),
     },
     async (request) => {
-      const principal = principalOf(request);
-      const { confinedTo } = access(principal, 'r');
-      const { id } = request.params as { id: string };
-      const timeline = await app.journeys.timeline(id);
+      const { confinedTo } = access(principalOf(request), 'r');
+      const timeline = await app.journeys.timeline(idOf(request));
       assertVisible(confinedTo, timeline.patient);
       return timeline;
     },
