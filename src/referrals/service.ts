@@ -15,6 +15,7 @@ import type {
   EpisodeOfCare,
   Extension,
   Identifier,
+  MessageHeader,
   OperationOutcomeIssue,
   Provenance,
   Resource,
@@ -26,7 +27,7 @@ import { FhirError } from '../fhir/errors.js';
 import { versionedUpdate } from '../fhir/bundles.js';
 import { retryOnConflict } from '../fhir/conflicts.js';
 import { mustRead } from '../fhir/reads.js';
-import { canonical, versioned } from '../fhir/canonical.js';
+import { CANONICAL_BASE, canonical, versioned } from '../fhir/canonical.js';
 import { CarewayError } from '../shared/errors.js';
 import type { KeyedLock } from '../shared/lock.js';
 import { journeyLink, newJourneyEpisode } from '../journey/episode.js';
@@ -86,6 +87,60 @@ const TRIAGE_FROM: Readonly<Record<string, readonly Task['status'][]>> = {
   accepted: ['in-progress', 'completed', 'rejected'],
   'in-progress': ['completed'],
 };
+
+/**
+ * Triage through plain FHIR writes, for systems that do not call operations: the Task status a PUT or a
+ * JSON Patch asks for, and the triage action it stands for.
+ */
+export const ACTION_FOR_STATUS: Readonly<Record<string, TriageAction>> = {
+  accepted: 'accept',
+  rejected: 'reject',
+  'in-progress': 'start',
+  completed: 'complete',
+};
+
+/**
+ * The reply to a referral message (`$process-message`): a message Bundle whose MessageHeader answers the
+ * referrer's (same event, `response.identifier` = their message id) and focuses on what was stored.
+ */
+export function messageResponse(
+  result: IntakeResult,
+  incoming: Submission | undefined,
+  endpoint: string,
+): Bundle {
+  const header: MessageHeader = {
+    resourceType: 'MessageHeader',
+    id: crypto.randomUUID(),
+    eventCoding: {
+      system: incoming?.event?.system ?? `${CANONICAL_BASE}/CodeSystem/message-event`,
+      code: incoming?.event?.code ?? 'referral',
+    },
+    source: { name: 'Careway', endpoint },
+    response: { identifier: incoming?.messageId ?? 'unknown', code: 'ok' },
+    focus: [
+      { reference: `ServiceRequest/${result.serviceRequest.id}` },
+      { reference: `Task/${result.task.id}` },
+      { reference: `EpisodeOfCare/${result.episode.id}` },
+    ],
+  };
+  return {
+    resourceType: 'Bundle',
+    type: 'message',
+    timestamp: new Date().toISOString(),
+    entry: [
+      { fullUrl: `urn:uuid:${header.id}`, resource: header },
+      { fullUrl: `${endpoint}/ServiceRequest/${result.serviceRequest.id}`, resource: result.serviceRequest },
+      { fullUrl: `${endpoint}/Task/${result.task.id}`, resource: result.task },
+      { fullUrl: `${endpoint}/EpisodeOfCare/${result.episode.id}`, resource: result.episode },
+    ],
+  };
+}
+
+/** The fields of a triage Task that a plain FHIR write may not change (all but status and its reason). */
+function fixedFields(t: Task): string {
+  const { meta: _m, status: _s, statusReason: _r, lastModified: _l, text: _t, ...rest } = t;
+  return JSON.stringify(rest, Object.keys(rest).sort());
+}
 
 export interface ReferralServiceOptions {
   readonly fhir: FhirPort;
@@ -485,6 +540,55 @@ export class ReferralService {
       await this.o.onStatusChange(updated.id ?? '', updated.meta?.versionId ?? '');
     }
     return updated;
+  }
+
+  /**
+   * Triage by a PUT of the whole Task (FHIR update): only status and statusReason may differ from the stored
+   * Task; the new status says which triage action to take.
+   */
+  async triageByUpdate(taskId: string, body: Task, actor: Actor, ifMatch?: string): Promise<Task> {
+    if (body.resourceType !== 'Task' || (body.id !== undefined && body.id !== taskId)) {
+      throw new CarewayError('bad-request', 'the body must be the Task with the id in the URL');
+    }
+    const current = await this.readTask(taskId);
+    if (fixedFields({ ...body, id: taskId }) !== fixedFields(current)) {
+      throw new CarewayError(
+        'rule-violation',
+        'rule triage-fields: only status and statusReason of a triage Task can change',
+        { detailsCode: 'triage-fields' },
+      );
+    }
+    return this.triageToStatus(taskId, body.status, body.statusReason?.text, actor, ifMatch);
+  }
+
+  /**
+   * Triage to the Task status a plain FHIR write asks for. With `ifMatch`, only from that version of the
+   * Task; the same status again changes nothing.
+   */
+  async triageToStatus(
+    taskId: string,
+    status: unknown,
+    reason: string | undefined,
+    actor: Actor,
+    ifMatch?: string,
+  ): Promise<Task> {
+    const current = await this.readTask(taskId);
+    if (ifMatch !== undefined && ifMatch.replace(/^W\//, '').replace(/"/g, '') !== current.meta?.versionId) {
+      throw new CarewayError(
+        'conflict',
+        `If-Match ${ifMatch} does not match the current version ${current.meta?.versionId ?? '?'}`,
+      );
+    }
+    const action = typeof status === 'string' ? ACTION_FOR_STATUS[status] : undefined;
+    if (!action) {
+      if (status === current.status) return current;
+      throw new CarewayError(
+        'rule-violation',
+        `rule triage-transition: status must become one of ${Object.keys(ACTION_FOR_STATUS).join(', ')}`,
+        { detailsCode: 'triage-transition' },
+      );
+    }
+    return this.triage(taskId, action, reason, actor);
   }
 
   async readTask(taskId: string): Promise<Task> {
