@@ -6,7 +6,11 @@
  *
  * Types outside it that carry no patient data (directories, terminology, definitions) are readable by a
  * patient token whose scope names them. Any other type is refused to patient tokens: unknown means unsafe.
+ *
+ * Everything here is data and pure functions, except `inPatientCompartment`, which asks the server.
  */
+import type { FhirPort } from './client.js';
+
 export const PATIENT_COMPARTMENT: Readonly<Record<string, readonly string[]>> = {
   Account: ['subject'],
   AdverseEvent: ['subject'],
@@ -121,4 +125,25 @@ export function confiningParam(resourceType: string, patientId: string): [string
   const first = compartmentParams(resourceType)[0];
   if (!first) return undefined;
   return first === '_id' ? ['_id', patientId] : [first, `Patient/${patientId}`];
+}
+
+/**
+ * Is `type/id` in the patient's compartment? Asks the FHIR server, one membership parameter at a time (they
+ * are OR-ed in the compartment definition), so the answer is the server's own evaluation of its data.
+ */
+export async function inPatientCompartment(
+  fhir: FhirPort,
+  patientId: string,
+  type: string,
+  id: string,
+): Promise<boolean> {
+  for (const param of compartmentParams(type)) {
+    const res = await fhir.search(
+      type,
+      { _id: id, [param]: `Patient/${patientId}`, _summary: 'count' },
+      { noCache: true },
+    );
+    if ((res.total ?? 0) > 0) return true;
+  }
+  return false;
 }

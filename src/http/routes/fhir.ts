@@ -14,12 +14,14 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Bundle, BundleEntry, CapabilityStatement } from 'fhir/r4.js';
+import type { Bundle, BundleEntry } from 'fhir/r4.js';
 import { Type } from 'typebox';
 import { CarewayError, operationOutcome } from '../../shared/errors.js';
 import { carewayCapabilityStatement, rebaseBundle, type CarewayOperation } from '../../fhir/facade.js';
-import { compartmentParams, confiningParam, patientAccessFor } from '../../fhir/compartment.js';
-import type { FhirResponse } from '../../fhir/client.js';
+import { CapabilityCache } from '../../fhir/capabilities.js';
+import { confiningParam, inPatientCompartment, patientAccessFor } from '../../fhir/compartment.js';
+import type { FhirPort, FhirResponse } from '../../fhir/client.js';
+import { forbidden } from '../auth/access.js';
 import { decide, type Permission } from '../auth/scopes.js';
 import type { Principal } from '../auth/verifier.js';
 import { principalOf } from '../plugins/auth.js';
@@ -51,12 +53,6 @@ export interface FhirRoutesOptions {
   pagingKey?: Buffer;
 }
 
-function forbidden(message: string): CarewayError {
-  return new CarewayError('insufficient-scope', message, {
-    headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
-  });
-}
-
 function publicBase(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}/fhir`;
 }
@@ -71,52 +67,111 @@ function queryOf(request: FastifyRequest): URLSearchParams {
   return out;
 }
 
-export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions): Promise<void> {
-  const pagingKey = opts.pagingKey ?? randomBytes(32);
-  let capability: { at: number; server: CapabilityStatement; types: Set<string> } | undefined;
+function checkId(id: string): void {
+  if (!ID_RE.test(id))
+    throw new CarewayError('bad-request', 'resource id must be 1-64 characters of [A-Za-z0-9-.]');
+}
 
-  const serverCapability = async (): Promise<{ server: CapabilityStatement; types: Set<string> }> => {
-    if (!capability || Date.now() - capability.at > 60_000) {
-      const server = await app.fhir.capabilities();
-      const types = new Set((server.rest ?? []).flatMap((r) => (r.resource ?? []).map((x) => x.type)));
-      capability = { at: Date.now(), server, types };
+/** A type the facade serves: well-formed, and served by the FHIR server. */
+async function checkType(capabilities: CapabilityCache, type: string): Promise<void> {
+  if (!TYPE_RE.test(type) || !(await capabilities.serves(type))) {
+    throw new CarewayError(
+      'not-supported',
+      `resource type "${type.slice(0, 64)}" is not supported by this server`,
+    );
+  }
+}
+
+/**
+ * The access decision for this caller, or a 403. `confined` when the caller is a patient token and the type
+ * belongs to the patient compartment (shared types, like Practitioner, are readable as they are).
+ */
+function access(principal: Principal, type: string, permission: Permission): { confined: boolean } {
+  const d = decide(principal.scopes, type, permission);
+  if (!d.allowed)
+    throw forbidden(
+      `${d.reason}; a scope like user/${type}.${permission} or patient/${type}.${permission} is needed`,
+    );
+  if (!d.compartmentOnly) return { confined: false };
+  if (!principal.patient) throw forbidden('a patient/ scope needs a "patient" claim in the token');
+  if (patientAccessFor(type) === 'refused') throw forbidden(`patient-context tokens cannot access ${type}`);
+  return { confined: patientAccessFor(type) === 'compartment' };
+}
+
+/**
+ * A patient token's search can only narrow: no parameter that reaches outside the compartment, and the
+ * compartment's primary membership parameter ANDed on.
+ */
+function confineSearch(params: URLSearchParams, type: string, patient: string): void {
+  for (const p of params.keys()) {
+    if (OUTSIDE_COMPARTMENT_PARAMS.some((x) => p === x || p.startsWith(`${x}:`))) {
+      throw forbidden(`${p} is not available to patient-context tokens`);
     }
-    return capability;
-  };
+  }
+  const confine = confiningParam(type, patient);
+  if (!confine) throw forbidden(`patient-context tokens cannot search ${type}`);
+  params.append(confine[0], confine[1]);
+}
 
-  const checkType = async (type: string): Promise<void> => {
-    if (!TYPE_RE.test(type) || !(await serverCapability()).types.has(type)) {
-      throw new CarewayError(
-        'not-supported',
-        `resource type "${type.slice(0, 64)}" is not supported by this server`,
-      );
-    }
-  };
-
-  const checkId = (id: string): void => {
-    if (!ID_RE.test(id))
-      throw new CarewayError('bad-request', 'resource id must be 1-64 characters of [A-Za-z0-9-.]');
-  };
-
-  /** The access decision for this caller, or a 403. */
-  const access = (principal: Principal, type: string, permission: Permission): { confined: boolean } => {
-    const d = decide(principal.scopes, type, permission);
-    if (!d.allowed)
-      throw forbidden(
-        `${d.reason}; a scope like user/${type}.${permission} or patient/${type}.${permission} is needed`,
-      );
-    if (!d.compartmentOnly) return { confined: false };
-    if (!principal.patient) throw forbidden('a patient/ scope needs a "patient" claim in the token');
-    if (patientAccessFor(type) === 'refused') throw forbidden(`patient-context tokens cannot access ${type}`);
-    return { confined: patientAccessFor(type) === 'compartment' };
-  };
-
-  const sign = (searchId: string, principal: Principal): string =>
-    createHmac('sha256', pagingKey)
+/** Signs paging links: an HMAC over the search id and the caller, so only that caller can page on. */
+function pagingSigner(key: Buffer): (searchId: string, principal: Principal) => string {
+  return (searchId, principal) =>
+    createHmac('sha256', key)
       .update(`${searchId}\n${principal.subject}\n${principal.patient ?? ''}`)
       .digest('base64url');
+}
 
-  /** Drops entries whose type no scope lets this caller read, and signs paging links. */
+/** Drops entries whose type no scope lets this caller read (an OperationOutcome says how many). */
+function dropUnreadable(bundle: Bundle, principal: Principal): void {
+  let dropped = 0;
+  const kept: BundleEntry[] = [];
+  for (const e of bundle.entry ?? []) {
+    const type = e.resource?.resourceType;
+    if (!type || e.search?.mode === 'outcome' || type === 'OperationOutcome') {
+      kept.push(e);
+      continue;
+    }
+    const d = decide(principal.scopes, type, e.search?.mode === 'include' ? 'r' : 's');
+    const readable = d.allowed || decide(principal.scopes, type, 'r').allowed;
+    if (readable) kept.push(e);
+    else dropped++;
+  }
+  if (dropped > 0) {
+    kept.push({
+      resource: operationOutcome(
+        'warning',
+        'forbidden',
+        `${dropped} included resource(s) omitted: no scope grants reading their type`,
+      ),
+      search: { mode: 'outcome' },
+    });
+  }
+  bundle.entry = kept;
+}
+
+/** The FHIR server's response headers worth passing on, with Content-Location on Careway's base. */
+function send(reply: FastifyReply, fhir: FhirPort, res: FhirResponse, body: unknown): FastifyReply {
+  for (const h of ['etag', 'last-modified', 'content-location']) {
+    const v = res.headers.get(h);
+    if (v)
+      void reply.header(h, h === 'content-location' ? v.replace(fhir.baseUrl, publicBase(reply.request)) : v);
+  }
+  return reply.code(res.status).type(FHIR_JSON).send(body);
+}
+
+const readSchema = (summary: string, params: typeof InstanceParams | typeof VersionParams) => ({
+  tags: ['fhir'],
+  summary,
+  security: [{ bearer: [] }],
+  params,
+  response: fhirResponses,
+});
+
+export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions): Promise<void> {
+  const capabilities = new CapabilityCache(app.fhir);
+  const sign = pagingSigner(opts.pagingKey ?? randomBytes(32));
+
+  /** A searchset as this caller may see it: links on Careway's base (paging links signed), entries filtered. */
   const shapeBundle = (bundle: Bundle, request: FastifyRequest, principal: Principal): Bundle => {
     const base = publicBase(request);
     rebaseBundle(bundle, app.fhir.baseUrl, base, (url) => {
@@ -126,59 +181,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       if (searchId) u.searchParams.set('_cwsig', sign(searchId, principal));
       return u.toString();
     });
-    let dropped = 0;
-    const kept: BundleEntry[] = [];
-    for (const e of bundle.entry ?? []) {
-      const type = e.resource?.resourceType;
-      if (!type || e.search?.mode === 'outcome' || type === 'OperationOutcome') {
-        kept.push(e);
-        continue;
-      }
-      const d = decide(principal.scopes, type, e.search?.mode === 'include' ? 'r' : 's');
-      const readable = d.allowed || decide(principal.scopes, type, 'r').allowed;
-      if (readable) kept.push(e);
-      else dropped++;
-    }
-    if (dropped > 0) {
-      kept.push({
-        resource: operationOutcome(
-          'warning',
-          'forbidden',
-          `${dropped} included resource(s) omitted: no scope grants reading their type`,
-        ),
-        search: { mode: 'outcome' },
-      });
-    }
-    bundle.entry = kept;
+    dropUnreadable(bundle, principal);
     return bundle;
-  };
-
-  const send = (reply: FastifyReply, res: FhirResponse, body: unknown): FastifyReply => {
-    for (const h of ['etag', 'last-modified', 'content-location']) {
-      const v = res.headers.get(h);
-      if (v)
-        void reply.header(
-          h,
-          h === 'content-location' ? v.replace(app.fhir.baseUrl, publicBase(reply.request)) : v,
-        );
-    }
-    return reply.code(res.status).type(FHIR_JSON).send(body);
-  };
-
-  /**
-   * For a confined read of a non-Patient compartment type: is `type/id` in the patient's compartment? Asks
-   * the FHIR server, one membership parameter at a time (they are OR-ed in the compartment definition).
-   */
-  const inCompartment = async (patient: string, type: string, id: string): Promise<boolean> => {
-    for (const param of compartmentParams(type)) {
-      const res = await app.fhir.search(
-        type,
-        { _id: id, [param]: `Patient/${patient}`, _summary: 'count' },
-        { noCache: true },
-      );
-      if ((res.total ?? 0) > 0) return true;
-    }
-    return false;
   };
 
   app.get(
@@ -192,7 +196,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       },
     },
     async (request, reply) => {
-      const { server } = await serverCapability();
+      const { server } = await capabilities.get();
       return reply.type(FHIR_JSON).send(
         carewayCapabilityStatement(server, {
           publicBase: publicBase(request),
@@ -228,7 +232,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
         throw forbidden('this paging link was not issued to this caller');
       }
       const res = await app.fhir.request<Bundle>('GET', `?${queryOf(request).toString()}`);
-      return send(reply, res, shapeBundle(res.body as Bundle, request, principal));
+      return send(reply, app.fhir, res, shapeBundle(res.body as Bundle, request, principal));
     },
   );
 
@@ -246,32 +250,22 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
     },
     async (request, reply) => {
       const { type } = request.params as { type: string };
-      await checkType(type);
+      await checkType(capabilities, type);
       const principal = principalOf(request);
       const { confined } = access(principal, type, 's');
       const params = queryOf(request);
-      const path = type;
-      if (confined && principal.patient) {
-        for (const p of params.keys()) {
-          if (OUTSIDE_COMPARTMENT_PARAMS.some((x) => p === x || p.startsWith(`${x}:`))) {
-            throw forbidden(`${p} is not available to patient-context tokens`);
-          }
-        }
-        const confine = confiningParam(type, principal.patient);
-        if (!confine) throw forbidden(`patient-context tokens cannot search ${type}`);
-        params.append(confine[0], confine[1]);
-      }
+      if (confined && principal.patient) confineSearch(params, type, principal.patient);
       const query = params.toString();
-      const res = await app.fhir.request<Bundle>('GET', query ? `${path}?${query}` : path, undefined, {
+      const res = await app.fhir.request<Bundle>('GET', query ? `${type}?${query}` : type, undefined, {
         noCache: true,
       });
-      return send(reply, res, shapeBundle(res.body as Bundle, request, principal));
+      return send(reply, app.fhir, res, shapeBundle(res.body as Bundle, request, principal));
     },
   );
 
   const readHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const { type, id, vid } = request.params as { type: string; id: string; vid?: string };
-    await checkType(type);
+    await checkType(capabilities, type);
     checkId(id);
     if (vid !== undefined) checkId(vid);
     const principal = principalOf(request);
@@ -287,41 +281,24 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       confined &&
       type !== 'Patient' &&
       principal.patient &&
-      !(await inCompartment(principal.patient, type, id))
+      !(await inPatientCompartment(app.fhir, principal.patient, type, id))
     ) {
       throw new CarewayError(
         'outside-compartment',
         `this ${type} is outside the token's patient compartment`,
       );
     }
-    return send(reply, res, res.body);
+    return send(reply, app.fhir, res, res.body);
   };
 
   app.get(
     '/fhir/:type/:id',
-    {
-      schema: {
-        tags: ['fhir'],
-        summary: 'Read a resource (scope: .r)',
-        security: [{ bearer: [] }],
-        params: InstanceParams,
-        response: fhirResponses,
-      },
-    },
+    { schema: readSchema('Read a resource (scope: .r)', InstanceParams) },
     readHandler,
   );
-
   app.get(
     '/fhir/:type/:id/_history/:vid',
-    {
-      schema: {
-        tags: ['fhir'],
-        summary: 'Read a version of a resource (scope: .r)',
-        security: [{ bearer: [] }],
-        params: VersionParams,
-        response: fhirResponses,
-      },
-    },
+    { schema: readSchema('Read a version of a resource (scope: .r)', VersionParams) },
     readHandler,
   );
 
