@@ -321,22 +321,8 @@ export class FhirClient implements FhirPort {
     resource: T & { id: string },
     options?: RequestOptions & { ifMatch?: string },
   ): Promise<WriteResult<T>> {
-    const headers: Record<string, string> = { Prefer: 'return=representation', ...options?.headers };
-    if (options?.ifMatch !== undefined) headers['If-Match'] = `W/"${options.ifMatch}"`;
-    const res = await this.request<T>(
-      'PUT',
-      `${resource.resourceType}/${encodeURIComponent(resource.id)}`,
-      resource,
-      {
-        ...options,
-        headers,
-      },
-    );
-    return {
-      resource: this.expectBody(res, 'PUT', resource.resourceType),
-      outcome: res.status === 201 ? 'created' : 'updated',
-      versionId: versionFromEtag(res.headers.get('etag')),
-    };
+    const path = `${resource.resourceType}/${encodeURIComponent(resource.id)}`;
+    return this.put(path, resource, options, options?.ifMatch);
   }
 
   async conditionalUpdate<T extends Resource>(
@@ -344,16 +330,7 @@ export class FhirClient implements FhirPort {
     criteria: SearchParams,
     options?: RequestOptions,
   ): Promise<WriteResult<T>> {
-    const headers: Record<string, string> = { Prefer: 'return=representation', ...options?.headers };
-    const res = await this.request<T>('PUT', `${resource.resourceType}${toQuery(criteria)}`, resource, {
-      ...options,
-      headers,
-    });
-    return {
-      resource: this.expectBody(res, 'PUT', resource.resourceType),
-      outcome: res.status === 201 ? 'created' : 'updated',
-      versionId: versionFromEtag(res.headers.get('etag')),
-    };
+    return this.put(`${resource.resourceType}${toQuery(criteria)}`, resource, options, undefined);
   }
 
   async transaction(bundle: Bundle, options?: RequestOptions): Promise<Bundle> {
@@ -463,6 +440,23 @@ export class FhirClient implements FhirPort {
       throw new FhirError({ kind: 'http', status: res.status, method, path: relPath, outcome });
     }
     return { status: res.status, headers: res.headers, body: parsed as T | undefined };
+  }
+
+  /** An update (plain or conditional) that returns the stored resource; `ifMatch` only applies to that version. */
+  private async put<T extends Resource>(
+    path: string,
+    resource: T,
+    options: RequestOptions | undefined,
+    ifMatch: string | undefined,
+  ): Promise<WriteResult<T>> {
+    const headers: Record<string, string> = { Prefer: 'return=representation', ...options?.headers };
+    if (ifMatch !== undefined) headers['If-Match'] = `W/"${ifMatch}"`;
+    const res = await this.request<T>('PUT', path, resource, { ...options, headers });
+    return {
+      resource: this.expectBody(res, 'PUT', resource.resourceType),
+      outcome: res.status === 201 ? 'created' : 'updated',
+      versionId: versionFromEtag(res.headers.get('etag')),
+    };
   }
 
   /** Accepts a path relative to the base, or an absolute URL on the same server (paging links). */

@@ -142,6 +142,21 @@ function patientIdOf(eoc: EpisodeOfCare): string {
   return m[1];
 }
 
+/**
+ * The change that moves the journey to stage `to` (none when there is no stage to move to): `noted` goes into
+ * the stage history, `reason` into the Provenance.
+ */
+function moveTo(
+  state: JourneyState,
+  to: JourneyStage | undefined,
+  at: string,
+  noted: string | undefined,
+  reason: string,
+): Computed {
+  if (!to) return undefined;
+  return { state: withStage(state, to, at, noted), change: `stage:${state.stage}->${to}`, reason };
+}
+
 export class JourneyService {
   private readonly fhir: FhirPort;
   private readonly lock: KeyedLock;
@@ -271,11 +286,7 @@ export class JourneyService {
         const check = checkTransition(state, to, reason);
         if (!check.ok) return check;
         if (check.direction === 'same') return undefined;
-        return {
-          state: withStage(state, to, at, reason),
-          change: `stage:${state.stage}->${to}`,
-          reason: reason?.trim() || `Stage advanced to ${to}`,
-        };
+        return moveTo(state, to, at, reason, reason?.trim() || `Stage advanced to ${to}`);
       },
       actor,
       trigger,
@@ -284,35 +295,12 @@ export class JourneyService {
 
   /** An EHR event (discharge, fulfilled visit…): forward only, may skip stages, never an error for a stale event. */
   applyEvent(id: string, event: JourneyEvent, actor: Actor, trigger?: Reference): Promise<ChangeResult> {
-    return this.mutate(
-      id,
-      (state, at) => {
-        const to = stageAfterEvent(state, event);
-        if (!to) return undefined;
-        return {
-          state: withStage(state, to, at, `event: ${event}`),
-          change: `stage:${state.stage}->${to}`,
-          reason: `event: ${event}`,
-        };
-      },
-      actor,
-      trigger,
-    );
+    return this.moveOnEvent(id, `event: ${event}`, (state) => stageAfterEvent(state, event), actor, trigger);
   }
 
   /** An EHR took back an event (`stageBeforeEvent`): the journey goes back, with the reason recorded. */
   undoEvent(id: string, event: JourneyEvent, actor: Actor, trigger?: Reference): Promise<ChangeResult> {
-    return this.mutate(
-      id,
-      (state, at) => {
-        const to = stageBeforeEvent(state, event);
-        if (!to) return undefined;
-        const reason = `undo: ${event}`;
-        return { state: withStage(state, to, at, reason), change: `stage:${state.stage}->${to}`, reason };
-      },
-      actor,
-      trigger,
-    );
+    return this.moveOnEvent(id, `undo: ${event}`, (state) => stageBeforeEvent(state, event), actor, trigger);
   }
 
   /** Finishes or cancels a journey. */
@@ -425,6 +413,17 @@ export class JourneyService {
   async timeline(id: string): Promise<Timeline> {
     const { episode, state, linked } = await this.journeyBundle(id);
     return buildTimeline(episode, state, linked, this.clock(), this.targets);
+  }
+
+  /** An event moves the journey to the stage `stageOf` names (nothing when it names none), `reason` recorded. */
+  private moveOnEvent(
+    id: string,
+    reason: string,
+    stageOf: (state: JourneyState) => JourneyStage | undefined,
+    actor: Actor,
+    trigger: Reference | undefined,
+  ): Promise<ChangeResult> {
+    return this.mutate(id, (state, at) => moveTo(state, stageOf(state), at, reason, reason), actor, trigger);
   }
 
   private async mutate(
