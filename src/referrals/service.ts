@@ -206,6 +206,108 @@ function locationOf(r: Resource): string {
   return `${r.resourceType}/${r.id ?? ''}/_history/${r.meta?.versionId ?? '1'}`;
 }
 
+const urn = (): string => `urn:uuid:${crypto.randomUUID()}`;
+
+/** The full URLs that tie one intake transaction together (`patient` is the subject's reference). */
+interface IntakeUrls {
+  readonly serviceRequest: string;
+  readonly episode: string;
+  readonly task: string;
+  readonly patient: string;
+}
+
+/** A link from a resource to the journey being created in the same transaction. */
+const journeyLinkTo = (episodeUrl: string): Extension => ({
+  ...journeyLink('x'),
+  valueReference: { reference: episodeUrl },
+});
+
+/**
+ * The Patient and the supporting resources as the referrer sent them, each created unless its business
+ * identifier finds it. Supporting resources that can carry the journey link get it.
+ */
+function submittedEntries(sub: Submission, episodeUrl: string): BundleEntry[] {
+  const entries: BundleEntry[] = [];
+  if (sub.patient) {
+    const pid = businessId(sub.patient.resource);
+    entries.push({
+      fullUrl: sub.patient.fullUrl ?? urn(),
+      resource: sub.patient.resource,
+      request: { method: 'POST', url: 'Patient', ...(pid ? { ifNoneExist: query(pid) } : {}) },
+    });
+  }
+  for (const s of sub.supporting) {
+    const r = s.resource as Resource & { identifier?: Identifier[]; extension?: Extension[] };
+    const linkable = ['Condition', 'DocumentReference', 'QuestionnaireResponse'].includes(r.resourceType);
+    const withLink = linkable ? { ...r, extension: [...(r.extension ?? []), journeyLinkTo(episodeUrl)] } : r;
+    const bid = businessId(r);
+    entries.push({
+      fullUrl: s.fullUrl ?? urn(),
+      resource: withLink,
+      request: { method: 'POST', url: r.resourceType, ...(bid ? { ifNoneExist: query(bid) } : {}) },
+    });
+  }
+  return entries;
+}
+
+/** The ServiceRequest (on the referral profile) and its journey, at stage `access`, keyed on the referral. */
+function referralEntries(sub: Submission, srIdent: Identifier, urls: IntakeUrls, at: string): BundleEntry[] {
+  const sr = sub.serviceRequest.resource;
+  const journeyIdent: Identifier = { system: canonical.journeyForReferralSystem, value: ident(srIdent) };
+  return [
+    {
+      fullUrl: urls.serviceRequest,
+      resource: { ...sr, meta: { ...sr.meta, profile: [versioned(canonical.referralProfile)] } },
+      request: { method: 'POST', url: 'ServiceRequest', ifNoneExist: query(srIdent) },
+    },
+    {
+      fullUrl: urls.episode,
+      resource: newJourneyEpisode({
+        identifier: journeyIdent,
+        patient: { reference: urls.patient },
+        referral: { reference: urls.serviceRequest },
+        state: initialState('access', 'active', at, 'Referral received'),
+      }),
+      request: { method: 'POST', url: 'EpisodeOfCare', ifNoneExist: query(journeyIdent) },
+    },
+  ];
+}
+
+/** The triage Task for the receiving organization, with the referrer's reply address when it is allowed. */
+function triageTaskEntry(
+  srIdent: Identifier,
+  urls: IntakeUrls,
+  at: string,
+  replyTo: string | undefined,
+  owner: string | undefined,
+): BundleEntry {
+  const taskIdent: Identifier = { system: canonical.triageTaskSystem, value: ident(srIdent) };
+  const task: Task = {
+    resourceType: 'Task',
+    identifier: [taskIdent],
+    status: 'requested',
+    intent: 'order',
+    code: {
+      coding: [{ system: 'http://hl7.org/fhir/CodeSystem/task-code', code: 'fulfill' }],
+      text: 'Triage referral',
+    },
+    focus: { reference: urls.serviceRequest },
+    for: { reference: urls.patient },
+    authoredOn: at,
+    lastModified: at,
+    ...(owner ? { owner: { reference: owner } } : {}),
+    extension: [
+      journeyLinkTo(urls.episode),
+      ...(replyTo ? [{ url: canonical.replyToExtension, valueUrl: replyTo }] : []),
+    ],
+  };
+  return {
+    fullUrl: urls.task,
+    resource: task,
+    request: { method: 'POST', url: 'Task', ifNoneExist: query(taskIdent) },
+  };
+}
+
 export class ReferralService {
   private readonly o: ReferralServiceOptions;
   private readonly clock: () => Date;
@@ -266,100 +368,49 @@ export class ReferralService {
     });
   }
 
+  /**
+   * A new referral: one transaction (in this order) of the Patient and the supporting resources as sent, the
+   * ServiceRequest, the journey, the triage Task and the Provenance; each conditional on its business
+   * identifier, so a lost response replayed writes nothing twice.
+   */
   private async create(sub: Submission, srIdent: Identifier, actor: Actor): Promise<IntakeResult> {
     const at = this.clock().toISOString();
-    const urn = (): string => `urn:uuid:${crypto.randomUUID()}`;
-    const entries: BundleEntry[] = [];
-    const srUrl = sub.serviceRequest.fullUrl ?? urn();
-    const eocUrl = urn();
-    const taskUrl = urn();
     const sr = sub.serviceRequest.resource;
-    const patientRef = sub.patient ? (sub.patient.fullUrl ?? '') : (sr.subject.reference ?? '');
-
-    if (sub.patient) {
-      const pid = businessId(sub.patient.resource);
-      entries.push({
-        fullUrl: sub.patient.fullUrl ?? urn(),
-        resource: sub.patient.resource,
-        request: { method: 'POST', url: 'Patient', ...(pid ? { ifNoneExist: query(pid) } : {}) },
-      });
-    }
-    for (const s of sub.supporting) {
-      const r = s.resource as Resource & { identifier?: Identifier[]; extension?: Extension[] };
-      const linkable = ['Condition', 'DocumentReference', 'QuestionnaireResponse'].includes(r.resourceType);
-      const withLink = linkable
-        ? {
-            ...r,
-            extension: [
-              ...(r.extension ?? []),
-              { ...journeyLink('x'), valueReference: { reference: eocUrl } },
-            ],
-          }
-        : r;
-      const bid = businessId(r);
-      entries.push({
-        fullUrl: s.fullUrl ?? urn(),
-        resource: withLink,
-        request: { method: 'POST', url: r.resourceType, ...(bid ? { ifNoneExist: query(bid) } : {}) },
-      });
-    }
-    entries.push({
-      fullUrl: srUrl,
-      resource: { ...sr, meta: { ...sr.meta, profile: [versioned(canonical.referralProfile)] } },
-      request: { method: 'POST', url: 'ServiceRequest', ifNoneExist: query(srIdent) },
-    });
-    const journeyIdent: Identifier = { system: canonical.journeyForReferralSystem, value: ident(srIdent) };
-    entries.push({
-      fullUrl: eocUrl,
-      resource: newJourneyEpisode({
-        identifier: journeyIdent,
-        patient: { reference: patientRef },
-        referral: { reference: srUrl },
-        state: initialState('access', 'active', at, 'Referral received'),
-      }),
-      request: { method: 'POST', url: 'EpisodeOfCare', ifNoneExist: query(journeyIdent) },
-    });
-    const taskIdent: Identifier = { system: canonical.triageTaskSystem, value: ident(srIdent) };
+    const urls: IntakeUrls = {
+      serviceRequest: sub.serviceRequest.fullUrl ?? urn(),
+      episode: urn(),
+      task: urn(),
+      patient: sub.patient ? (sub.patient.fullUrl ?? '') : (sr.subject.reference ?? ''),
+    };
     const requested = sub.replyTo ?? this.o.endpoints?.[srIdent.system ?? ''];
     const replyTo = requested && this.replyAllowed(requested) ? requested : undefined;
-    const task: Task = {
-      resourceType: 'Task',
-      identifier: [taskIdent],
-      status: 'requested',
-      intent: 'order',
-      code: {
-        coding: [{ system: 'http://hl7.org/fhir/CodeSystem/task-code', code: 'fulfill' }],
-        text: 'Triage referral',
-      },
-      focus: { reference: srUrl },
-      for: { reference: patientRef },
-      authoredOn: at,
-      lastModified: at,
-      ...(this.o.receivingOrganization ? { owner: { reference: this.o.receivingOrganization } } : {}),
-      extension: [
-        { ...journeyLink('x'), valueReference: { reference: eocUrl } },
-        ...(replyTo ? [{ url: canonical.replyToExtension, valueUrl: replyTo }] : []),
-      ],
-    };
-    entries.push({
-      fullUrl: taskUrl,
-      resource: task,
-      request: { method: 'POST', url: 'Task', ifNoneExist: query(taskIdent) },
-    });
-    const prov: Provenance = journeyProvenance({
-      target: srUrl,
+    const provenance: Provenance = journeyProvenance({
+      target: urls.serviceRequest,
       at,
       actor,
       activity: 'CREATE',
       reason: 'Referral received',
       change: `referral:${sub.shape}`,
     });
-    prov.target = [{ reference: srUrl }, { reference: eocUrl }, { reference: taskUrl }];
-    entries.push({ fullUrl: urn(), resource: prov, request: { method: 'POST', url: 'Provenance' } });
+    provenance.target = [
+      { reference: urls.serviceRequest },
+      { reference: urls.episode },
+      { reference: urls.task },
+    ];
+    const entries: BundleEntry[] = [
+      ...submittedEntries(sub, urls.episode),
+      ...referralEntries(sub, srIdent, urls, at),
+      triageTaskEntry(srIdent, urls, at, replyTo, this.o.receivingOrganization),
+      { fullUrl: urn(), resource: provenance, request: { method: 'POST', url: 'Provenance' } },
+    ];
+    const res = await this.postIntake(entries);
+    return this.storedIntake(res, entries.length);
+  }
 
-    let res: Bundle;
+  /** Posts the intake transaction; the FHIR server refusing it (4xx) refuses the referral (422) with its issues. */
+  private async postIntake(entries: BundleEntry[]): Promise<Bundle> {
     try {
-      res = await this.o.fhir.transaction({ resourceType: 'Bundle', type: 'transaction', entry: entries });
+      return await this.o.fhir.transaction({ resourceType: 'Bundle', type: 'transaction', entry: entries });
     } catch (e) {
       if (e instanceof FhirError && e.kind === 'http' && e.status >= 400 && e.status < 500) {
         throw referralRejected(
@@ -377,9 +428,15 @@ export class ReferralService {
       }
       throw e;
     }
+  }
+
+  /**
+   * What the intake stored, read back by the ids in the transaction-response (ServiceRequest, journey and Task
+   * are the 4th, 3rd and 2nd entries from the end), and the response with the journey in it.
+   */
+  private async storedIntake(res: Bundle, n: number): Promise<IntakeResult> {
     const loc = (i: number): string | undefined => res.entry?.[i]?.response?.location;
     const idOf = (i: number): string => /\/([^/]+)\/_history\//.exec(loc(i) ?? '')?.[1] ?? '';
-    const n = entries.length;
     const [storedSr, storedEoc, storedTask] = await Promise.all([
       this.o.fhir.read<ServiceRequest>('ServiceRequest', idOf(n - 4), { noCache: true }),
       this.o.fhir.read<EpisodeOfCare>('EpisodeOfCare', idOf(n - 3), { noCache: true }),
