@@ -86,8 +86,15 @@ export default fp(
           return {
             problem: { code: e.code, text: e.message, ...(e.location ? { location: e.location } : {}) },
           };
-        // A defect of ours must not take the listener down, nor let the message through unchecked.
-        app.log.error({ err: e }, 'HL7 intake check failed');
+        // A defect of ours must not take the listener down, nor let the message through unchecked. Its type
+        // and stack are logged, not its message, which could quote the message's content.
+        app.log.error(
+          {
+            errType: e instanceof Error ? e.name : typeof e,
+            stack: e instanceof Error ? e.stack?.split('\n').slice(1, 6).join('\n') : undefined,
+          },
+          'HL7 intake check failed',
+        );
         return { problem: { code: '207', text: 'the message could not be mapped' } };
       }
     };
