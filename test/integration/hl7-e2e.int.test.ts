@@ -72,10 +72,11 @@ const post = (body: string) =>
     payload: body,
   });
 
-async function settled(): Promise<void> {
+/** Waits until the app's inbound queue has nothing waiting, active or delayed (the file's app by default). */
+async function settled(app: Harness['app'] = h.app): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const counts = await h.app.hl7.queue.getJobCounts('waiting', 'active', 'delayed');
+    const counts = await app.hl7.queue.getJobCounts('waiting', 'active', 'delayed');
     if ((counts['waiting'] ?? 0) + (counts['active'] ?? 0) + (counts['delayed'] ?? 0) === 0) return;
     if (Date.now() > deadline) throw new Error(`inbound queue did not drain: ${JSON.stringify(counts)}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -180,19 +181,10 @@ describe('HL7 to FHIR', () => {
         headers: { authorization: `Bearer ${token}`, 'content-type': 'x-application/hl7-v2+er7' },
         payload: body,
       });
-    const settled = async (): Promise<void> => {
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const c = await h.app.hl7.queue.getJobCounts('waiting', 'active', 'delayed');
-        if ((c['waiting'] ?? 0) + (c['active'] ?? 0) + (c['delayed'] ?? 0) === 0) return;
-        if (Date.now() > deadline) throw new Error('inbound queue did not drain');
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    };
     try {
       const [mrn, ctl] = [uniq(), uniq()];
       expect((await post(adt('A04', ctl, mrn, uniq(), { sex: 'Q' }))).statusCode).toBe(200);
-      await settled();
+      await settled(h.app);
       const deadline = Date.now() + 10_000;
       let dead: { controlId: string; reason: string }[] = [];
       while (Date.now() < deadline && !dead.some((d) => d.controlId === ctl)) {
@@ -217,7 +209,7 @@ describe('HL7 to FHIR', () => {
         headers: auth,
       });
       expect(replay.statusCode).toBe(202);
-      await settled();
+      await settled(h.app);
       expect(await (await h.app.hl7.queue.getJob(failed?.id ?? ''))?.getState()).toBe('failed');
       const missing = await h.app.inject({
         method: 'POST',
