@@ -3,7 +3,7 @@
  * Tests build it without a port and use `app.inject()`; main.ts builds it and listens.
  *
  * Order: errors and docs first (the docs plugin must see every route), infrastructure (config, FHIR port,
- * Redis), auth, then the areas.
+ * Redis, metrics registry), auth, then the areas, then the routes.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from './config/config.js';
@@ -18,11 +18,7 @@ import requestLog from './http/plugins/request-log.js';
 import healthRoutes from './http/routes/health.js';
 import fhirRoutes from './http/routes/fhir.js';
 import journeyRoutes, { JOURNEY_OPERATIONS } from './http/routes/journeys.js';
-import journeys from './http/plugins/journeys.js';
-import referrals from './http/plugins/referrals.js';
-import hl7 from './http/plugins/hl7.js';
-import scheduling from './http/plugins/scheduling.js';
-import reminders from './http/plugins/reminders.js';
+import areas from './http/plugins/areas.js';
 import engagementRoutes from './http/routes/engagement.js';
 import schedulingRoutes, { SCHEDULING_OPERATIONS } from './http/routes/scheduling.js';
 import hl7Routes from './http/routes/hl7.js';
@@ -71,11 +67,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(auth, deps.verifier ? { verifier: deps.verifier } : {});
   await app.register(metrics);
   await app.register(profiles);
-  await app.register(journeys);
-  await app.register(referrals);
-  await app.register(scheduling);
-  await app.register(reminders);
-  await app.register(hl7);
+  // The areas, built and wired by the composition root (areas.ts); the routes below adapt HTTP to them.
+  await app.register(areas);
   await app.register(healthRoutes);
   await app.register(fhirRoutes, {
     version: VERSION,

@@ -14,16 +14,15 @@
  * - Job data holds ids and the sealed message only; logs name job ids, never content.
  */
 import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
-import { forwardFinalFailures } from '../queues/dead-letter.js';
 import { randomUUID } from 'node:crypto';
 import type { Bundle, EpisodeOfCare, Identifier, Provenance, Resource } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
 import type { Hl7Timezones } from '../config/config.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
-import type { RedisConnections } from '../queues/connections.js';
-import type { KeyedLock } from '../queues/locks.js';
-import type { InboundJob } from './intake.js';
+import type { QueueRegistry } from '../queues/registry.js';
+import type { KeyedLock } from '../shared/lock.js';
+import { HL7_INBOUND_QUEUE, type InboundJob } from './intake.js';
 import type { PartitionedQueue } from '../queues/partitioned.js';
 import { Hl7Message, Hl7ParseError } from './message.js';
 import { MappingError, type MapContext, type MappedMessage, type Mapper } from './mapping/engine.js';
@@ -40,8 +39,6 @@ import { JOURNEY_EXTENSION_URL, newJourneyEpisode } from '../journey/episode.js'
 import { unseal } from '../shared/seal.js';
 import { mergePatients } from './merge.js';
 import { CarewayError } from '../shared/errors.js';
-
-export const HL7_DEAD_QUEUE = 'hl7-dead';
 
 export interface DeadMessage {
   readonly jobId: string;
@@ -60,10 +57,11 @@ export interface InboundDeps {
   /** Journey effects; without it messages only write their resources. */
   readonly journeys?: JourneyEffects;
   /**
-   * Called with the business key of every Appointment a message wrote, after it is committed: scheduling
-   * reacts (freed Slots, no-shows) and reminders are re-planned.
+   * Called with the resources a message wrote, as written and with the ids the server gave them, after the
+   * commit (outside the patient's lock): scheduling reacts to Appointments (freed Slots, no-shows) and
+   * reminders are re-planned, without reading back what was just written.
    */
-  readonly onAppointmentChanged?: (appointmentKey: string) => Promise<void>;
+  readonly onWritten?: (written: readonly Resource[]) => Promise<void>;
   /** What the maps observed (namespaces that fell back to the default rule, ignored segments): counted. */
   readonly onMapped?: (observed: MappingObservations) => Promise<void> | void;
 }
@@ -241,12 +239,7 @@ export async function exec(
       defaultedAuthorities: mapped.defaultedAuthorities,
       ignoredSegments: mapped.ignoredSegments,
     });
-  if (deps.onAppointmentChanged) {
-    for (const r of mapped.resources) {
-      const key = keys.keys[r.instance];
-      if (r.resource['resourceType'] === 'Appointment' && key) await deps.onAppointmentChanged(key);
-    }
-  }
+  if (deps.onWritten && committed.length > 0) await deps.onWritten(committed);
   return { written: written.entry?.length ?? 0, skipped: keys.skipped };
 }
 
@@ -474,27 +467,24 @@ async function postTransaction(deps: InboundDeps, bundle: Bundle): Promise<Bundl
 }
 
 export interface InboundQueue {
-  /** One worker per partition, each with concurrency 1 (per-patient order). */
+  /** Partitioned by patient: one worker per partition, each with concurrency 1 (per-patient order). */
+  readonly queue: PartitionedQueue<InboundJob>;
   readonly workers: readonly Worker<InboundJob>[];
   readonly dead: Queue<DeadMessage>;
 }
 
-export function init(
-  conns: RedisConnections,
-  queue: PartitionedQueue<InboundJob>,
-  deps: InboundDeps,
-): InboundQueue {
-  const dead = conns.queue<DeadMessage>(HL7_DEAD_QUEUE);
-  const workers = queue.queues.map((q) => {
-    const worker = conns.worker<InboundJob>(q.name, (job) => exec(job, deps), { concurrency: 1 });
-    forwardFinalFailures(worker, dead, (job, err) => ({
+export function init(queues: QueueRegistry, deps: InboundDeps): InboundQueue {
+  const { queue, workers, dead } = queues.openPartitioned<InboundJob>(
+    HL7_INBOUND_QUEUE,
+    (job) => exec(job, deps),
+    // Ids only: the sealed message stays with the failed job, for replay.
+    (job, err): DeadMessage => ({
       jobId: job.id ?? '',
       sender: job.data.sender,
       controlId: job.data.controlId,
       type: job.data.type,
       reason: err.message.slice(0, 1000),
-    }));
-    return worker;
-  });
-  return { workers, dead };
+    }),
+  );
+  return { queue, workers, dead: dead as Queue<DeadMessage> };
 }

@@ -28,8 +28,9 @@ import { Hl7Message, Hl7ParseError } from './message.js';
 import type { ErrorLocation } from './mapping/engine.js';
 import { seal, type Sealed } from '../shared/seal.js';
 import { PartitionedQueue } from '../queues/partitioned.js';
+import { QUEUES } from '../queues/specs.js';
 
-export const HL7_INBOUND_QUEUE = 'hl7-inbound';
+export const HL7_INBOUND_QUEUE = QUEUES.hl7Inbound;
 
 export interface InboundJob {
   readonly sender: string;

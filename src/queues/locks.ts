@@ -6,15 +6,12 @@
  * Used to serialise writes for one patient: HAPI's conditional create is not race-safe, and two journey
  * changes computed from the same version would otherwise make one of them retry.
  * The TTL bounds how long a crashed holder blocks others; work under the lock must finish well inside it.
+ * The contract (KeyedLock) and the in-process lock live in shared/lock.ts: the journey domain depends on them.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { CarewayError } from '../shared/errors.js';
 import type { KeyedLock } from '../shared/lock.js';
-
-// The contract and the in-process implementation live in shared/ (the journey domain depends on them and may
-// not import queues/); re-exported here for callers that build locks.
-export { localLock, type KeyedLock } from '../shared/lock.js';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 

@@ -12,16 +12,15 @@
  *   REFERRAL_REPLY_ALLOWLIST.
  */
 import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
-import { forwardFinalFailures } from '../queues/dead-letter.js';
 import { request } from 'undici';
 import type { Task } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
 import { canonical } from '../fhir/canonical.js';
-import type { RedisConnections } from '../queues/connections.js';
+import type { QueueRegistry } from '../queues/registry.js';
+import { QUEUES } from '../queues/specs.js';
 
-export const REFERRAL_STATUS_QUEUE = 'referral-status';
-export const REFERRAL_STATUS_DEAD_QUEUE = 'referral-status-dead';
+export const REFERRAL_STATUS_QUEUE = QUEUES.referralStatus;
 
 export interface ReferralStatusJob {
   readonly taskId: string;
@@ -35,8 +34,6 @@ export interface DeadLetter extends ReferralStatusJob {
 
 export interface StatusDeps {
   readonly fhir: FhirPort;
-  readonly attempts: number;
-  readonly backoffMs: number;
   readonly timeoutMs?: number;
 }
 
@@ -83,27 +80,19 @@ export async function exec(
   throw new Error(`referrer answered ${status}`);
 }
 
-export function init(conns: RedisConnections, deps: StatusDeps): StatusQueue {
-  const queue = conns.queue<ReferralStatusJob>(REFERRAL_STATUS_QUEUE, {
-    defaultJobOptions: {
-      attempts: deps.attempts,
-      backoff: { type: 'exponential', delay: deps.backoffMs },
-      removeOnComplete: { count: 1000 },
-      removeOnFail: { count: 5000 },
-    },
-  });
-  const dead = conns.queue<DeadLetter>(REFERRAL_STATUS_DEAD_QUEUE);
-  const worker = conns.worker<ReferralStatusJob>(REFERRAL_STATUS_QUEUE, (job) => exec(job, deps), {
-    concurrency: 4,
-  });
-  forwardFinalFailures(worker, dead, (job, err) => ({
-    ...job.data,
-    reason: err.message,
-    attempts: job.attemptsMade,
-  }));
+export function init(queues: QueueRegistry, deps: StatusDeps): StatusQueue {
+  const { queue, dead, worker } = queues.openWithDeadLetters<ReferralStatusJob>(
+    REFERRAL_STATUS_QUEUE,
+    (job) => exec(job, deps),
+    (job, err): DeadLetter => ({
+      ...job.data,
+      reason: err.message.slice(0, 1000),
+      attempts: job.attemptsMade,
+    }),
+  );
   return {
     queue,
-    dead,
+    dead: dead as Queue<DeadLetter>,
     worker,
     async add(data: ReferralStatusJob): Promise<void> {
       await queue.add('status', data, { jobId: `task-${data.taskId}-v${data.version}` });

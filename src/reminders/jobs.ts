@@ -47,10 +47,3 @@ export const reminderJobId = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 
   `rem-${j.appointmentId}-${j.offset}-${j.startMs}`;
 export const reminderKey = (j: Pick<ReminderJob, 'appointmentId' | 'offset' | 'startMs'>): string =>
   `${j.appointmentId}|${j.offset}|${j.startMs}`;
-
-/**
- * Worker lock settings for the reminder and write-back queues: a worker that dies mid-job (kill -9) loses its
- * lock within 15 s, and another takes the job over at the next stalled check (every 5 s). The ledger and the
- * conditional creates keep a takeover from doing anything twice.
- */
-export const QUICK_TAKEOVER = { lockDuration: 15_000, stalledInterval: 5_000 } as const;

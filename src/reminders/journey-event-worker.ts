@@ -14,17 +14,17 @@
 import type { Queue, Worker } from 'bullmq';
 import type { Resource } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
-import { FhirError } from '../fhir/errors.js';
+import { readIfExists } from '../fhir/reads.js';
 import {
   raiseResourceEvents,
   type RaisedEvent,
   type ResourceEventJourneys,
 } from '../journey/raise-events.js';
 import type { EventResourceType } from '../journey/resource-events.js';
-import type { RedisConnections } from '../queues/connections.js';
-import { withDeadLetters } from '../queues/dead-letter.js';
+import type { QueueRegistry } from '../queues/registry.js';
+import { QUEUES } from '../queues/specs.js';
 
-export const JOURNEY_EVENTS_QUEUE = 'journey-events';
+export const JOURNEY_EVENTS_QUEUE = QUEUES.journeyEvents;
 
 export interface JourneyEventJob {
   readonly resourceType: EventResourceType;
@@ -47,31 +47,15 @@ export interface JourneyEventDeps {
 
 /** Re-reads the resource and raises the events it implies now; a resource deleted meanwhile raises none. */
 export async function exec(job: JourneyEventJob, deps: JourneyEventDeps): Promise<RaisedEvent[]> {
-  let resource: Resource;
-  try {
-    resource = await deps.fhir.read<Resource>(job.resourceType, job.id, { noCache: true });
-  } catch (e) {
-    if (e instanceof FhirError && e.isNotFound) return [];
-    throw e;
-  }
-  return raiseResourceEvents(deps.journeys, [resource], job.source);
+  const resource = await readIfExists<Resource>(deps.fhir, job.resourceType, job.id);
+  return resource ? raiseResourceEvents(deps.journeys, [resource], job.source) : [];
 }
 
-export function init(conns: RedisConnections, deps: () => JourneyEventDeps): JourneyEventQueue {
-  const { queue, dead, worker } = withDeadLetters<JourneyEventJob>(
-    conns,
+export function init(queues: QueueRegistry, deps: () => JourneyEventDeps): JourneyEventQueue {
+  const { queue, dead, worker } = queues.openWithDeadLetters<JourneyEventJob>(
     JOURNEY_EVENTS_QUEUE,
     // The return value (ids, events and outcomes) is kept with the completed job, for the dashboard.
     async (job) => ({ raised: await exec(job.data, deps()) }),
-    {
-      job: {
-        attempts: 8,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: { count: 5000 },
-        removeOnFail: { age: 30 * 86400 },
-      },
-      worker: { concurrency: 4 },
-    },
   );
   return {
     queue,

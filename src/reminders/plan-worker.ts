@@ -4,11 +4,11 @@
  * re-plan reads the Appointment as it is then, so extra jobs cost a read and change nothing.
  */
 import type { Queue, Worker } from 'bullmq';
-import type { RedisConnections } from '../queues/connections.js';
-import { withDeadLetters } from '../queues/dead-letter.js';
+import type { QueueRegistry } from '../queues/registry.js';
+import { QUEUES } from '../queues/specs.js';
 import type { ReminderService } from './service.js';
 
-export const REMINDER_PLANS_QUEUE = 'reminder-plans';
+export const REMINDER_PLANS_QUEUE = QUEUES.reminderPlans;
 
 export interface PlanJob {
   readonly appointmentId: string;
@@ -21,21 +21,10 @@ export interface PlanQueue {
   add(appointmentId: string): Promise<void>;
 }
 
-export function init(conns: RedisConnections, service: () => ReminderService): PlanQueue {
-  const { queue, dead, worker } = withDeadLetters<PlanJob>(
-    conns,
-    REMINDER_PLANS_QUEUE,
-    async (job) => ({ planned: (await service().replan(job.data.appointmentId)).length }),
-    {
-      job: {
-        attempts: 8,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: { count: 5000 },
-        removeOnFail: { age: 30 * 86400 },
-      },
-      worker: { concurrency: 4 },
-    },
-  );
+export function init(queues: QueueRegistry, service: () => ReminderService): PlanQueue {
+  const { queue, dead, worker } = queues.openWithDeadLetters<PlanJob>(REMINDER_PLANS_QUEUE, async (job) => ({
+    planned: (await service().replan(job.data.appointmentId)).length,
+  }));
   return {
     queue,
     dead,

@@ -9,11 +9,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DelayedError, type Queue, type Worker } from 'bullmq';
-import type { RedisConnections } from '../queues/connections.js';
+import type { QueueRegistry } from '../queues/registry.js';
+import { QUEUES } from '../queues/specs.js';
 import type { Recurring } from './care-plans.js';
 import { LEASE_MS, LedgerBusyError } from './ledger.js';
-import { withDeadLetters } from '../queues/dead-letter.js';
-import { QUICK_TAKEOVER, reminderDelay } from './jobs.js';
+import { reminderDelay } from './jobs.js';
 import {
   notifyJobId,
   reminderJobId,
@@ -23,7 +23,7 @@ import {
   type SendOutcome,
 } from './service.js';
 
-export const REMINDERS_QUEUE = 'reminders';
+export const REMINDERS_QUEUE = QUEUES.reminders;
 
 export interface ReminderQueue {
   readonly queue: Queue<ReminderJob>;
@@ -36,15 +36,10 @@ export interface ReminderQueue {
   removeRecurring(id: string): Promise<void>;
 }
 
-export function init(
-  conns: RedisConnections,
-  service: () => ReminderService,
-  options: { attempts: number; concurrency: number; autorun?: boolean },
-): ReminderQueue {
+export function init(queues: QueueRegistry, service: () => ReminderService): ReminderQueue {
   // The ledger owner: this process, so a claim left by a crashed process is told apart from our own retry.
   const processId = randomUUID();
-  const { queue, dead, worker } = withDeadLetters<ReminderJob>(
-    conns,
+  const { queue, dead, worker } = queues.openWithDeadLetters<ReminderJob>(
     REMINDERS_QUEUE,
     async (job, token): Promise<SendOutcome> => {
       const owner = `${processId}-${job.id ?? ''}`;
@@ -67,19 +62,6 @@ export function init(
         }
         throw e;
       }
-    },
-    {
-      job: {
-        attempts: options.attempts,
-        backoff: { type: 'exponential', delay: 2000 },
-        removeOnComplete: { age: 30 * 86400 },
-        removeOnFail: { age: 90 * 86400 },
-      },
-      worker: {
-        concurrency: options.concurrency,
-        autorun: options.autorun ?? true,
-        ...QUICK_TAKEOVER,
-      },
     },
   );
   return {

@@ -19,9 +19,10 @@ import {
   EVENT_RESOURCE_TYPES,
   type EventResourceType,
 } from '../journey/resource-events.js';
-import type { RedisConnections } from '../queues/connections.js';
+import type { QueueRegistry } from '../queues/registry.js';
+import { QUEUES } from '../queues/specs.js';
 
-export const REMINDER_SWEEP_QUEUE = 'reminder-sweep';
+export const REMINDER_SWEEP_QUEUE = QUEUES.reminderSweep;
 
 export interface SweepQueue {
   readonly queue: Queue;
@@ -81,7 +82,9 @@ export async function sweep(
 }
 
 export function init(
-  conns: RedisConnections,
+  queues: QueueRegistry,
+  /** Where the sweep keeps the time of its last run. */
+  redis: Redis,
   deps: {
     fhir: FhirPort;
     prefix: string;
@@ -90,20 +93,13 @@ export function init(
     journeyEvent: (type: EventResourceType, id: string) => Promise<void>;
   },
 ): SweepQueue {
-  const queue = conns.queue(REMINDER_SWEEP_QUEUE, {
-    defaultJobOptions: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
-  });
   const key = `${deps.prefix}:reminder-sweep:last`;
-  const worker = conns.worker(
-    REMINDER_SWEEP_QUEUE,
-    async () => ({
-      replanned: await sweep(deps.fhir, conns.producer, key, deps.replan, Date.now(), {
-        syncCarePlan: deps.syncCarePlan,
-        journeyEvent: deps.journeyEvent,
-      }),
+  const { queue, worker } = queues.open(REMINDER_SWEEP_QUEUE, async () => ({
+    replanned: await sweep(deps.fhir, redis, key, deps.replan, Date.now(), {
+      syncCarePlan: deps.syncCarePlan,
+      journeyEvent: deps.journeyEvent,
     }),
-    { concurrency: 1 },
-  );
+  }));
   return {
     queue,
     worker,

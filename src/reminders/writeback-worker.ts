@@ -18,14 +18,14 @@
 import { randomUUID } from 'node:crypto';
 import { UnrecoverableError, type Queue, type Worker } from 'bullmq';
 import type { Communication } from 'fhir/r4.js';
-import type { RedisConnections } from '../queues/connections.js';
-import { withDeadLetters } from '../queues/dead-letter.js';
+import type { QueueRegistry } from '../queues/registry.js';
+import { QUEUES } from '../queues/specs.js';
 import type { FhirPort } from '../fhir/client.js';
 import { seal, unseal, type Sealed } from '../shared/seal.js';
 import { WriteBackBatch, type WriteBack } from './send-batch.js';
-import { jobIdOf, QUICK_TAKEOVER } from './jobs.js';
+import { jobIdOf } from './jobs.js';
 
-export const REMINDER_WRITEBACKS_QUEUE = 'reminder-writebacks';
+export const REMINDER_WRITEBACKS_QUEUE = QUEUES.reminderWriteBacks;
 
 export interface WriteBackJob {
   /** The reminder or notification key (appointment, offset, start: ids). */
@@ -42,18 +42,17 @@ export interface WriteBackQueue {
 }
 
 export function init(
-  conns: RedisConnections,
+  queues: QueueRegistry,
   fhir: FhirPort,
   key: Buffer,
-  options: { concurrency: number; maxBatch: number; yieldTo?: () => boolean },
+  options: { maxBatch: number; yieldTo?: () => boolean },
 ): WriteBackQueue {
   const batch = new WriteBackBatch(fhir, {
     maxBatch: options.maxBatch,
     lanes: 1,
     ...(options.yieldTo ? { yieldTo: options.yieldTo } : {}),
   });
-  const { queue, dead, worker } = withDeadLetters<WriteBackJob>(
-    conns,
+  const { queue, dead, worker } = queues.openWithDeadLetters<WriteBackJob>(
     REMINDER_WRITEBACKS_QUEUE,
     async (job) => {
       let communication: Communication;
@@ -66,22 +65,13 @@ export function init(
       await batch.writeBack({ key: job.data.key, communication });
       return { written: job.data.status };
     },
-    {
-      job: {
-        attempts: 10,
-        backoff: { type: 'exponential', delay: 2000 },
-        // Kept a day so a send re-run meanwhile finds its write-back already queued (same job id).
-        removeOnComplete: { age: 86400 },
-        removeOnFail: { age: 90 * 86400 },
-      },
-      // The sealed Communication stays with the failed job (kept 90 days); the dead letter lists ids only.
-      deadData: ({ key: reminder, status }) => ({ key: reminder, status }),
-      worker: {
-        // Many in flight per process: they wait together for one transaction (WriteBackBatch's lane).
-        concurrency: options.concurrency,
-        ...QUICK_TAKEOVER,
-      },
-    },
+    // The sealed Communication stays with the failed job (kept 90 days); the dead letter lists ids only.
+    ({ data: { key: reminder, status }, attemptsMade }, err) => ({
+      key: reminder,
+      status,
+      reason: err.message.slice(0, 1000),
+      attempts: attemptsMade,
+    }),
   );
   return {
     queue,

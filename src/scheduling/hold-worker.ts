@@ -5,12 +5,12 @@
  * An expired waitlist offer hands the Slot back to the waitlist for the next patient in the same round.
  */
 import type { Queue, Worker } from 'bullmq';
-import type { RedisConnections } from '../queues/connections.js';
-import { withDeadLetters } from '../queues/dead-letter.js';
+import type { QueueRegistry } from '../queues/registry.js';
+import { QUEUES } from '../queues/specs.js';
 import type { SchedulingDeps } from './context.js';
 import { releaseHold } from './booking.js';
 
-export const SLOT_HOLDS_QUEUE = 'slot-holds';
+export const SLOT_HOLDS_QUEUE = QUEUES.slotHolds;
 
 export interface HoldJob {
   readonly slotId: string;
@@ -33,20 +33,9 @@ export async function exec(data: HoldJob, deps: SchedulingDeps): Promise<'releas
   return 'released';
 }
 
-export function init(conns: RedisConnections, deps: () => SchedulingDeps): HoldQueue {
-  const { queue, worker } = withDeadLetters<HoldJob>(
-    conns,
-    SLOT_HOLDS_QUEUE,
-    (job) => exec(job.data, deps()),
-    {
-      job: {
-        attempts: 10,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: { age: 86400 },
-        removeOnFail: { age: 30 * 86400 },
-      },
-      worker: { concurrency: 4 },
-    },
+export function init(queues: QueueRegistry, deps: () => SchedulingDeps): HoldQueue {
+  const { queue, worker } = queues.openWithDeadLetters<HoldJob>(SLOT_HOLDS_QUEUE, (job) =>
+    exec(job.data, deps()),
   );
   return {
     queue,

@@ -3,11 +3,12 @@
  * id, so several Careway instances share one schedule instead of sweeping N times.
  */
 import type { Queue, Worker } from 'bullmq';
-import type { RedisConnections } from '../queues/connections.js';
+import type { QueueRegistry } from '../queues/registry.js';
+import { QUEUES } from '../queues/specs.js';
 import type { SchedulingDeps } from './context.js';
 import { sweepNoShows } from './booking.js';
 
-export const NOSHOW_QUEUE = 'no-show-sweep';
+export const NOSHOW_QUEUE = QUEUES.noShowSweep;
 
 export interface NoShowQueue {
   readonly queue: Queue;
@@ -15,13 +16,10 @@ export interface NoShowQueue {
   start(everyMs: number): Promise<void>;
 }
 
-export function init(conns: RedisConnections, deps: () => SchedulingDeps): NoShowQueue {
-  const queue = conns.queue(NOSHOW_QUEUE, {
-    defaultJobOptions: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
-  });
-  const worker = conns.worker(NOSHOW_QUEUE, async () => ({ marked: (await sweepNoShows(deps())).length }), {
-    concurrency: 1,
-  });
+export function init(queues: QueueRegistry, deps: () => SchedulingDeps): NoShowQueue {
+  const { queue, worker } = queues.open(NOSHOW_QUEUE, async () => ({
+    marked: (await sweepNoShows(deps())).length,
+  }));
   return {
     queue,
     worker,

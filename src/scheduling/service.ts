@@ -55,13 +55,8 @@ export class SchedulingService {
     return (await waitlistFor(this.deps, serviceTypes)).entries;
   }
 
-  /** HL7 wrote an Appointment (its conditional URL, `Appointment?identifier=…`): react as to any outside change. */
-  async appointmentWrittenByHl7(conditionalUrl: string): Promise<void> {
-    const query = new URLSearchParams(conditionalUrl.replace(/^Appointment\?/, ''));
-    const found = await this.deps.fhir.searchAll<Appointment>('Appointment', query, {
-      noCache: true,
-      maxPages: 1,
-    });
-    for (const a of found) await appointmentChangedElsewhere(this.deps, a);
+  /** An Appointment was written outside the booking operations (HL7 SIU): react as to any outside change. */
+  appointmentWrittenElsewhere(appointment: Appointment): Promise<void> {
+    return appointmentChangedElsewhere(this.deps, appointment);
   }
 }

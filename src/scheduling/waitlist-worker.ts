@@ -4,12 +4,12 @@
  * often it is reported, and an expired offer makes exactly one next offer.
  */
 import type { Queue, Worker } from 'bullmq';
-import type { RedisConnections } from '../queues/connections.js';
-import { withDeadLetters } from '../queues/dead-letter.js';
+import type { QueueRegistry } from '../queues/registry.js';
+import { QUEUES } from '../queues/specs.js';
 import type { SchedulingDeps } from './context.js';
 import { offerSlot, type OfferOutcome } from './waitlist.js';
 
-export const WAITLIST_QUEUE = 'waitlist-offers';
+export const WAITLIST_QUEUE = QUEUES.waitlistOffers;
 
 export interface OfferJob {
   readonly slotId: string;
@@ -22,20 +22,10 @@ export interface WaitlistQueue {
   add(slotId: string, round: string, after?: string): Promise<void>;
 }
 
-export function init(conns: RedisConnections, deps: () => SchedulingDeps): WaitlistQueue {
-  const { queue, worker } = withDeadLetters<OfferJob>(
-    conns,
+export function init(queues: QueueRegistry, deps: () => SchedulingDeps): WaitlistQueue {
+  const { queue, worker } = queues.openWithDeadLetters<OfferJob>(
     WAITLIST_QUEUE,
     (job): Promise<OfferOutcome> => offerSlot(deps(), job.data.slotId, job.data.round),
-    {
-      job: {
-        attempts: 8,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: { age: 7 * 86400 },
-        removeOnFail: { age: 30 * 86400 },
-      },
-      worker: { concurrency: 2 },
-    },
   );
   return {
     queue,

@@ -11,7 +11,7 @@ import { jobIdFor } from '../../src/hl7/intake.js';
 import { Hl7Message } from '../../src/hl7/message.js';
 import { loadMappings, Mapper } from '../../src/hl7/mapping/engine.js';
 import { seal } from '../../src/shared/seal.js';
-import { localLock } from '../../src/queues/locks.js';
+import { localLock } from '../../src/shared/lock.js';
 import { projectRoot } from '../../src/shared/paths.js';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,7 @@ import type {
   Provenance,
   ServiceRequest,
   Task,
+  Resource,
 } from 'fhir/r4.js';
 import { readState } from '../../src/journey/episode.js';
 import { canonical } from '../../src/fhir/canonical.js';
@@ -391,24 +392,27 @@ describe('HL7 to FHIR', () => {
     expect(survivorNow.link).toEqual(kept.link);
   });
 
-  it('when a message writes an Appointment then the reminder re-planning hook is called with its key, after the commit', async () => {
+  it('when a message writes an Appointment then the written hook gets it with its server id, after the commit', async () => {
     const root = join(projectRoot(), 'mappings');
     const key = randomBytes(32);
     const appt = uniq();
-    const seen: { key: string; stored: number }[] = [];
+    const seen: { written: string[]; stored: string[] }[] = [];
     const deps = {
       fhir: h.fhir,
       mapper: new Mapper(await loadMappings([root], join(root, 'schema.json'))),
       key,
       lock: localLock(),
       zones: { defaultZone: 'UTC', bySender: {} },
-      onAppointmentChanged: async (k: string) => {
+      onWritten: async (written: readonly Resource[]) => {
         const stored = await h.fhir.searchAll(
           'Appointment',
           { identifier: `${SYS}.3|${appt}` },
           { noCache: true },
         );
-        seen.push({ key: k, stored: stored.length });
+        seen.push({
+          written: written.map((r) => `${r.resourceType}/${r.id ?? '?'}`),
+          stored: stored.map((r) => `Appointment/${r.id}`),
+        });
       },
     };
     const text = siu('S12', appt, uniq(), '202403010900');
@@ -421,9 +425,12 @@ describe('HL7 to FHIR', () => {
       raw: seal(Buffer.from(text), key),
     };
     await execInbound({ id: `hook-${uniq()}`, data }, deps);
-    expect(seen).toEqual([
-      { key: `Appointment?identifier=${encodeURIComponent(`${SYS}.3|${appt}`)}`, stored: 1 },
-    ]);
+    // Called once, after the commit (the Appointment is stored), with the written resources and their server ids.
+    expect(seen).toHaveLength(1);
+    const [call] = seen;
+    expect(call!.stored).toHaveLength(1);
+    expect(call!.written).toContain(call!.stored[0]);
+    expect(call!.written.every((r) => !r.endsWith('/?'))).toBe(true);
   });
 });
 

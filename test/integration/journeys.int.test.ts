@@ -19,7 +19,7 @@ import { startHarness, uniq, type Harness } from '../support/harness.js';
 import { canonical, versioned } from '../../src/fhir/canonical.js';
 import { readState } from '../../src/journey/episode.js';
 import { JourneyService } from '../../src/journey/service.js';
-import { localLock } from '../../src/queues/locks.js';
+import { localLock } from '../../src/shared/lock.js';
 import type { JourneyStage } from '../../src/journey/stages.js';
 
 let h: Harness;

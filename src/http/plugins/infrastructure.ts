@@ -1,9 +1,12 @@
 /**
- * Infrastructure decorators: the config, the FHIR port and the Redis connections, each made once per app and
- * closed in `onClose` (Fastify closes in reverse registration order, so routes drain before Redis goes).
+ * Infrastructure decorators: the config, the FHIR port, the Redis connections and the metrics registry, each
+ * made once per app; the first two are closed in `onClose` (Fastify closes in reverse registration order, so
+ * routes drain and the areas close before Redis goes). The metrics registry is per app, so tests can build
+ * several apps in one process.
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../../config/config.js';
 import { FhirClient, type FhirPort } from '../../fhir/client.js';
 import { createConnections, type RedisConnections } from '../../queues/connections.js';
@@ -13,6 +16,7 @@ declare module 'fastify' {
     config: Config;
     fhir: FhirPort;
     redis: RedisConnections;
+    metrics: Registry;
   }
 }
 
@@ -31,6 +35,10 @@ export default fp<InfrastructureOptions>(
     );
     const redis = createConnections(opts.config.redisUrl, opts.config.queuePrefix, opts.config.runWorkers);
     app.decorate('redis', redis);
+    const metrics = new Registry();
+    metrics.setDefaultLabels({ service: 'careway' });
+    collectDefaultMetrics({ register: metrics });
+    app.decorate('metrics', metrics);
     app.addHook('onClose', async () => {
       await Promise.all([redis.closeAll(), app.fhir.close()]);
     });

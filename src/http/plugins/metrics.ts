@@ -1,24 +1,17 @@
 /**
- * Prometheus metrics (prom-client) on a per-app registry, so tests can build several apps in one process.
+ * Prometheus metrics (prom-client) on the app's registry (infrastructure plugin): the HTTP request histogram
+ * and `GET /metrics`.
  * Labels use the route pattern (`/fhir/:type/:id`), never the concrete URL: ids and query strings would
  * leak identifiers into the metrics store and explode cardinality.
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Histogram } from 'prom-client';
 import { requireUnconfined } from './auth.js';
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    metrics: Registry;
-  }
-}
 
 export default fp(
   async function metrics(app: FastifyInstance) {
-    const registry = new Registry();
-    registry.setDefaultLabels({ service: 'careway' });
-    collectDefaultMetrics({ register: registry });
+    const registry = app.metrics;
     const duration = new Histogram({
       name: 'careway_http_request_duration_seconds',
       help: 'HTTP request duration by method, route pattern and status',
@@ -26,7 +19,6 @@ export default fp(
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     });
-    app.decorate('metrics', registry);
 
     app.addHook('onResponse', async (request, reply) => {
       duration.observe(
@@ -55,5 +47,5 @@ export default fp(
       },
     );
   },
-  { name: 'careway-metrics', dependencies: ['careway-auth'] },
+  { name: 'careway-metrics', dependencies: ['careway-infrastructure', 'careway-auth'] },
 );

@@ -6,9 +6,10 @@
  *   authentication.
  * - `/engagement/fhir-hook`: the FHIR server's REST-hook deliveries (Appointment, CarePlan, Encounter changes),
  *   authenticated by the Subscriptions' bearer secret; they re-plan reminders and queue journey events.
- * - `GET /engagement/dead-letters`: reminders, write-backs, re-plans and journey events that failed for good,
- *   ids and reasons only.
- * - `/admin/queues`: the BullMQ dashboard (bull-board), for staff tokens only.
+ * - `GET /engagement/dead-letters`: jobs of every queue that failed for good (the registry's dead-letter queues:
+ *   HL7 messages, reminders, write-backs, re-plans, journey events, holds, offers, referral callbacks), ids and
+ *   reasons only.
+ * - `/admin/queues`: the BullMQ dashboard (bull-board) over every registered queue, for staff tokens only.
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -161,7 +162,7 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
       schema: {
         tags: ['engagement'],
         summary:
-          'Reminders, write-backs, re-plans and journey events that failed for good (user/ or system/ Communication.r)',
+          'Jobs of every queue that failed for good, ids and reasons only (user/ or system/ Communication.r)',
         security: [{ bearer: [] }],
         response: {
           200: Type.Object({
@@ -179,14 +180,8 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
     },
     async (request) => {
       requireUnconfined(request, 'Communication', 'r');
-      const queues = [
-        app.reminders.queue.dead,
-        app.reminders.writeBacks.dead,
-        app.reminders.plans.dead,
-        app.reminders.journeyEvents.dead,
-      ];
       const rows = [];
-      for (const q of queues) {
+      for (const q of app.areas.queues.deadLetterQueues()) {
         for (const j of await q.getJobs(['waiting', 'completed', 'failed', 'delayed'], 0, 199, false))
           rows.push({
             queue: q.name,
@@ -278,19 +273,8 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
     const adapter = new FastifyAdapter();
     adapter.setBasePath('/admin/queues');
     createBullBoard({
-      queues: [
-        ...app.hl7.queue.queues,
-        app.reminders.queue.queue,
-        app.reminders.queue.dead,
-        app.reminders.writeBacks.queue,
-        app.reminders.writeBacks.dead,
-        app.reminders.plans.queue,
-        app.reminders.plans.dead,
-        app.reminders.journeyEvents.queue,
-        app.reminders.journeyEvents.dead,
-        app.schedulingQueues.holds.queue,
-        app.schedulingQueues.waitlist.queue,
-      ].map((q) => new BullMQAdapter(q)),
+      // Every queue and dead-letter queue the registry holds: a queue added there shows up here.
+      queues: app.areas.queues.bullQueues().map((q) => new BullMQAdapter(q)),
       serverAdapter: adapter,
     });
     await admin.register(adapter.registerPlugin(), { prefix: '/admin/queues' });

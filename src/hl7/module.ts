@@ -1,0 +1,224 @@
+/**
+ * The HL7 v2 area: the message maps, the intake (MLLP listener on MLLP_PORT, bound to HOST, and `POST /hl7`
+ * behind the same code), the partitioned `hl7-inbound` queue and its workers. Messages become sealed jobs before
+ * any positive ACK; the worker writes them to FHIR and hands what it wrote to the `written` hook.
+ *
+ * The listener starts in `start` and stops, after its connections, in `close`.
+ */
+import { join } from 'node:path';
+import { Counter, Gauge } from 'prom-client';
+import type { Resource } from 'fhir/r4.js';
+import type { AreaContext } from '../area-context.js';
+import type { JourneyService } from '../journey/service.js';
+import type { PartitionedQueue } from '../queues/partitioned.js';
+import { projectRoot } from '../shared/paths.js';
+import { Hl7Intake, type CheckResult, type InboundJob, type IntakeResult } from './intake.js';
+import { MllpServer } from './mllp/server.js';
+import { loadMappings, Mapper, MappingError } from './mapping/engine.js';
+import {
+  init as initInbound,
+  prepareMessage,
+  type InboundQueue,
+  type MappingObservations,
+} from './inbound-worker.js';
+import type { Hl7Message } from './message.js';
+import { journeyEffects } from './journey-effects.js';
+
+export interface DefaultedAuthority {
+  readonly namespace: string;
+  readonly system: string;
+  readonly messages: number;
+  readonly lastSeen: string;
+}
+
+export interface Hl7Hooks {
+  /** A message was committed: the resources it wrote, with their server ids. */
+  written(resources: readonly Resource[]): Promise<void>;
+}
+
+export interface Hl7Module {
+  readonly intake: Hl7Intake;
+  readonly queue: PartitionedQueue<InboundJob>;
+  readonly inbound: InboundQueue;
+  readonly mapper: Mapper;
+  receive(bytes: Buffer, via: 'mllp' | 'http'): Promise<IntakeResult[]>;
+  /** The MLLP port, once listening (MLLP_PORT=0 picks a free one). */
+  mllpPort(): number | undefined;
+  /** Namespaces that fell back to the default authority rule, with counts (GET /hl7/authorities). */
+  defaultedAuthorities(): Promise<DefaultedAuthority[]>;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Metric labels come from the feed: only short plain names, and a bounded number of them. */
+function boundedLabel(seen: Set<string>, value: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(value)) return 'other';
+  if (seen.has(value)) return value;
+  if (seen.size >= 200) return 'other';
+  seen.add(value);
+  return value;
+}
+
+/**
+ * What the maps observed, counted: ignored segments (a metric) and namespaces that fell back to the default
+ * authority rule (a metric, and a Redis hash that `GET /hl7/authorities` lists).
+ */
+function observations(ctx: AreaContext): {
+  observe(o: MappingObservations): Promise<void>;
+  defaultedAuthorities(): Promise<DefaultedAuthority[]>;
+} {
+  const defaultsMetric = new Counter({
+    name: 'careway_hl7_authority_defaults_total',
+    help: 'Messages with an assigning authority that no registry entry names (system from the default rule), by namespace',
+    labelNames: ['namespace'] as const,
+    registers: [ctx.metrics],
+  });
+  const ignoredMetric = new Counter({
+    name: 'careway_hl7_ignored_segments_total',
+    help: 'Segments no map reads (Z-segments, unknown ones), ignored, by segment name',
+    labelNames: ['segment'] as const,
+    registers: [ctx.metrics],
+  });
+  const nsLabels = new Set<string>();
+  const segLabels = new Set<string>();
+  const redis = ctx.redis.producer;
+  const defaultsKey = `${ctx.config.queuePrefix}:hl7:authority-defaults`;
+  return {
+    async observe(o): Promise<void> {
+      for (const s of o.ignoredSegments) ignoredMetric.inc({ segment: boundedLabel(segLabels, s) });
+      if (o.defaultedAuthorities.size === 0) return;
+      const tx = redis.multi();
+      const now = new Date().toISOString();
+      for (const [ns, system] of o.defaultedAuthorities) {
+        defaultsMetric.inc({ namespace: boundedLabel(nsLabels, ns) });
+        // Namespaces are codes such as STMARYS (no PHI); capped in length all the same.
+        const field = ns.slice(0, 64);
+        tx.hincrby(`${defaultsKey}:count`, field, 1).hset(`${defaultsKey}:seen`, field, `${now} ${system}`);
+      }
+      await tx.exec();
+    },
+    async defaultedAuthorities(): Promise<DefaultedAuthority[]> {
+      const [counts, seen] = await Promise.all([
+        redis.hgetall(`${defaultsKey}:count`),
+        redis.hgetall(`${defaultsKey}:seen`),
+      ]);
+      return Object.entries(counts)
+        .map(([namespace, n]) => {
+          const [lastSeen = '', system = ''] = (seen[namespace] ?? '').split(' ');
+          return { namespace, system, messages: Number(n), lastSeen };
+        })
+        .sort((a, b) => b.messages - a.messages);
+    },
+  };
+}
+
+export async function hl7Module(
+  ctx: AreaContext,
+  journeys: JourneyService,
+  hooks: Hl7Hooks,
+): Promise<Hl7Module> {
+  const cfg = ctx.config.hl7;
+  // Maps are validated now: a broken map stops start-up with every problem listed.
+  const roots = [join(projectRoot(), 'mappings'), ...(cfg.mappingsDir ? [cfg.mappingsDir] : [])];
+  const mapper = new Mapper(await loadMappings(roots, join(projectRoot(), 'mappings', 'schema.json')));
+  const zones = ctx.config.hl7Timezones;
+  const observed = observations(ctx);
+  const inbound = initInbound(ctx.queues, {
+    fhir: ctx.fhir,
+    mapper,
+    key: cfg.encryptionKey,
+    lock: ctx.lock,
+    zones,
+    journeys: journeyEffects(journeys),
+    onMapped: (o) => observed.observe(o),
+    onWritten: (resources) => hooks.written(resources),
+  });
+  const queue = inbound.queue;
+  // The dry run at the door: map the message as the worker will, and refuse it (AE + ERR) if it cannot be
+  // written. FHIR-server failures stay asynchronous (retries, then dead letters).
+  const check = (msg: Hl7Message): CheckResult => {
+    try {
+      return { patientKey: prepareMessage(mapper, zones, msg).keys.keys['patient'] };
+    } catch (e) {
+      if (e instanceof MappingError)
+        return {
+          problem: { code: e.code, text: e.message, ...(e.location ? { location: e.location } : {}) },
+        };
+      // A defect of ours must not take the listener down, nor let the message through unchecked. Its type
+      // and stack are logged, not its message, which could quote the message's content.
+      ctx.log.error(
+        {
+          errType: e instanceof Error ? e.name : typeof e,
+          stack: e instanceof Error ? e.stack?.split('\n').slice(1, 6).join('\n') : undefined,
+        },
+        'HL7 intake check failed',
+      );
+      return { problem: { code: '207', text: 'the message could not be mapped' } };
+    }
+  };
+  const intake = new Hl7Intake({
+    queue,
+    key: cfg.encryptionKey,
+    defaultCharset: cfg.defaultCharset,
+    // Every type a message map takes, built-in or a site's own (MAPPINGS_DIR): no list to keep in step.
+    supports: (code, trigger, structure) => mapper.supports(code, trigger, structure),
+    ...(cfg.intakeCheck === 'map' ? { check } : {}),
+  });
+  const received = new Counter({
+    name: 'careway_hl7_messages_total',
+    help: 'HL7 messages received, by channel and acknowledgment code',
+    labelNames: ['via', 'code'] as const,
+    registers: [ctx.metrics],
+  });
+  const receive = async (bytes: Buffer, via: 'mllp' | 'http'): Promise<IntakeResult[]> => {
+    const results = await intake.receive(bytes);
+    for (const r of results) received.inc({ via, code: r.code });
+    return results;
+  };
+  // Queue depth and lag are read when Prometheus scrapes, so they are never stale and cost nothing otherwise.
+  new Gauge({
+    name: 'careway_hl7_inbound_jobs',
+    help: 'Inbound HL7 messages by queue state (waiting, active, delayed, failed = dead-lettered)',
+    labelNames: ['state'] as const,
+    registers: [ctx.metrics],
+    async collect() {
+      const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
+      for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+    },
+  });
+  new Gauge({
+    name: 'careway_hl7_inbound_lag_seconds',
+    help: 'Age of the oldest message still waiting to be written to FHIR',
+    registers: [ctx.metrics],
+    async collect() {
+      const [oldest] = await queue.getJobs(['waiting'], 0, 0, true);
+      this.set(oldest ? Math.max(0, (Date.now() - oldest.timestamp) / 1000) : 0);
+    },
+  });
+  let port: number | undefined;
+  const server = new MllpServer({
+    host: ctx.config.host,
+    port: ctx.config.mllpPort,
+    maxFrameBytes: cfg.maxFrameBytes,
+    idleTimeoutMs: cfg.idleTimeoutMs,
+    ...(cfg.tls ? { tls: cfg.tls } : {}),
+    handle: async (payload) => (await receive(payload, 'mllp')).map((r) => r.ack),
+    log: ctx.log,
+  });
+  return {
+    intake,
+    queue,
+    inbound,
+    mapper,
+    receive,
+    mllpPort: () => port,
+    defaultedAuthorities: () => observed.defaultedAuthorities(),
+    async start(): Promise<void> {
+      port = await server.listen();
+      ctx.log.info({ port }, 'MLLP listener ready');
+    },
+    async close(): Promise<void> {
+      await server.close();
+    },
+  };
+}

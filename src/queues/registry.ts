@@ -1,0 +1,194 @@
+/**
+ * The queue registry: every BullMQ queue Careway uses is declared here, with its job options, its worker options
+ * and whether it has a dead-letter queue. A queue that is not in this table does not exist: `open` refuses a
+ * name it does not know, and a queue opened with or without dead letters against its declaration. The dashboard (/admin/queues), the dead letters (/engagement/dead-letters), the queue
+ * metrics and shutdown all read the registry, so none of them keeps a list of its own.
+ *
+ * Dead letters are written one way: a job that failed its last attempt (or threw UnrecoverableError, which skips
+ * the remaining attempts) is copied to `<name>-dead` (or the spec's `dead` name) with ids and the reason only.
+ * BullMQ has no dead-letter queue of its own; the dead job id is derived from the original, so a failure
+ * reported twice is recorded once.
+ */
+import {
+  UnrecoverableError,
+  type DefaultJobOptions,
+  type Job,
+  type Processor,
+  type Queue,
+  type Worker,
+  type WorkerOptions,
+} from 'bullmq';
+import { Gauge, type Registry } from 'prom-client';
+import type { RedisConnections } from './connections.js';
+import { PartitionedQueue } from './partitioned.js';
+
+export interface QueueSpec {
+  /** What the queue is for, shown beside it in docs and the README's picture. */
+  readonly purpose: string;
+  readonly job: DefaultJobOptions;
+  readonly worker: Omit<WorkerOptions, 'connection'>;
+  /** The dead-letter queue's name; absent for queues whose jobs are re-created anyway (sweeps). */
+  readonly dead?: string;
+  /** Split into this many partitions, each drained by one worker (see partitioned.ts). */
+  readonly partitions?: number;
+}
+
+/** What the worker's jobs keep when they go to the dead-letter queue (default: all of the job's data). */
+export type DeadData<T> = (job: Job<T>, err: Error) => object;
+
+export interface RegisteredQueue {
+  readonly name: string;
+  readonly spec: QueueSpec;
+  /** The queue itself, or its partitions. */
+  readonly queues: readonly Queue[];
+  readonly dead?: Queue;
+  readonly workers: readonly Worker[];
+}
+
+export interface Opened<T> {
+  readonly queue: Queue<T>;
+  readonly worker: Worker<T>;
+}
+
+export interface OpenedWithDeadLetters<T> extends Opened<T> {
+  readonly dead: Queue;
+}
+
+export interface OpenedPartitioned<T> {
+  readonly queue: PartitionedQueue<T>;
+  readonly dead: Queue;
+  readonly workers: readonly Worker<T>[];
+}
+
+const defaultDeadData = <T>(job: Job<T>, err: Error): object => ({
+  ...(job.data as object),
+  reason: err.message.slice(0, 1000),
+  attempts: job.attemptsMade,
+});
+
+export class QueueRegistry {
+  private readonly opened = new Map<string, RegisteredQueue>();
+
+  constructor(
+    private readonly conns: RedisConnections,
+    readonly specs: Readonly<Record<string, QueueSpec>>,
+  ) {}
+
+  private spec(name: string, dead: boolean): QueueSpec {
+    const spec = this.specs[name];
+    if (!spec) throw new Error(`queue ${name} is not in the queue registry`);
+    if (this.opened.has(name)) throw new Error(`queue ${name} is opened twice`);
+    if (!!spec.dead !== dead)
+      throw new Error(`queue ${name} is declared ${spec.dead ? 'with' : 'without'} a dead-letter queue`);
+    return spec;
+  }
+
+  private record(
+    name: string,
+    spec: QueueSpec,
+    queues: readonly Queue[],
+    workers: readonly Worker[],
+    dead?: Queue,
+  ): void {
+    this.opened.set(name, { name, spec, queues, workers, ...(dead ? { dead } : {}) });
+  }
+
+  /** A queue whose jobs are re-made anyway (a sweep's schedule): no dead letters. */
+  open<T>(name: string, processor: Processor<T>): Opened<T> {
+    const spec = this.spec(name, false);
+    const queue = this.conns.queue<T>(name, { defaultJobOptions: spec.job });
+    const worker = this.conns.worker<T>(name, processor, spec.worker);
+    this.record(name, spec, [queue as Queue], [worker as Worker]);
+    return { queue, worker };
+  }
+
+  /** The queue, its worker and its dead-letter queue, with the options the registry holds for it. */
+  openWithDeadLetters<T>(
+    name: string,
+    processor: Processor<T>,
+    deadData?: DeadData<T>,
+  ): OpenedWithDeadLetters<T> {
+    const spec = this.spec(name, true);
+    const queue = this.conns.queue<T>(name, { defaultJobOptions: spec.job });
+    const dead = this.conns.queue(spec.dead!);
+    const worker = this.conns.worker<T>(name, processor, spec.worker);
+    forwardFinalFailures(worker, dead, deadData ?? defaultDeadData);
+    this.record(name, spec, [queue as Queue], [worker as Worker], dead);
+    return { queue, dead, worker };
+  }
+
+  /** A partitioned queue (per-key order), one worker per partition, one dead-letter queue for all. */
+  openPartitioned<T>(name: string, processor: Processor<T>, deadData?: DeadData<T>): OpenedPartitioned<T> {
+    const spec = this.spec(name, true);
+    const queue = new PartitionedQueue<T>(this.conns, name, spec.partitions ?? 1, {
+      defaultJobOptions: spec.job,
+    });
+    const dead = this.conns.queue(spec.dead!);
+    const workers = queue.queues.map((q) => {
+      const worker = this.conns.worker<T>(q.name, processor, spec.worker);
+      forwardFinalFailures(worker, dead, deadData ?? defaultDeadData);
+      return worker;
+    });
+    this.record(name, spec, queue.queues as readonly Queue[], workers as readonly Worker[], dead);
+    return { queue, dead, workers };
+  }
+
+  /** Every opened queue, in the order they were opened. */
+  all(): RegisteredQueue[] {
+    return [...this.opened.values()];
+  }
+
+  /** Every queue and dead-letter queue (partitions listed one by one), as the dashboard shows them. */
+  bullQueues(): Queue[] {
+    return this.all().flatMap((r) => [...r.queues, ...(r.dead ? [r.dead] : [])]);
+  }
+
+  deadLetterQueues(): Queue[] {
+    return this.all().flatMap((r) => (r.dead ? [r.dead] : []));
+  }
+
+  /**
+   * `careway_queue_jobs{queue,state}`: every registered queue's depth by state, read when Prometheus scrapes (a
+   * partitioned queue summed over its partitions; dead-letter queues count their `waiting` letters).
+   */
+  registerMetrics(metrics: Registry): void {
+    const all = (): RegisteredQueue[] => this.all();
+    new Gauge({
+      name: 'careway_queue_jobs',
+      help: 'Jobs per queue and state (waiting, active, delayed, failed); dead-letter queues by their own name',
+      labelNames: ['queue', 'state'] as const,
+      registers: [metrics],
+      async collect() {
+        for (const r of all()) {
+          const totals: Record<string, number> = {};
+          for (const q of r.queues)
+            for (const [state, n] of Object.entries(
+              await q.getJobCounts('waiting', 'active', 'delayed', 'failed'),
+            ))
+              totals[state] = (totals[state] ?? 0) + n;
+          for (const [state, n] of Object.entries(totals)) this.set({ queue: r.name, state }, n);
+          if (r.dead) this.set({ queue: r.dead.name, state: 'waiting' }, await r.dead.getWaitingCount());
+        }
+      },
+    });
+  }
+
+  /** Workers first (each finishes its job in hand), then the queues; the connections close after. */
+  async close(): Promise<void> {
+    const all = this.all();
+    await Promise.allSettled(all.flatMap((r) => r.workers.map((w) => w.close())));
+    await Promise.allSettled(
+      all.flatMap((r) => [...r.queues, ...(r.dead ? [r.dead] : [])].map((q) => q.close())),
+    );
+  }
+}
+
+/** Copies a job that failed for good to the dead-letter queue (its id derived from the job's, so once). */
+export function forwardFinalFailures<T>(worker: Worker<T>, dead: Queue, toDead: DeadData<T>): void {
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+    if (!final) return;
+    void dead.add('dead', toDead(job, err), { jobId: `${job.id ?? 'job'}-dead` }).catch(() => undefined);
+  });
+}

@@ -1,0 +1,139 @@
+/**
+ * Every queue Careway runs, its name and its options, in one table (read by the queue registry). The worker files
+ * name their queue from `QUEUES`; the options that a site tunes (attempts, concurrency, partitions) come from
+ * the config. Retention: completed jobs are kept as long as something relies on them (the HL7 dedupe record, a
+ * reminder's "already sent" answer), failed ones long enough to be looked into.
+ */
+import type { Config } from '../config/config.js';
+import type { QueueSpec } from './registry.js';
+
+export const QUEUES = {
+  hl7Inbound: 'hl7-inbound',
+  reminders: 'reminders',
+  reminderWriteBacks: 'reminder-writebacks',
+  reminderPlans: 'reminder-plans',
+  journeyEvents: 'journey-events',
+  reminderSweep: 'reminder-sweep',
+  slotHolds: 'slot-holds',
+  waitlistOffers: 'waitlist-offers',
+  noShowSweep: 'no-show-sweep',
+  referralStatus: 'referral-status',
+} as const;
+
+/**
+ * Worker lock settings for the reminder and write-back queues: a worker that dies mid-job (kill -9) loses its
+ * lock within 15 s, and another takes the job over at the next stalled check (every 5 s). The ledger and the
+ * conditional creates keep a takeover from doing anything twice.
+ */
+const QUICK_TAKEOVER = { lockDuration: 15_000, stalledInterval: 5_000 } as const;
+
+const DAY_S = 86400;
+const backoff = (delay: number) => ({ type: 'exponential', delay }) as const;
+
+export function queueSpecs(config: Config): Record<string, QueueSpec> {
+  return {
+    [QUEUES.hl7Inbound]: {
+      purpose: 'HL7 v2 messages received, sealed, written to FHIR in per-patient order',
+      // Completed jobs are kept a week: they are the dedupe record for resends and the replay source.
+      job: {
+        attempts: 8,
+        backoff: backoff(1000),
+        removeOnComplete: { age: 7 * DAY_S },
+        removeOnFail: { age: 30 * DAY_S },
+      },
+      // One worker per partition, one job at a time: one patient's messages in arrival order.
+      worker: { concurrency: 1 },
+      partitions: config.hl7.partitions,
+      dead: 'hl7-dead',
+    },
+    [QUEUES.reminders]: {
+      purpose: 'reminders and one-off notifications, sent at their time on the patient’s channel',
+      job: {
+        attempts: config.reminders.attempts,
+        backoff: backoff(2000),
+        removeOnComplete: { age: 30 * DAY_S },
+        removeOnFail: { age: 90 * DAY_S },
+      },
+      worker: { concurrency: config.reminders.concurrency, ...QUICK_TAKEOVER },
+      dead: 'reminders-dead',
+    },
+    [QUEUES.reminderWriteBacks]: {
+      purpose: 'the Communication of each send, written back to FHIR in batches',
+      // Kept a day so a send re-run meanwhile finds its write-back already queued (same job id).
+      job: {
+        attempts: 10,
+        backoff: backoff(2000),
+        removeOnComplete: { age: DAY_S },
+        removeOnFail: { age: 90 * DAY_S },
+      },
+      // Many in flight per process: they wait together for one transaction (WriteBackBatch's lane).
+      worker: { concurrency: 200, ...QUICK_TAKEOVER },
+      dead: 'reminder-writebacks-dead',
+    },
+    [QUEUES.reminderPlans]: {
+      purpose: 'an Appointment changed: its reminders are planned again',
+      job: {
+        attempts: 8,
+        backoff: backoff(1000),
+        removeOnComplete: { count: 5000 },
+        removeOnFail: { age: 30 * DAY_S },
+      },
+      worker: { concurrency: 4 },
+      dead: 'reminder-plans-dead',
+    },
+    [QUEUES.journeyEvents]: {
+      purpose: 'a resource changed on the FHIR server that may move a journey',
+      job: {
+        attempts: 8,
+        backoff: backoff(1000),
+        removeOnComplete: { count: 5000 },
+        removeOnFail: { age: 30 * DAY_S },
+      },
+      worker: { concurrency: 4 },
+      dead: 'journey-events-dead',
+    },
+    [QUEUES.reminderSweep]: {
+      purpose: 'every REMINDER_SWEEP_INTERVAL: changes made straight on the FHIR server',
+      job: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
+      worker: { concurrency: 1 },
+    },
+    [QUEUES.slotHolds]: {
+      purpose: 'a held Slot is released at the hold’s expiry unless it was booked',
+      job: {
+        attempts: 10,
+        backoff: backoff(1000),
+        removeOnComplete: { age: DAY_S },
+        removeOnFail: { age: 30 * DAY_S },
+      },
+      worker: { concurrency: 4 },
+      dead: 'slot-holds-dead',
+    },
+    [QUEUES.waitlistOffers]: {
+      purpose: 'a freed Slot is offered to the next patient on the waitlist',
+      job: {
+        attempts: 8,
+        backoff: backoff(1000),
+        removeOnComplete: { age: 7 * DAY_S },
+        removeOnFail: { age: 30 * DAY_S },
+      },
+      worker: { concurrency: 2 },
+      dead: 'waitlist-offers-dead',
+    },
+    [QUEUES.noShowSweep]: {
+      purpose: 'every NOSHOW_SWEEP_INTERVAL: past appointments nobody arrived for',
+      job: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
+      worker: { concurrency: 1 },
+    },
+    [QUEUES.referralStatus]: {
+      purpose: 'a referral’s triage changed: the referrer is told',
+      job: {
+        attempts: config.referrals.callbackAttempts,
+        backoff: backoff(config.referrals.callbackBackoffMs),
+        removeOnComplete: { count: 1000 },
+        removeOnFail: { count: 5000 },
+      },
+      worker: { concurrency: 4 },
+      dead: 'referral-status-dead',
+    },
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * The scheduling area: the service (slot search, hold, book, cancel, waitlist, no-shows) and its three queues
+ * (hold expiry, waitlist offers, the no-show sweep). What scheduling tells the other areas goes through the
+ * hooks it is given (composition root, areas.ts); the queues' workers call back into the service, so both are
+ * built from one set of dependencies.
+ */
+import type { Appointment } from 'fhir/r4.js';
+import { Counter } from 'prom-client';
+import type { AreaContext } from '../area-context.js';
+import type { JourneyService } from '../journey/service.js';
+import { SchedulingService } from './service.js';
+import type { SchedulingDeps } from './context.js';
+import { init as initHolds, type HoldQueue } from './hold-worker.js';
+import { init as initWaitlist, type WaitlistQueue } from './waitlist-worker.js';
+import { init as initNoShow, type NoShowQueue } from './noshow-worker.js';
+
+export interface SchedulingHooks {
+  /** Any Appointment changed (booked, moved, cancelled, no-show; here or elsewhere). */
+  appointmentChanged(appointmentId: string): Promise<void>;
+  /** A waitlist offer was made: its portal Communication, for the patient. */
+  offerMade(communicationId: string, patientId: string): Promise<void>;
+}
+
+export interface SchedulingModule {
+  readonly service: SchedulingService;
+  readonly queues: { holds: HoldQueue; waitlist: WaitlistQueue; noShow: NoShowQueue };
+  /** An Appointment was written outside the booking operations (HL7 SIU): Slots follow it. */
+  appointmentWritten(appointment: Appointment): Promise<void>;
+  /** Schedules the no-show sweep (one job scheduler shared by every instance). */
+  start(): Promise<void>;
+}
+
+export function schedulingModule(
+  ctx: AreaContext,
+  journeys: JourneyService,
+  hooks: SchedulingHooks,
+): SchedulingModule {
+  const cfg = ctx.config.scheduling;
+  const offers = new Counter({
+    name: 'careway_waitlist_offers_total',
+    help: 'Waitlist offers, by outcome (offered, accepted, expired)',
+    labelNames: ['outcome'] as const,
+    registers: [ctx.metrics],
+  });
+  const noShows = new Counter({
+    name: 'careway_noshows_total',
+    help: 'Appointments marked as no-shows',
+    registers: [ctx.metrics],
+  });
+  // The queues' workers call back into the service, and the service adds to the queues: built in two steps.
+  const get = (): SchedulingDeps => deps;
+  const holds = initHolds(ctx.queues, get);
+  const waitlist = initWaitlist(ctx.queues, get);
+  const noShow = initNoShow(ctx.queues, get);
+  const deps: SchedulingDeps = {
+    fhir: ctx.fhir,
+    lock: ctx.lock,
+    journeys,
+    weights: cfg.weights,
+    holdMs: cfg.holdMs,
+    offerMs: cfg.offerMs,
+    noShowGraceMs: cfg.noShowGraceMs,
+    defaultZone: ctx.config.defaultTimezone,
+    scheduleRelease: (slotId, holdId, atMs) => holds.schedule(slotId, holdId, atMs),
+    slotFreed: (slotId, round, after) => waitlist.add(slotId, round, after),
+    appointmentChanged: (id) => hooks.appointmentChanged(id),
+    offerMade: (communicationId, patientId) => hooks.offerMade(communicationId, patientId),
+    metrics: {
+      offered: () => offers.inc({ outcome: 'offered' }),
+      accepted: () => offers.inc({ outcome: 'accepted' }),
+      expired: () => offers.inc({ outcome: 'expired' }),
+      noShow: () => noShows.inc(),
+    },
+  };
+  const service = new SchedulingService(deps);
+  return {
+    service,
+    queues: { holds, waitlist, noShow },
+    appointmentWritten: (appointment) => service.appointmentWrittenElsewhere(appointment),
+    async start(): Promise<void> {
+      if (cfg.noShowSweepMs <= 0) return;
+      try {
+        await noShow.start(cfg.noShowSweepMs);
+      } catch (err) {
+        // Redis down at start: the app still serves; readiness reports Redis, and the next start registers it.
+        ctx.log.warn({ err }, 'no-show sweep not scheduled');
+      }
+    },
+  };
+}
