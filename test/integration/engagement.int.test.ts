@@ -305,7 +305,17 @@ describe('operations', () => {
       headers: { authorization: `Bearer ${staff}` },
     });
     expect(board.statusCode).toBe(200);
-    expect(board.body).toContain('reminders');
+    // Every queue of the registry, dead-letter queues and HL7 partitions included.
+    const shown = board.json<{ queues: { name: string }[] }>().queues.map((q) => q.name);
+    expect(shown.sort()).toEqual(
+      h.app.areas.queues
+        .bullQueues()
+        .map((q) => q.name)
+        .sort(),
+    );
+    expect(shown).toEqual(
+      expect.arrayContaining(['hl7-dead', 'referral-status', 'slot-holds-dead', 'reminder-sweep']),
+    );
     const dead = await h.app.inject({
       method: 'GET',
       url: '/engagement/dead-letters',
