@@ -25,7 +25,7 @@ import type {
   Resource,
 } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
-import { FhirError } from '../fhir/errors.js';
+import { readIfExists } from '../fhir/reads.js';
 import { canonical } from '../fhir/canonical.js';
 
 /** One reminder's write-back: its Communication (a completed one also completes the reminder's request). */
@@ -153,9 +153,9 @@ export class ReadBatch {
   private async readBatch(type: string, ids: readonly string[]): Promise<(Resource | Error | undefined)[]> {
     if (ids.length === 1) {
       try {
-        return [await this.fhir.read(type, ids[0]!, { noCache: true })];
+        return [await readIfExists(this.fhir, type, ids[0]!)];
       } catch (e) {
-        return [e instanceof FhirError && e.isNotFound ? undefined : (e as Error)];
+        return [e as Error];
       }
     }
     const res = await this.fhir.batch({
