@@ -3,7 +3,7 @@
  * Tests build it without a port and use `app.inject()`; main.ts builds it and listens.
  *
  * Order: errors and docs first (the docs plugin must see every route), infrastructure (config, FHIR port,
- * Redis, metrics registry), auth, then the areas, then the routes.
+ * Redis, metrics registry), CORS and security headers, auth, then the areas, then the routes.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from './config/config.js';
@@ -15,7 +15,9 @@ import auth from './http/plugins/auth.js';
 import metrics from './http/plugins/metrics.js';
 import profiles from './http/plugins/profiles.js';
 import requestLog from './http/plugins/request-log.js';
+import web from './http/plugins/web.js';
 import healthRoutes from './http/routes/health.js';
+import smartRoutes from './http/routes/smart.js';
 import fhirRoutes from './http/routes/fhir.js';
 import journeyRoutes, { JOURNEY_OPERATIONS } from './http/routes/journeys.js';
 import areas from './http/plugins/areas.js';
@@ -64,12 +66,15 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(docs, { version: VERSION });
   await app.register(infrastructure, { config: deps.config, ...(deps.fhir ? { fhir: deps.fhir } : {}) });
   await app.register(requestLog);
+  // CORS before auth: a browser's preflight carries no token.
+  await app.register(web);
   await app.register(auth, deps.verifier ? { verifier: deps.verifier } : {});
   await app.register(metrics);
   await app.register(profiles);
   // The areas, built and wired by the composition root (areas.ts); the routes below adapt HTTP to them.
   await app.register(areas);
   await app.register(healthRoutes);
+  await app.register(smartRoutes);
   await app.register(fhirRoutes, {
     version: VERSION,
     operations: [...JOURNEY_OPERATIONS, ...REFERRAL_OPERATIONS, ...SCHEDULING_OPERATIONS],

@@ -68,6 +68,16 @@ export interface Config {
   readonly hl7: Hl7Config;
   readonly scheduling: SchedulingConfig;
   readonly reminders: RemindersConfig;
+  readonly web: WebConfig;
+}
+
+/** What browser apps need: the origins allowed to call Careway, and where SMART apps get their tokens. */
+export interface WebConfig {
+  /** CORS_ORIGINS: exact origins (scheme://host[:port]) allowed to call from a browser; none by default. */
+  readonly corsOrigins: readonly string[];
+  /** AUTH_AUTHORIZE_URL / AUTH_TOKEN_URL: the authorization server's endpoints; else from its discovery. */
+  readonly authorizeUrl?: URL;
+  readonly tokenUrl?: URL;
 }
 
 export interface ReminderOffset {
@@ -628,6 +638,31 @@ function processConfig(
 }
 
 /**
+ * CORS_ORIGINS: space- or comma-separated origins, each exactly `scheme://host[:port]` (a path, a wildcard or
+ * `*` is refused: patient data is not for any page on the web). AUTH_AUTHORIZE_URL and AUTH_TOKEN_URL name the
+ * authorization server's endpoints for `.well-known/smart-configuration`; unset, they are read from the
+ * issuer's own discovery document (AUTH_ISSUER + /.well-known/openid-configuration) when asked.
+ */
+function webConfig(r: EnvReader): WebConfig {
+  const corsOrigins: string[] = [];
+  for (const origin of (r.str('CORS_ORIGINS') ?? '').split(/[\s,]+/).filter(Boolean)) {
+    let ok = false;
+    try {
+      const u = new URL(origin);
+      ok = (u.protocol === 'https:' || u.protocol === 'http:') && u.origin === origin.replace(/\/$/, '');
+    } catch {
+      ok = false;
+    }
+    if (ok) corsOrigins.push(origin.replace(/\/$/, ''));
+    else
+      r.problem(`CORS_ORIGINS: "${origin.slice(0, 100)}" must be an origin such as https://app.example.org`);
+  }
+  const authorizeUrl = r.url('AUTH_AUTHORIZE_URL', ['http:', 'https:'], false);
+  const tokenUrl = r.url('AUTH_TOKEN_URL', ['http:', 'https:'], false);
+  return { corsOrigins, ...(authorizeUrl ? { authorizeUrl } : {}), ...(tokenUrl ? { tokenUrl } : {}) };
+}
+
+/**
  * Loads and validates configuration. Throws `ConfigError` listing every bad key, area by area.
  */
 export function loadConfig(env: Env): Config {
@@ -644,6 +679,7 @@ export function loadConfig(env: Env): Config {
   const hl7 = hl7Config(r);
   const scheduling = schedulingConfig(r);
   const proc = processConfig(r);
+  const web = webConfig(r);
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return {
     ...proc,
@@ -660,5 +696,6 @@ export function loadConfig(env: Env): Config {
     hl7,
     scheduling,
     reminders,
+    web,
   };
 }

@@ -163,3 +163,18 @@ describe('parseIsoDuration', () => {
     },
   );
 });
+
+describe('browser settings', () => {
+  it('when CORS_ORIGINS lists origins then each is kept; a path, a wildcard or another scheme is named', () => {
+    expect(loadConfig(good).web.corsOrigins).toEqual([]);
+    const c = loadConfig({ ...good, CORS_ORIGINS: 'https://a.example.org, http://127.0.0.1:3000/' });
+    expect(c.web.corsOrigins).toEqual(['https://a.example.org', 'http://127.0.0.1:3000']);
+    const p = problems({
+      ...good,
+      CORS_ORIGINS: '* https://a.example.org/app ftp://b.example.org',
+      AUTH_TOKEN_URL: 'not a url',
+    });
+    expect(p.filter((x) => x.startsWith('CORS_ORIGINS'))).toHaveLength(3);
+    expect(p.some((x) => x.startsWith('AUTH_TOKEN_URL'))).toBe(true);
+  });
+});
