@@ -4,15 +4,23 @@
  * behaviour is also checked in a real browser (headless Chromium), when one is installed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { freePort } from '../../src/devstack/processes.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 const APP = 'https://care-team.example.org';
 let h: Harness;
 let staff: string;
+/** Two pages a browser loads: one on an allowed origin, one on an origin not in CORS_ORIGINS. */
+let allowedPort: number;
+let otherPort: number;
 
 beforeAll(async () => {
+  [allowedPort, otherPort] = [await freePort(), await freePort()];
   h = await startHarness({
-    CORS_ORIGINS: `${APP} http://127.0.0.1:9`,
+    CORS_ORIGINS: `${APP} http://127.0.0.1:${allowedPort}`,
     AUTH_AUTHORIZE_URL: 'https://login.example.org/oauth2/authorize',
     AUTH_TOKEN_URL: 'https://login.example.org/oauth2/token',
   });
@@ -107,5 +115,51 @@ describe('security headers', () => {
     const docs = await h.app.inject({ method: 'GET', url: '/docs/' });
     expect(docs.statusCode).toBe(200);
     expect(docs.body).toContain('swagger');
+  });
+});
+
+describe('in a real browser', () => {
+  const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+  const pages: Server[] = [];
+  afterAll(async () => {
+    await Promise.all(pages.map((p) => new Promise((r) => p.close(r))));
+  });
+
+  /** Serves one page whose script calls Careway with a token and writes what happened into the document. */
+  async function page(port: number, careway: string, token: string): Promise<void> {
+    const html = `<!doctype html><html><body><pre id="out">pending</pre><script>
+      fetch(${JSON.stringify(`${careway}/fhir/Patient?_count=1`)}, {
+        headers: { authorization: ${JSON.stringify(`Bearer ${token}`)} },
+      })
+        .then(async (r) => { document.getElementById('out').textContent = 'status=' + r.status + ' type=' + (await r.json()).resourceType; })
+        .catch((e) => { document.getElementById('out').textContent = 'blocked=' + e.name; });
+    </script></body></html>`;
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(html));
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    pages.push(server);
+  }
+
+  const dump = (url: string): Promise<string> =>
+    new Promise((resolve, reject) =>
+      execFile(
+        CHROMIUM!,
+        ['--headless=new', '--no-sandbox', '--disable-gpu', '--virtual-time-budget=15000', '--dump-dom', url],
+        { timeout: 60_000 },
+        (err, stdout) =>
+          err
+            ? reject(new Error(err.message))
+            : resolve(/<pre id="out">([^<]*)<\/pre>/.exec(stdout)?.[1] ?? stdout),
+      ),
+    );
+
+  it('when a page on an allowed origin calls Careway then the browser lets it read the answer; another origin is blocked', async () => {
+    expect(CHROMIUM, 'Chromium is needed for this test (.ci/run installs it)').toBeDefined();
+    await h.app.listen({ port: 0, host: '127.0.0.1' });
+    const address = h.app.server.address();
+    const careway = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    await page(allowedPort, careway, staff);
+    await page(otherPort, careway, staff);
+    expect(await dump(`http://127.0.0.1:${allowedPort}/`)).toBe('status=200 type=Bundle');
+    expect(await dump(`http://127.0.0.1:${otherPort}/`)).toBe('blocked=TypeError');
   });
 });
