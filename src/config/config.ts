@@ -5,6 +5,7 @@
  * round instead of one error per restart. Values are parsed into typed form here; nothing else reads
  * `process.env`.
  */
+import { createHash, createPrivateKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseWeights, type Weights } from '../scheduling/ranking.js';
 import { isJourneyStage, type JourneyStage } from '../journey/stages.js';
@@ -32,6 +33,42 @@ export interface AuthConfig {
   readonly audience: string;
 }
 
+/**
+ * FHIR_AUTH: how Careway authenticates to the FHIR server (and to configured referrer endpoints).
+ * Secrets live here in memory only; nothing logs the Config.
+ */
+export type FhirAuthConfig =
+  | { readonly mode: 'none' }
+  | { readonly mode: 'bearer'; readonly token: string }
+  | {
+      readonly mode: 'client-credentials';
+      readonly tokenUrl: URL;
+      readonly clientId: string;
+      readonly clientSecret: string;
+      /** FHIR_CLIENT_AUTH_METHOD: how the secret is sent (RFC 6749 §2.3.1). */
+      readonly secretMethod: 'client_secret_basic' | 'client_secret_post';
+      readonly scope?: string;
+    }
+  | {
+      readonly mode: 'smart-backend';
+      /** Unset: read from `{FHIR_BASE_URL}/.well-known/smart-configuration` on first use. */
+      readonly tokenUrl?: URL;
+      readonly clientId: string;
+      /** The private key that signs `private_key_jwt` client assertions. */
+      readonly key: KeyObject;
+      readonly alg: 'RS384' | 'ES384';
+      /** The `kid` of the assertions: FHIR_CLIENT_KEY_ID, else the JWK's `kid`, else its RFC 7638 thumbprint. */
+      readonly kid: string;
+      readonly scope: string;
+    };
+
+/** FHIR_TLS_*: PEM contents for calls to the FHIR server and referrers (client certificate, trusted CA). */
+export interface FhirTlsConfig {
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+  readonly ca?: Buffer;
+}
+
 /** Targets the timeline measures pain points against (the journey domain's own type). */
 export type JourneyTargets = TimelineTargets;
 
@@ -42,6 +79,10 @@ export interface Config {
   readonly fhirBaseUrl: URL;
   readonly redisUrl: URL;
   readonly auth: AuthConfig;
+  /** Credentials Careway presents to the FHIR server (FHIR_AUTH and friends). */
+  readonly fhirAuth: FhirAuthConfig;
+  /** mTLS and trust for the FHIR server (FHIR_TLS_CERT/KEY/CA); unset: the platform's defaults. */
+  readonly fhirTls?: FhirTlsConfig;
   readonly hl7Timezones: Hl7Timezones;
   /** ISO 8601 durations, in milliseconds, largest first. */
   readonly reminderOffsetsMs: readonly number[];
@@ -362,6 +403,182 @@ function authConfig(r: EnvReader): AuthConfig {
   };
 }
 
+const FHIR_AUTH_MODES = ['none', 'bearer', 'client-credentials', 'smart-backend'] as const;
+
+/** Which FHIR_AUTH modes use each credential key: a key set for another mode is a mistake worth naming. */
+const FHIR_AUTH_KEYS: Readonly<Record<string, readonly (typeof FHIR_AUTH_MODES)[number][]>> = {
+  FHIR_BEARER_TOKEN: ['bearer'],
+  FHIR_TOKEN_URL: ['client-credentials', 'smart-backend'],
+  FHIR_CLIENT_ID: ['client-credentials', 'smart-backend'],
+  FHIR_CLIENT_SECRET: ['client-credentials'],
+  FHIR_CLIENT_AUTH_METHOD: ['client-credentials'],
+  FHIR_CLIENT_KEY: ['smart-backend'],
+  FHIR_CLIENT_KEY_ID: ['smart-backend'],
+  FHIR_SCOPE: ['client-credentials', 'smart-backend'],
+};
+
+/** RFC 7638 thumbprint of the key's public part: a stable `kid` for a PEM key that has none. */
+function jwkThumbprint(jwk: JsonWebKey): string {
+  const members =
+    jwk.kty === 'RSA'
+      ? { e: jwk.e, kty: jwk.kty, n: jwk.n }
+      : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y };
+  return createHash('sha256').update(JSON.stringify(members)).digest('base64url');
+}
+
+/**
+ * FHIR_CLIENT_KEY: a PEM private key (PKCS#8, PKCS#1 or SEC1) or a private JWK, given inline (a PEM in one env
+ * line may write its newlines as `\n`) or as the path of a file holding either. RSA (≥ 2048 bits) signs
+ * RS384; EC P-384 signs ES384, the two algorithms SMART Backend Services servers must accept.
+ */
+function clientKeyConfig(
+  r: EnvReader,
+): Pick<Extract<FhirAuthConfig, { mode: 'smart-backend' }>, 'key' | 'alg' | 'kid'> | undefined {
+  const raw = r.str('FHIR_CLIENT_KEY');
+  if (!raw) {
+    r.problem(
+      'FHIR_CLIENT_KEY: is required with FHIR_AUTH=smart-backend (a PEM or JWK private key, or its file)',
+    );
+    return undefined;
+  }
+  let text = raw.replace(/\\n/g, '\n');
+  if (!text.startsWith('-----BEGIN') && !text.startsWith('{')) {
+    try {
+      text = readFileSync(raw, 'utf8').trim();
+    } catch {
+      r.problem(`FHIR_CLIENT_KEY: is neither a PEM or JWK key nor a readable file ("${raw}")`);
+      return undefined;
+    }
+  }
+  let key: KeyObject;
+  let jwk: (JsonWebKey & { kid?: unknown; alg?: unknown; keys?: unknown }) | undefined;
+  try {
+    if (text.startsWith('{')) {
+      jwk = JSON.parse(text) as JsonWebKey;
+      if (jwk.keys !== undefined) {
+        r.problem('FHIR_CLIENT_KEY: must be one JWK, not a JWK Set');
+        return undefined;
+      }
+      key = createPrivateKey({ key: jwk, format: 'jwk' });
+    } else {
+      key = createPrivateKey(text);
+    }
+  } catch {
+    // The key's text is never quoted: it is a secret.
+    r.problem('FHIR_CLIENT_KEY: is not a PEM or JWK private key (a public key or a garbled one will not do)');
+    return undefined;
+  }
+  let alg: 'RS384' | 'ES384';
+  if (key.asymmetricKeyType === 'rsa') {
+    alg = 'RS384';
+    if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) {
+      r.problem('FHIR_CLIENT_KEY: an RSA key must have at least 2048 bits');
+      return undefined;
+    }
+  } else if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1') {
+    alg = 'ES384';
+  } else {
+    const what =
+      key.asymmetricKeyType === 'ec'
+        ? `an EC key on ${key.asymmetricKeyDetails?.namedCurve}`
+        : `a key of type ${key.asymmetricKeyType}`;
+    r.problem(`FHIR_CLIENT_KEY: must be an RSA key (RS384) or an EC P-384 key (ES384), not ${what}`);
+    return undefined;
+  }
+  if (jwk?.alg !== undefined && jwk.alg !== alg) {
+    r.problem(
+      `FHIR_CLIENT_KEY: the JWK says alg ${JSON.stringify(jwk.alg)}; SMART Backend Services uses ${alg} for this key`,
+    );
+    return undefined;
+  }
+  const kid =
+    r.str('FHIR_CLIENT_KEY_ID') ??
+    (typeof jwk?.kid === 'string' && jwk.kid ? jwk.kid : jwkThumbprint(key.export({ format: 'jwk' })));
+  return { key, alg, kid };
+}
+
+/** FHIR_AUTH and the credentials of its mode. Every missing or misplaced key is its own problem. */
+function fhirAuthConfig(r: EnvReader): FhirAuthConfig {
+  const raw = r.str('FHIR_AUTH') ?? 'none';
+  if (!(FHIR_AUTH_MODES as readonly string[]).includes(raw)) {
+    r.problem(`FHIR_AUTH: must be one of ${FHIR_AUTH_MODES.join(', ')} (got "${raw}")`);
+    return { mode: 'none' };
+  }
+  const mode = raw as (typeof FHIR_AUTH_MODES)[number];
+  for (const [key, modes] of Object.entries(FHIR_AUTH_KEYS)) {
+    if (r.str(key) !== undefined && !modes.includes(mode))
+      r.problem(`${key}: is only used with FHIR_AUTH=${modes.join(' or ')} (FHIR_AUTH is ${mode})`);
+  }
+  const need = (key: string, what: string): string | undefined => {
+    const v = r.str(key);
+    if (v === undefined) r.problem(`${key}: is required with FHIR_AUTH=${mode} (${what})`);
+    return v;
+  };
+  switch (mode) {
+    case 'none':
+      return { mode };
+    case 'bearer': {
+      const token = need('FHIR_BEARER_TOKEN', 'the token sent as Authorization: Bearer');
+      // The token goes into a header as it is: no whitespace, no line breaks (header injection).
+      if (token && !/^[\x21-\x7e]+$/.test(token))
+        r.problem('FHIR_BEARER_TOKEN: must be one printable ASCII word (no spaces or line breaks)');
+      return token ? { mode, token } : { mode: 'none' };
+    }
+    case 'client-credentials': {
+      const tokenUrl = r.url('FHIR_TOKEN_URL', ['http:', 'https:'], false);
+      if (r.str('FHIR_TOKEN_URL') === undefined)
+        r.problem('FHIR_TOKEN_URL: is required with FHIR_AUTH=client-credentials (the token endpoint)');
+      const clientId = need('FHIR_CLIENT_ID', 'the OAuth client id');
+      const clientSecret = need('FHIR_CLIENT_SECRET', 'the OAuth client secret');
+      const method = r.str('FHIR_CLIENT_AUTH_METHOD') ?? 'client_secret_basic';
+      if (method !== 'client_secret_basic' && method !== 'client_secret_post')
+        r.problem(
+          `FHIR_CLIENT_AUTH_METHOD: must be client_secret_basic or client_secret_post (got "${method}")`,
+        );
+      const scope = r.str('FHIR_SCOPE');
+      if (!tokenUrl || !clientId || !clientSecret) return { mode: 'none' };
+      return {
+        mode,
+        tokenUrl,
+        clientId,
+        clientSecret,
+        secretMethod: method === 'client_secret_post' ? 'client_secret_post' : 'client_secret_basic',
+        ...(scope ? { scope } : {}),
+      };
+    }
+    case 'smart-backend': {
+      const tokenUrl = r.url('FHIR_TOKEN_URL', ['http:', 'https:'], false);
+      const clientId = need('FHIR_CLIENT_ID', 'the client id registered for Careway');
+      const scope = need('FHIR_SCOPE', 'the SMART system scopes to request, e.g. "system/*.rs"');
+      const signing = clientKeyConfig(r);
+      if (!clientId || !scope || !signing) return { mode: 'none' };
+      return { mode, ...(tokenUrl ? { tokenUrl } : {}), clientId, scope, ...signing };
+    }
+  }
+}
+
+/** FHIR_TLS_CERT + FHIR_TLS_KEY (mTLS client certificate, together) and FHIR_TLS_CA (CA bundle to trust). */
+function fhirTlsConfig(r: EnvReader): FhirTlsConfig | undefined {
+  const cert = r.pem('FHIR_TLS_CERT');
+  const key = r.pem('FHIR_TLS_KEY');
+  const ca = r.pem('FHIR_TLS_CA');
+  if (!!r.str('FHIR_TLS_CERT') !== !!r.str('FHIR_TLS_KEY'))
+    r.problem('FHIR_TLS_CERT and FHIR_TLS_KEY: set both to present a client certificate');
+  const check = (name: string, buf: Buffer | undefined, parse: (b: Buffer) => unknown): void => {
+    if (!buf) return;
+    try {
+      parse(buf);
+    } catch {
+      r.problem(`${name}: is not a PEM ${name === 'FHIR_TLS_KEY' ? 'private key' : 'certificate'}`);
+    }
+  };
+  check('FHIR_TLS_CERT', cert, (b) => new X509Certificate(b));
+  check('FHIR_TLS_KEY', key, (b) => createPrivateKey(b));
+  check('FHIR_TLS_CA', ca, (b) => new X509Certificate(b));
+  if (!cert && !key && !ca) return undefined;
+  return { ...(cert && key ? { cert, key } : {}), ...(ca ? { ca } : {}) };
+}
+
 /** DEFAULT_TIMEZONE, and HL7_TIMEZONE: "Zone" or "Zone,SENDER=Zone,APP^FACILITY=Zone". */
 function timezoneConfig(r: EnvReader): Pick<Config, 'defaultTimezone' | 'hl7Timezones'> {
   const defaultTimezone = r.zone('DEFAULT_TIMEZONE', 'UTC');
@@ -669,6 +886,8 @@ export function loadConfig(env: Env): Config {
   const r = new EnvReader(env);
   const connections = connectionConfig(r);
   const auth = authConfig(r);
+  const fhirAuth = fhirAuthConfig(r);
+  const fhirTls = fhirTlsConfig(r);
   const zones = timezoneConfig(r);
   const reminders = remindersConfig(r);
   const quietHours = quietHoursConfig(r);
@@ -685,6 +904,8 @@ export function loadConfig(env: Env): Config {
     ...proc,
     ...connections,
     auth,
+    fhirAuth,
+    ...(fhirTls ? { fhirTls } : {}),
     ...zones,
     reminderOffsets: reminders.offsets.map((o) => o.text),
     reminderOffsetsMs: reminders.offsets.map((o) => o.ms),

@@ -122,6 +122,8 @@ export async function startHapi(
     onProgress?: (msg: string) => void;
     /** hapi.sh's HAPI_TUNING: `test` starts fast (the default), `throughput` runs as a server would. */
     tuning?: 'test' | 'throughput';
+    /** Extra environment for the launcher, e.g. HAPI_REQUIRE_JWKS_URL for a secured server. */
+    env?: Readonly<Record<string, string>>;
   } = {},
 ): Promise<LocalService> {
   const port = options.port ?? (await freePort());
@@ -144,7 +146,11 @@ export async function startHapi(
   options.onProgress?.(`starting HAPI FHIR on 127.0.0.1:${port}…`);
   const fd = openSync(logFile, 'a');
   const child = spawn('bash', [script, 'start', String(port)], {
-    env: { ...process.env, HAPI_TUNING: options.tuning ?? process.env['HAPI_TUNING'] ?? 'test' },
+    env: {
+      ...process.env,
+      HAPI_TUNING: options.tuning ?? process.env['HAPI_TUNING'] ?? 'test',
+      ...options.env,
+    },
     stdio: ['ignore', fd, fd],
     detached: false,
   });

@@ -11,9 +11,13 @@
  *   marks idempotent). A plain POST create is never retried: a lost response must not become a duplicate.
  * - Every failure surfaces as `FhirError`.
  * - Nothing here logs resource bodies or query strings.
+ * - With `auth` (a secured FHIR server), every attempt asks it for a current Authorization header, and a 401
+ *   drops the refused token and tries once more with a new one, whatever the method: a 401 means the server
+ *   did not act on the request. A second 401, or a header that cannot change (a static bearer), is final.
  */
 import type { Bundle, CapabilityStatement, OperationOutcome, Resource } from 'fhir/r4.js';
-import { Agent, request as undiciRequest } from 'undici';
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
+import { TokenError, type AuthProvider } from './auth.js';
 import { FhirError } from './errors.js';
 
 export type SearchParams =
@@ -80,9 +84,34 @@ export interface FhirClientOptions {
   fetch?: typeof fetch;
   /** Most connections kept open to the FHIR server. */
   connections?: number;
+  /** Credentials for a secured FHIR server: asked for an Authorization header on every attempt. */
+  auth?: AuthProvider;
+  /** TLS options of the pooled transport: a client certificate and key (mTLS) and a CA to trust. */
+  tls?: FhirTlsOptions;
+  /**
+   * The pooled transport to use (see `fhirAgent`), when others share it (the token source, referrer calls).
+   * The client owns it: `close()` closes it. Without it the client builds its own from `connections`/`tls`.
+   */
+  dispatcher?: Agent;
+}
+
+/** PEM contents (not file names). */
+export interface FhirTlsOptions {
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+  readonly ca?: string | Buffer;
 }
 
 const FHIR_JSON = 'application/fhir+json';
+
+/** The keep-alive pool the client uses by default: at most `connections` per origin, with the TLS options. */
+export function fhirAgent(options: { connections?: number; tls?: FhirTlsOptions } = {}): Agent {
+  return new Agent({
+    connections: options.connections ?? 32,
+    keepAliveTimeout: 10_000,
+    ...(options.tls ? { connect: { ...options.tls } } : {}),
+  });
+}
 
 /** The port. Depend on this interface, not on the class, so the journey domain stays I/O-agnostic. */
 export interface FhirPort {
@@ -177,6 +206,8 @@ export class FhirClient implements FhirPort {
   private readonly headers: Readonly<Record<string, string>>;
   private readonly transport: Transport;
   private readonly agent: Agent | undefined;
+  /** The credentials every request carries (undefined for an open server). */
+  readonly auth: AuthProvider | undefined;
 
   constructor(options: FhirClientOptions) {
     this.baseUrl = String(options.baseUrl).replace(/\/+$/, '');
@@ -184,6 +215,7 @@ export class FhirClient implements FhirPort {
     this.retries = options.retries ?? 2;
     this.backoffMs = options.backoffMs ?? 100;
     this.headers = options.headers ?? {};
+    this.auth = options.auth;
     if (options.fetch) {
       const f = options.fetch;
       this.transport = async (method, url, headers, body, signal) => {
@@ -193,7 +225,12 @@ export class FhirClient implements FhirPort {
     } else {
       // undici's request() skips the WHATWG stream layers of fetch: much less CPU per call, which is most of
       // the facade's overhead on a small machine (bench P5).
-      const agent = new Agent({ connections: options.connections ?? 32, keepAliveTimeout: 10_000 });
+      const agent =
+        options.dispatcher ??
+        fhirAgent({
+          ...(options.connections === undefined ? {} : { connections: options.connections }),
+          ...(options.tls ? { tls: options.tls } : {}),
+        });
       this.agent = agent;
       this.transport = async (method, url, headers, body, signal) => {
         const res = await undiciRequest(url, {
@@ -217,6 +254,11 @@ export class FhirClient implements FhirPort {
         };
       };
     }
+  }
+
+  /** The pooled transport (with the mTLS options), for other calls that go out with the same options. */
+  get dispatcher(): Dispatcher | undefined {
+    return this.agent;
   }
 
   async close(): Promise<void> {
@@ -385,16 +427,54 @@ export class FhirClient implements FhirPort {
     else if (options?.noCache) headers['Cache-Control'] = 'no-cache';
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const attempts = idempotent ? this.retries + 1 : 1;
+    let reauthorized = false;
 
     for (let attempt = 1; ; attempt++) {
+      let authorization: string | undefined;
       try {
-        return await this.once<T>(method, url, relPath, headers, payload, options);
+        authorization = await this.authorization(method, relPath);
+        const sent = authorization === undefined ? headers : { ...headers, Authorization: authorization };
+        return await this.once<T>(method, url, relPath, sent, payload, options);
       } catch (e) {
+        // A refused token: drop it and try once more with a new one (not counted as a transient retry).
+        if (
+          e instanceof FhirError &&
+          e.kind === 'http' &&
+          e.status === 401 &&
+          this.auth &&
+          authorization !== undefined &&
+          !reauthorized
+        ) {
+          reauthorized = true;
+          this.auth.invalidate(authorization);
+          // A header that cannot change (a static bearer) would only be refused again.
+          if ((await this.authorization(method, relPath)) === authorization) throw e;
+          attempt--;
+          continue;
+        }
         if (!(e instanceof FhirError) || !e.isTransient || attempt >= attempts || options?.signal?.aborted)
           throw e;
         const delay = this.backoffMs * 2 ** (attempt - 1);
         await sleep(delay / 2 + Math.random() * delay);
       }
+    }
+  }
+
+  /** The Authorization header for this attempt; a token that cannot be had is a FhirError of kind `auth`. */
+  private async authorization(method: string, relPath: string): Promise<string | undefined> {
+    if (!this.auth) return undefined;
+    try {
+      return await this.auth.header();
+    } catch (e) {
+      if (!(e instanceof TokenError)) throw e;
+      throw new FhirError({
+        kind: 'auth',
+        status: e.status,
+        method,
+        path: relPath,
+        detail: e.message,
+        cause: e,
+      });
     }
   }
 

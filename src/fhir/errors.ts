@@ -8,11 +8,15 @@
  */
 import type { OperationOutcome } from 'fhir/r4.js';
 
-export type FhirErrorKind = 'http' | 'network' | 'timeout';
+/** `auth`: no access token could be had for the request (the token endpoint refused or could not be reached). */
+export type FhirErrorKind = 'http' | 'network' | 'timeout' | 'auth';
 
 export class FhirError extends Error {
   readonly kind: FhirErrorKind;
-  /** HTTP status from the server; 0 for network failures and timeouts. */
+  /**
+   * HTTP status from the server; 0 for network failures and timeouts. For `auth`, the token endpoint's
+   * status (0 when it could not be reached).
+   */
   readonly status: number;
   readonly outcome: OperationOutcome | undefined;
   readonly method: string;
@@ -26,15 +30,19 @@ export class FhirError extends Error {
     path: string;
     outcome?: OperationOutcome | undefined;
     cause?: unknown;
+    /** Appended to the message (`auth`: why no token); never a token, secret or query string. */
+    detail?: string;
   }) {
     const what =
       args.kind === 'http'
         ? `FHIR server answered ${args.status}`
         : args.kind === 'timeout'
           ? 'FHIR server did not answer in time'
-          : 'FHIR server could not be reached';
+          : args.kind === 'auth'
+            ? 'No access token for the FHIR server'
+            : 'FHIR server could not be reached';
     super(
-      `${what} for ${args.method} ${args.path}`,
+      `${what} for ${args.method} ${args.path}${args.detail ? `: ${args.detail}` : ''}`,
       args.cause === undefined ? undefined : { cause: args.cause },
     );
     this.name = 'FhirError';
@@ -54,8 +62,12 @@ export class FhirError extends Error {
     return this.kind === 'http' && (this.status === 404 || this.status === 410);
   }
 
-  /** Worth retrying: the network, a timeout, throttling or a server-side failure. */
+  /**
+   * Worth retrying: the network, a timeout, throttling or a server-side failure (of the FHIR server, or for
+   * `auth` of the token endpoint; a token endpoint that refused our credentials is final).
+   */
   get isTransient(): boolean {
+    if (this.kind === 'auth') return this.status === 0 || this.status === 429 || this.status >= 500;
     return this.kind !== 'http' || this.status === 429 || (this.status >= 500 && this.status !== 501);
   }
 }

@@ -4,6 +4,7 @@
  * service it is given.
  */
 import type { AreaContext } from '../area-context.js';
+import { createReferrerHttp } from '../config/fhir-client.js';
 import type { JourneyService } from '../journey/service.js';
 import { ReferralService } from './service.js';
 import { init as initStatusQueue, type StatusQueue } from './status-worker.js';
@@ -15,7 +16,11 @@ export interface ReferralsModule {
 
 export function referralsModule(ctx: AreaContext, journeys: JourneyService): ReferralsModule {
   const cfg = ctx.config.referrals;
-  const status = initStatusQueue(ctx.queues, { fhir: ctx.fhir });
+  // The FHIR server's credentials and TLS go with status updates to the REFERRAL_ENDPOINTS referrers only.
+  const status = initStatusQueue(ctx.queues, {
+    fhir: ctx.fhir,
+    referrer: createReferrerHttp(ctx.config, ctx.fhir),
+  });
   const service = new ReferralService({
     fhir: ctx.fhir,
     lock: ctx.lock,

@@ -12,11 +12,11 @@
  *   REFERRAL_REPLY_ALLOWLIST.
  */
 import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
-import { request } from 'undici';
 import type { Task } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
 import { FhirError } from '../fhir/errors.js';
 import { canonical } from '../fhir/canonical.js';
+import { putToReferrer, type ReferrerHttp } from './referrer-http.js';
 import type { QueueRegistry } from '../queues/registry.js';
 import { QUEUES } from '../queues/specs.js';
 
@@ -34,6 +34,8 @@ export interface DeadLetter extends ReferralStatusJob {
 
 export interface StatusDeps {
   readonly fhir: FhirPort;
+  /** The FHIR server's client options (FHIR_AUTH, FHIR_TLS_*) for REFERRAL_ENDPOINTS; others get none. */
+  readonly referrer?: ReferrerHttp;
   readonly timeoutMs?: number;
 }
 
@@ -62,14 +64,13 @@ export async function exec(
   const url = `${endpoint.replace(/\/+$/, '')}/Task/${encodeURIComponent(task.id ?? '')}`;
   let status: number;
   try {
-    const res = await request(url, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/fhir+json' },
-      body: JSON.stringify(task),
-      signal: AbortSignal.timeout(deps.timeoutMs ?? 10_000),
-    });
-    status = res.statusCode;
-    await res.body.dump();
+    status = await putToReferrer(
+      endpoint,
+      url,
+      JSON.stringify(task),
+      deps.referrer,
+      deps.timeoutMs ?? 10_000,
+    );
   } catch (e) {
     throw new Error(`referrer unreachable: ${e instanceof Error ? e.message : 'error'}`);
   }

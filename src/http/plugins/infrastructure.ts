@@ -8,7 +8,8 @@ import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../../config/config.js';
-import { FhirClient, type FhirPort } from '../../fhir/client.js';
+import type { FhirPort } from '../../fhir/client.js';
+import { createFhirClient } from '../../config/fhir-client.js';
 import { createConnections, type RedisConnections } from '../../queues/connections.js';
 
 declare module 'fastify' {
@@ -22,17 +23,15 @@ declare module 'fastify' {
 
 export interface InfrastructureOptions {
   config: Config;
-  /** Inject a FHIR port (e.g. one with extra headers); defaults to a client on FHIR_BASE_URL. */
+  /** Inject a FHIR port (tests, benchmarks); defaults to the configured client on FHIR_BASE_URL. */
   fhir?: FhirPort;
 }
 
 export default fp<InfrastructureOptions>(
   async function infrastructure(app: FastifyInstance, opts: InfrastructureOptions) {
     app.decorate('config', opts.config);
-    app.decorate(
-      'fhir',
-      opts.fhir ?? new FhirClient({ baseUrl: opts.config.fhirBaseUrl, timeoutMs: opts.config.fhirTimeoutMs }),
-    );
+    // FHIR_AUTH / FHIR_TLS_* decide how Careway presents itself to the FHIR server (config/fhir-client.ts).
+    app.decorate('fhir', opts.fhir ?? createFhirClient(opts.config));
     const redis = createConnections(opts.config.redisUrl, opts.config.queuePrefix, opts.config.runWorkers);
     app.decorate('redis', redis);
     const metrics = new Registry();

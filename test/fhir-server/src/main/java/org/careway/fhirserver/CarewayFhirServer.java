@@ -19,7 +19,8 @@ import org.springframework.context.annotation.AnnotationConfigApplicationContext
  * (Elasticsearch, Thymeleaf, Flyway, circular-reference settings).</p>
  *
  * <p>Port: first argument, else env {@code HAPI_PORT}, else 8090. Binds to 127.0.0.1 only: this is
- * a test/demo server with no authentication.</p>
+ * a test/demo server, with no authentication unless {@code HAPI_REQUIRE_JWKS_URL} asks for bearer
+ * tokens ({@link BearerTokenInterceptor}).</p>
  */
 public final class CarewayFhirServer {
 	private static final Logger ourLog = LoggerFactory.getLogger(CarewayFhirServer.class);
@@ -55,6 +56,11 @@ public final class CarewayFhirServer {
 		ServletHolder holder = new ServletHolder("fhir", restfulServer);
 		holder.setInitOrder(1); // init RestfulServer (scan providers) at start, not on first request
 		context.addServlet(holder, "/fhir/*");
+		// HAPI_SMART_TOKEN_URL: SMART discovery beside the FHIR base (an exact mapping wins over /fhir/*).
+		SmartConfigurationServlet smart = SmartConfigurationServlet.fromEnvironment();
+		if (smart != null) {
+			context.addServlet(new ServletHolder("smart-configuration", smart), "/fhir/.well-known/smart-configuration");
+		}
 
 		// GracefulHandler lets stop() finish in-flight requests (rejecting new ones) within the timeout.
 		GracefulHandler graceful = new GracefulHandler(context);

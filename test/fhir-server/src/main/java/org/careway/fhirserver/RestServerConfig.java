@@ -73,6 +73,12 @@ public class RestServerConfig {
 		// also sees writes made inside transactions and by HAPI's own DAOs.
 		theJpaInterceptorService.registerInterceptor(theConformanceCacheInvalidator);
 		theJpaInterceptorService.registerInterceptor(theSearchParameterRefresher);
+
+		// HAPI_REQUIRE_JWKS_URL: a secured server that refuses requests without a valid bearer JWT.
+		BearerTokenInterceptor bearer = BearerTokenInterceptor.fromEnvironment();
+		if (bearer != null) {
+			server.registerInterceptor(bearer);
+		}
 		return server;
 	}
 
