@@ -5,6 +5,7 @@
  *   journeys ──stage entered──────────────▶ reminders (the stage's education)
  *   referrals ─opens journeys─────────────▶ journeys
  *   scheduling ─appointment changed───────▶ reminders (re-plan)
+ *   scheduling ─made by Careway───────────▶ hl7 (the change goes to the EHR as SIU, when HL7_OUTBOUND_URL is set)
  *   scheduling ─offer made────────────────▶ reminders (notify the patient)
  *   scheduling ─slot freed────────────────▶ scheduling's waitlist queue (inside the area)
  *   reminders ─reply received (cancel)────▶ scheduling.cancel
@@ -16,7 +17,7 @@
  * layer (http/plugins/areas.ts) decorates the app with what this returns, and a workers-only process
  * (RUN_WORKERS) is the same areas with the HTTP layer doing nothing but health.
  */
-import type { Appointment, Resource } from 'fhir/r4.js';
+import type { Appointment, Resource, Slot } from 'fhir/r4.js';
 import type { AreaContext, Infrastructure } from './area-context.js';
 import { JourneyService } from './journey/service.js';
 import { referralsModule, type ReferralsModule } from './referrals/module.js';
@@ -27,6 +28,14 @@ import { QueueRegistry } from './queues/registry.js';
 import { queueSpecs } from './queues/specs.js';
 import { redisLock } from './queues/locks.js';
 
+/** A write made through the /fhir facade: what changed, and the body written (none for a delete). */
+export interface FhirWrite {
+  readonly resourceType: string;
+  readonly id: string;
+  readonly version?: string;
+  readonly resource?: Resource;
+}
+
 export interface Areas {
   readonly queues: QueueRegistry;
   readonly journeys: JourneyService;
@@ -34,6 +43,13 @@ export interface Areas {
   readonly scheduling: SchedulingModule;
   readonly reminders: RemindersModule;
   readonly hl7: Hl7Module;
+  /**
+   * Something was written through the /fhir facade: the areas react at once, as they would to the same change
+   * arriving later by REST-hook or sweep. An Appointment is re-planned (and may move its journey), a CarePlan's
+   * check-ups follow it, an Encounter may move its journey, a free Slot goes to the waitlist, and a Task's
+   * referrer hears of its status.
+   */
+  fhirWritten(changes: readonly FhirWrite[]): Promise<void>;
   /** Starts what runs on its own: the MLLP listener, subscriptions and the periodic sweeps. */
   start(): Promise<void>;
   /**
@@ -60,6 +76,11 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
     if (!reminders) throw new Error('the reminders area is not built yet');
     return reminders;
   };
+  let hl7Built: Hl7Module | undefined = undefined;
+  const hl7Area = (): Hl7Module => {
+    if (!hl7Built) throw new Error('the hl7 area is not built yet');
+    return hl7Built;
+  };
 
   const journeys = new JourneyService({
     fhir: ctx.fhir,
@@ -72,6 +93,9 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
 
   const scheduling = schedulingModule(ctx, journeys, {
     appointmentChanged: (id) => remindersArea().enqueuePlan(id),
+    // Only what Careway itself booked, moved, cancelled or marked a no-show (a reply's cancel and a waitlist
+    // booking included): an SIU from the EHR or an edit on the FHIR server is never echoed back to the EHR.
+    appointmentMadeByCareway: (made) => hl7Area().sendAppointmentChange(made),
     offerMade: (communicationId, patientId) =>
       remindersArea().enqueueNotify({
         kind: 'waitlist-offer',
@@ -89,13 +113,13 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
     },
   });
 
-  const hl7 = await hl7Module(ctx, journeys, {
+  const hl7 = (hl7Built = await hl7Module(ctx, journeys, {
     // The written Appointments, with their server ids: Slots follow them and reminders are re-planned.
     written: async (resources: readonly Resource[]) => {
       for (const r of resources)
         if (r.resourceType === 'Appointment') await scheduling.appointmentWritten(r as Appointment);
     },
-  });
+  }));
 
   queues.registerMetrics(ctx.metrics);
   const built = reminders;
@@ -106,6 +130,28 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
     scheduling,
     reminders: built,
     hl7,
+    async fhirWritten(changes): Promise<void> {
+      for (const c of changes) {
+        switch (c.resourceType) {
+          case 'Appointment':
+          case 'Encounter':
+            await built.fhirChanged(c.resourceType, c.id, c.resource);
+            break;
+          case 'CarePlan':
+            await built.service.syncCarePlan(c.id);
+            await built.fhirChanged('CarePlan', c.id, c.resource);
+            break;
+          case 'Slot':
+            if ((c.resource as Slot | undefined)?.status === 'free') await scheduling.slotOpened(c.id);
+            break;
+          case 'Task':
+            if (c.version) await referrals.status.add({ taskId: c.id, version: c.version });
+            break;
+          default:
+            break;
+        }
+      }
+    },
     async start(): Promise<void> {
       await scheduling.start();
       await built.start();

@@ -107,6 +107,8 @@ export interface Config {
   readonly runWorkers: boolean;
   readonly referrals: ReferralConfig;
   readonly hl7: Hl7Config;
+  /** HL7_OUTBOUND_URL and friends: Careway's appointment changes sent to the EHR; unset, nothing is sent. */
+  readonly hl7Outbound?: Hl7OutboundConfig;
   readonly scheduling: SchedulingConfig;
   readonly reminders: RemindersConfig;
   readonly web: WebConfig;
@@ -821,6 +823,67 @@ function hl7Config(r: EnvReader): Hl7Config {
   };
 }
 
+/** Outbound HL7 to the EHR (src/hl7/outbound-worker.ts). */
+export interface Hl7OutboundConfig {
+  readonly host: string;
+  readonly port: number;
+  /** `mllps://`: MLLP over TLS; a CA bundle to trust instead of the system's, and a client certificate. */
+  readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+  /** How long to wait for the EHR's ACK before the connection is dropped and the message retried. */
+  readonly ackTimeoutMs: number;
+  readonly attempts: number;
+  readonly backoffMs: number;
+  /** Outbound partitions: one patient's changes in order, patients in parallel. */
+  readonly partitions: number;
+  /** MSH-3/4 (Careway) and MSH-5/6 (the EHR). */
+  readonly sendingApplication: string;
+  readonly sendingFacility: string;
+  readonly receivingApplication: string;
+  readonly receivingFacility: string;
+}
+
+/**
+ * HL7_OUTBOUND_URL (`mllp://host:port` or `mllps://host:port`) turns outbound HL7 on; HL7_OUTBOUND_TLS_CA /
+ * _CERT / _KEY are PEM files for `mllps://` (cert and key together); the rest tune delivery and MSH-3..6.
+ */
+function hl7OutboundConfig(r: EnvReader): Hl7OutboundConfig | undefined {
+  const url = r.url('HL7_OUTBOUND_URL', ['mllp:', 'mllps:'], false);
+  const tlsKeys = ['HL7_OUTBOUND_TLS_CA', 'HL7_OUTBOUND_TLS_CERT', 'HL7_OUTBOUND_TLS_KEY'];
+  if (!url) {
+    for (const k of tlsKeys) if (r.str(k)) r.problem(`${k}: needs HL7_OUTBOUND_URL=mllps://host:port`);
+    return undefined;
+  }
+  const port = Number(url.port);
+  if (!url.hostname || !Number.isInteger(port) || port <= 0)
+    r.problem('HL7_OUTBOUND_URL: must name a host and a port, e.g. mllp://ehr.example.org:2575');
+  const tls = url.protocol === 'mllps:';
+  if (!tls) for (const k of tlsKeys) if (r.str(k)) r.problem(`${k}: only applies to mllps://`);
+  if (!!r.str('HL7_OUTBOUND_TLS_CERT') !== !!r.str('HL7_OUTBOUND_TLS_KEY'))
+    r.problem('HL7_OUTBOUND_TLS_CERT and HL7_OUTBOUND_TLS_KEY: set both for a client certificate');
+  const ca = r.pem('HL7_OUTBOUND_TLS_CA');
+  const cert = r.pem('HL7_OUTBOUND_TLS_CERT');
+  const key = r.pem('HL7_OUTBOUND_TLS_KEY');
+  // MSH-3..6 are written as they are: no delimiter may appear in them.
+  const hd = (name: string, fallback: string): string => {
+    const v = r.str(name) ?? fallback;
+    if (!/^[^|^~\\&\r\n]{0,64}$/.test(v)) r.problem(`${name}: at most 64 characters, none of | ^ ~ \\ &`);
+    return v;
+  };
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port,
+    ...(tls ? { tls: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } } : {}),
+    ackTimeoutMs: r.positiveInt('HL7_OUTBOUND_ACK_TIMEOUT_MS', 30_000),
+    attempts: r.positiveInt('HL7_OUTBOUND_ATTEMPTS', 12),
+    backoffMs: r.positiveInt('HL7_OUTBOUND_BACKOFF_MS', 2000),
+    partitions: Math.min(64, r.positiveInt('HL7_OUTBOUND_PARTITIONS', 4)),
+    sendingApplication: hd('HL7_OUTBOUND_SENDING_APPLICATION', 'CAREWAY'),
+    sendingFacility: hd('HL7_OUTBOUND_SENDING_FACILITY', ''),
+    receivingApplication: hd('HL7_OUTBOUND_RECEIVING_APPLICATION', ''),
+    receivingFacility: hd('HL7_OUTBOUND_RECEIVING_FACILITY', ''),
+  };
+}
+
 function schedulingConfig(r: EnvReader): SchedulingConfig {
   const parsedWeights = parseWeights(r.str('SCHEDULING_WEIGHTS'));
   for (const p of parsedWeights.problems) r.problem(`SCHEDULING_WEIGHTS: ${p}`);
@@ -896,6 +959,7 @@ export function loadConfig(env: Env): Config {
   const journeyTargets = journeyTargetsConfig(r);
   const referrals = referralConfig(r);
   const hl7 = hl7Config(r);
+  const hl7Outbound = hl7OutboundConfig(r);
   const scheduling = schedulingConfig(r);
   const proc = processConfig(r);
   const web = webConfig(r);
@@ -915,6 +979,7 @@ export function loadConfig(env: Env): Config {
     journeyTargets,
     referrals,
     hl7,
+    ...(hl7Outbound ? { hl7Outbound } : {}),
     scheduling,
     reminders,
     web,

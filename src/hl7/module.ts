@@ -3,6 +3,10 @@
  * behind the same code), the partitioned `hl7-inbound` queue and its workers. Messages become sealed jobs before
  * any positive ACK; the worker writes them to FHIR and hands what it wrote to the `written` hook.
  *
+ * With HL7_OUTBOUND_URL, the area also sends Careway's own Appointment changes to the EHR
+ * (`sendAppointmentChange`, the partitioned `hl7-outbound` queue, maps in mappings/outbound/); without it that
+ * call does nothing.
+ *
  * The listener starts in `start` and stops, after its connections, in `close`.
  */
 import { join } from 'node:path';
@@ -23,6 +27,15 @@ import {
 } from './inbound-worker.js';
 import type { Hl7Message } from './message.js';
 import { journeyEffects } from './journey-effects.js';
+import { loadOutboundMaps, OutboundMapper, type AppointmentChangeKind } from './outbound/engine.js';
+import {
+  controlIdOf,
+  init as initOutbound,
+  type OutboundJob,
+  type OutboundProgress,
+  type OutboundQueue,
+  type OutboundResult,
+} from './outbound-worker.js';
 
 export interface DefaultedAuthority {
   readonly namespace: string;
@@ -36,6 +49,29 @@ export interface Hl7Hooks {
   written(resources: readonly Resource[]): Promise<void>;
 }
 
+/** An Appointment change Careway made, to tell the EHR about (ids only). */
+export interface AppointmentChange {
+  readonly appointmentId: string;
+  /** The version the change wrote: with the trigger, it names the change (one message per change). */
+  readonly versionId: string;
+  readonly patientId: string;
+  readonly change: AppointmentChangeKind;
+}
+
+/** One row of the outbound message log (`GET /hl7/outbound`): ids, state and the EHR's answer; no PHI. */
+export interface OutboundListing {
+  readonly id: string;
+  readonly appointment: string;
+  readonly change: string;
+  readonly trigger: string;
+  readonly controlId: string;
+  readonly queuedAt: string;
+  readonly status: string;
+  readonly attempts: number;
+  readonly ack?: string;
+  readonly error?: string;
+}
+
 export interface Hl7Module {
   readonly intake: Hl7Intake;
   readonly queue: PartitionedQueue<InboundJob>;
@@ -46,6 +82,12 @@ export interface Hl7Module {
   mllpPort(): number | undefined;
   /** Namespaces that fell back to the default authority rule, with counts (GET /hl7/authorities). */
   defaultedAuthorities(): Promise<DefaultedAuthority[]>;
+  /** The outbound queue, when HL7_OUTBOUND_URL is set. */
+  readonly outbound?: OutboundQueue;
+  /** Queues a change Careway made for the EHR; nothing when outbound HL7 is off. */
+  sendAppointmentChange(change: AppointmentChange): Promise<void>;
+  /** The latest outbound messages, newest first (empty when outbound HL7 is off). */
+  outboundMessages(limit: number): Promise<OutboundListing[]>;
   start(): Promise<void>;
   close(): Promise<void>;
 }
@@ -195,6 +237,7 @@ export async function hl7Module(
       this.set(oldest ? Math.max(0, (Date.now() - oldest.timestamp) / 1000) : 0);
     },
   });
+  const outbound = await outboundArea(ctx, mapper);
   let port: number | undefined;
   const server = new MllpServer({
     host: ctx.config.host,
@@ -213,12 +256,95 @@ export async function hl7Module(
     receive,
     mllpPort: () => port,
     defaultedAuthorities: () => observed.defaultedAuthorities(),
+    ...(outbound ? { outbound } : {}),
+    async sendAppointmentChange(change): Promise<void> {
+      if (!outbound) return;
+      if (!(await outbound.add(change)))
+        ctx.log.debug({ change: change.change }, 'no outbound message map sends this change');
+    },
+    outboundMessages: (limit) => (outbound ? outboundLog(outbound, limit) : Promise.resolve([])),
     async start(): Promise<void> {
       port = await server.listen();
       ctx.log.info({ port }, 'MLLP listener ready');
     },
     async close(): Promise<void> {
       await server.close();
+      await outbound?.close();
     },
   };
+}
+
+/** The outbound maps and queue, when HL7_OUTBOUND_URL is set; the maps are validated now, like the inbound ones. */
+async function outboundArea(ctx: AreaContext, inbound: Mapper): Promise<OutboundQueue | undefined> {
+  const cfg = ctx.config.hl7Outbound;
+  if (!cfg) return undefined;
+  const dir = (root: string): string => join(root, 'outbound');
+  const roots = [
+    dir(join(projectRoot(), 'mappings')),
+    ...(ctx.config.hl7.mappingsDir ? [dir(ctx.config.hl7.mappingsDir)] : []),
+  ];
+  const maps = await loadOutboundMaps(roots, join(projectRoot(), 'mappings', 'outbound', 'schema.json'));
+  const sent = new Counter({
+    name: 'careway_hl7_outbound_messages_total',
+    help: 'HL7 messages sent to the EHR, by trigger event and answer (AA, AE, AR, CA, CE, CR, timeout, unreachable, error)',
+    labelNames: ['trigger', 'code'] as const,
+    registers: [ctx.metrics],
+  });
+  ctx.log.info({ host: cfg.host, port: cfg.port, tls: !!cfg.tls }, 'outbound HL7 on');
+  return initOutbound(ctx.queues, {
+    fhir: ctx.fhir,
+    // The inbound registry, reversed: an identifier's system goes out with the namespace the EHR sent it with.
+    mapper: new OutboundMapper(maps, inbound.authorities),
+    connection: {
+      host: cfg.host,
+      port: cfg.port,
+      ackTimeoutMs: cfg.ackTimeoutMs,
+      ...(cfg.tls ? { tls: cfg.tls } : {}),
+      maxFrameBytes: ctx.config.hl7.maxFrameBytes,
+    },
+    names: {
+      sendingApplication: cfg.sendingApplication,
+      sendingFacility: cfg.sendingFacility,
+      receivingApplication: cfg.receivingApplication,
+      receivingFacility: cfg.receivingFacility,
+    },
+    count: (trigger, code) => sent.inc({ trigger, code }),
+    log: ctx.log,
+    attempts: cfg.attempts,
+    backoffMs: cfg.backoffMs,
+  });
+}
+
+async function outboundLog(outbound: OutboundQueue, limit: number): Promise<OutboundListing[]> {
+  const jobs = await outbound.queue.getJobs(
+    ['waiting', 'delayed', 'active', 'completed', 'failed'],
+    0,
+    limit - 1,
+    false,
+  );
+  const rows = await Promise.all(
+    jobs.map(async (j): Promise<OutboundListing> => {
+      const data: OutboundJob = j.data;
+      const result = j.returnvalue as OutboundResult | null | undefined;
+      const progress = (typeof j.progress === 'object' ? j.progress : {}) as Partial<OutboundProgress>;
+      return {
+        id: j.id ?? '',
+        appointment: `Appointment/${data.appointmentId}`,
+        change: data.change,
+        trigger: data.trigger,
+        controlId: controlIdOf(j.id ?? ''),
+        queuedAt: data.queuedAt,
+        status: await j.getState(),
+        // Tries to reach the EHR (in place, see outbound-worker.ts), plus a delivery after them.
+        attempts: Math.max(j.attemptsMade, (progress.tries ?? 0) + (result?.code ? 1 : 0)),
+        ...(result?.code ? { ack: result.code } : {}),
+        ...(j.failedReason
+          ? { error: j.failedReason.slice(0, 300) }
+          : progress.lastError && !result
+            ? { error: progress.lastError.slice(0, 300) }
+            : {}),
+      };
+    }),
+  );
+  return rows.sort((a, b) => b.queuedAt.localeCompare(a.queuedAt)).slice(0, limit);
 }

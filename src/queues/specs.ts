@@ -9,6 +9,7 @@ import type { QueueSpec } from './registry.js';
 
 export const QUEUES = {
   hl7Inbound: 'hl7-inbound',
+  hl7Outbound: 'hl7-outbound',
   reminders: 'reminders',
   reminderWriteBacks: 'reminder-writebacks',
   reminderPlans: 'reminder-plans',
@@ -45,6 +46,22 @@ export function queueSpecs(config: Config): Record<string, QueueSpec> {
       worker: { concurrency: 1 },
       partitions: config.hl7.partitions,
       dead: 'hl7-dead',
+    },
+    [QUEUES.hl7Outbound]: {
+      purpose: 'Careway’s appointment changes sent to the EHR as SIU, in per-patient order, until it ACKs',
+      // Completed jobs are kept a month: their ids (appointment, version, trigger) keep a change from being
+      // sent twice, and they are the outbound message log. The worker retries an unanswered message in place
+      // (keeping each patient's order); BullMQ's attempts only come into play after a shutdown cut one short.
+      job: {
+        attempts: config.hl7Outbound?.attempts ?? 12,
+        backoff: backoff(config.hl7Outbound?.backoffMs ?? 2000),
+        removeOnComplete: { age: 30 * DAY_S },
+        removeOnFail: { age: 30 * DAY_S },
+      },
+      // One worker per partition, one message at a time: one patient's changes reach the EHR in order.
+      worker: { concurrency: 1 },
+      partitions: config.hl7Outbound?.partitions ?? 4,
+      dead: 'hl7-outbound-dead',
     },
     [QUEUES.reminders]: {
       purpose: 'reminders and one-off notifications, sent at their time on the patient’s channel',

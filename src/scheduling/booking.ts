@@ -28,7 +28,7 @@ import { CLOSED_STATUSES } from '../journey/rules.js';
 import { CarewayError } from '../shared/errors.js';
 import { withLocks } from '../shared/lock.js';
 import { mustRead, readIfExists } from '../fhir/reads.js';
-import { now, retryOnSlotConflict, type SchedulingDeps } from './context.js';
+import { now, reportMade, retryOnSlotConflict, type SchedulingDeps } from './context.js';
 import { holdOf, withHold, type Hold } from './resources.js';
 
 const ACTIVE: readonly Appointment['status'][] = ['booked', 'arrived', 'checked-in', 'fulfilled', 'pending'];
@@ -432,6 +432,8 @@ async function afterBooking(
     });
   await deps.appointmentChanged(a.id!);
   if (result.replaced) await deps.appointmentChanged(result.replaced.id!);
+  // A reschedule is one change for the EHR: the appointment it knows moved (the old one is not reported apart).
+  await reportMade(deps, a, result.replaced ? 'rescheduled' : 'booked');
   for (const slotId of freed) await announceFree(deps, slotId);
 }
 
@@ -510,6 +512,7 @@ export async function cancel(
   );
   if (!changed) return { appointment, changed };
   await deps.appointmentChanged(appointmentId);
+  await reportMade(deps, appointment, 'cancelled');
   for (const id of freed) await announceFree(deps, id);
   return { appointment, changed };
 }
@@ -633,15 +636,18 @@ const journeyOfAppointment = (a: Appointment): string | undefined =>
 
 /**
  * Marks a no-show: the Appointment becomes `noshow` (already `noshow`, e.g. from SIU S26, is kept) and a
- * follow-up Task goes to the care team, in one transaction. The timeline shows the pain point.
+ * follow-up Task goes to the care team, in one transaction. The timeline shows the pain point. `reported`: the
+ * no-show came from elsewhere (SIU S26), so it is not Careway's change to report back.
  */
 export async function markNoShow(
   deps: SchedulingDeps,
   appointmentId: string,
   actor: Actor,
   why: string,
+  reported = false,
 ): Promise<{ appointment: Appointment; changed: boolean }> {
   let changed = false;
+  let statusMoved = false;
   const appointment = await retryOnSlotConflict(async () => {
     const a = await mustRead<Appointment>(deps.fhir, 'Appointment', appointmentId, 'not-found');
     if (a.status !== 'noshow' && !['booked', 'pending', 'proposed'].includes(a.status))
@@ -674,12 +680,14 @@ export async function markNoShow(
     // Changed when the status moved, or when the Task is new (a replayed S26 finds it and changes nothing).
     const taskIndex = a.status !== 'noshow' ? 1 : 0;
     changed = a.status !== 'noshow' || !!res.entry?.[taskIndex]?.response?.status?.startsWith('201');
+    statusMoved = a.status !== 'noshow';
     return deps.fhir.read<Appointment>('Appointment', appointmentId, { noCache: true });
   });
   if (changed) {
     deps.metrics?.noShow();
     await deps.appointmentChanged(appointmentId);
   }
+  if (statusMoved && !reported) await reportMade(deps, appointment, 'noshow');
   return { appointment, changed };
 }
 

@@ -3,7 +3,7 @@
  * configuration, and the hooks that reach the queues (hold release, waitlist offers) and the reminders.
  * Scheduling never imports BullMQ: the plugin wires these hooks to queues.
  */
-import type { Reference, Resource } from 'fhir/r4.js';
+import type { Appointment, Reference, Resource } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
 import { retryOnConflict } from '../fhir/conflicts.js';
 import type { JourneyService } from '../journey/service.js';
@@ -38,7 +38,37 @@ export interface SchedulingDeps {
   offerMade?(communicationId: string, patientId: string): Promise<void>;
   /** Reminder re-planning; called after every Appointment change. */
   appointmentChanged(appointmentId: string): Promise<void>;
+  /**
+   * A change Careway itself made (a booking, a reschedule, a cancellation, a no-show), for systems that keep
+   * their own copy (the EHR, over HL7). Never called for changes that came from elsewhere (HL7 SIU, edits made
+   * on the FHIR server): those systems already know, and echoing them back would loop.
+   */
+  appointmentMade?(made: AppointmentMade): Promise<void>;
   readonly metrics?: SchedulingMetrics;
+}
+
+/** What `appointmentMade` is told: ids, the version the change wrote, and what kind of change it was. */
+export interface AppointmentMade {
+  readonly appointmentId: string;
+  readonly versionId: string;
+  readonly patientId: string;
+  readonly change: 'booked' | 'rescheduled' | 'cancelled' | 'noshow';
+}
+
+/** Reports a change Careway made, from the Appointment as written (read back after the write). */
+export async function reportMade(
+  deps: SchedulingDeps,
+  a: Appointment,
+  change: AppointmentMade['change'],
+): Promise<void> {
+  const patient = a.participant.find((p) => p.actor?.reference?.startsWith('Patient/'))?.actor?.reference;
+  if (!deps.appointmentMade || !a.id || !patient) return;
+  await deps.appointmentMade({
+    appointmentId: a.id,
+    versionId: a.meta?.versionId ?? '0',
+    patientId: patient.slice('Patient/'.length),
+    change,
+  });
 }
 
 export const now = (deps: SchedulingDeps): Date => (deps.clock ?? (() => new Date()))();

@@ -9,7 +9,8 @@ import { Counter } from 'prom-client';
 import type { AreaContext } from '../area-context.js';
 import type { JourneyService } from '../journey/service.js';
 import { SchedulingService } from './service.js';
-import type { SchedulingDeps } from './context.js';
+import { announceFree } from './booking.js';
+import type { AppointmentMade, SchedulingDeps } from './context.js';
 import { init as initHolds, type HoldQueue } from './hold-worker.js';
 import { init as initWaitlist, type WaitlistQueue } from './waitlist-worker.js';
 import { init as initNoShow, type NoShowQueue } from './noshow-worker.js';
@@ -17,6 +18,8 @@ import { init as initNoShow, type NoShowQueue } from './noshow-worker.js';
 export interface SchedulingHooks {
   /** Any Appointment changed (booked, moved, cancelled, no-show; here or elsewhere). */
   appointmentChanged(appointmentId: string): Promise<void>;
+  /** Careway itself booked, moved, cancelled or marked a no-show (never a change that came from elsewhere). */
+  appointmentMadeByCareway(made: AppointmentMade): Promise<void>;
   /** A waitlist offer was made: its portal Communication, for the patient. */
   offerMade(communicationId: string, patientId: string): Promise<void>;
 }
@@ -26,6 +29,8 @@ export interface SchedulingModule {
   readonly queues: { holds: HoldQueue; waitlist: WaitlistQueue; noShow: NoShowQueue };
   /** An Appointment was written outside the booking operations (HL7 SIU): Slots follow it. */
   appointmentWritten(appointment: Appointment): Promise<void>;
+  /** A Slot was written free outside the booking operations (through the facade): the waitlist may take it. */
+  slotOpened(slotId: string): Promise<void>;
   /** Schedules the no-show sweep (one job scheduler shared by every instance). */
   start(): Promise<void>;
 }
@@ -64,6 +69,7 @@ export function schedulingModule(
     scheduleRelease: (slotId, holdId, atMs) => holds.schedule(slotId, holdId, atMs),
     slotFreed: (slotId, round, after) => waitlist.add(slotId, round, after),
     appointmentChanged: (id) => hooks.appointmentChanged(id),
+    appointmentMade: (made) => hooks.appointmentMadeByCareway(made),
     offerMade: (communicationId, patientId) => hooks.offerMade(communicationId, patientId),
     metrics: {
       offered: () => offers.inc({ outcome: 'offered' }),
@@ -77,6 +83,7 @@ export function schedulingModule(
     service,
     queues: { holds, waitlist, noShow },
     appointmentWritten: (appointment) => service.appointmentWrittenElsewhere(appointment),
+    slotOpened: (slotId) => announceFree(deps, slotId),
     async start(): Promise<void> {
       if (cfg.noShowSweepMs <= 0) return;
       try {

@@ -8,6 +8,8 @@
  *   follows; when it is cancelled or deleted (S15/S17) the Slots are freed and offered to the waitlist.
  *   The practitioners come from the participants, literal (`Practitioner/1`) or by identifier (AIP-3).
  * - A no-show gets its follow-up Task. Every change calls the reminder re-planning hook.
+ * - None of these is reported as Careway's own change (`appointmentMade`): the EHR sent it, or it was made on the
+ *   FHIR server, so echoing it to the EHR would send it back where it came from.
  */
 import type { Appointment, Practitioner, Schedule, Slot } from 'fhir/r4.js';
 import { journeyProvenance, SYSTEM_ACTOR } from '../journey/provenance.js';
@@ -159,6 +161,8 @@ export async function appointmentChangedElsewhere(
     freed = await syncOccupancy(deps, appointment);
   }
   for (const s of freed) await announceFree(deps, s);
-  if (appointment.status === 'noshow') await markNoShow(deps, id, SYSTEM_ACTOR, 'Reported as a no-show');
+  if (appointment.status === 'noshow')
+    await markNoShow(deps, id, SYSTEM_ACTOR, 'Reported as a no-show', /* reported elsewhere */ true);
+  // Re-planned, never reported back (deps.appointmentMade): the change is the EHR's or the FHIR server's own.
   await deps.appointmentChanged(id);
 }

@@ -30,7 +30,7 @@ import { CarewayError } from '../shared/errors.js';
 import { toZonedIso } from '../shared/zoned-time.js';
 import { withLocks } from '../shared/lock.js';
 import { mustRead, readIfExists } from '../fhir/reads.js';
-import { now, retryOnSlotConflict, type SchedulingDeps } from './context.js';
+import { now, reportMade, retryOnSlotConflict, type SchedulingDeps } from './context.js';
 import { fitsPreferences } from './ranking.js';
 import { holdOf, readPreferences, withHold, type Hold } from './resources.js';
 
@@ -413,6 +413,7 @@ async function afterAccept(deps: SchedulingDeps, appointment: Appointment, actor
         if (!(e instanceof CarewayError && e.status < 500)) throw e;
       });
   await deps.appointmentChanged(appointment.id!);
+  await reportMade(deps, appointment, 'booked');
 }
 
 /** Accepting an offer books the waitlist Appointment into the held Slot. */

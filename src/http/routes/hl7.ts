@@ -9,6 +9,9 @@
  *
  * `GET /hl7/messages`: the latest inbound messages with status, type, sender and time; no PHI.
  *
+ * `GET /hl7/outbound`: the latest messages sent to the EHR (HL7_OUTBOUND_URL): the change, its trigger, MSH-10,
+ * state, attempts and the EHR's answer; no PHI.
+ *
  * Scope: a user/ or system/ token with `MessageHeader.c` (send) or `MessageHeader.r` (list).
  */
 import type { FastifyInstance } from 'fastify';
@@ -101,6 +104,42 @@ export default async function hl7Routes(app: FastifyInstance): Promise<void> {
       );
       rows.sort((a, b) => b.receivedAt.localeCompare(a.receivedAt));
       return { messages: rows.slice(0, limit) };
+    },
+  );
+
+  const OutboundListing = Type.Object({
+    messages: Type.Array(
+      Type.Object({
+        id: Type.String(),
+        appointment: Type.String(),
+        change: Type.String(),
+        trigger: Type.String(),
+        controlId: Type.String(),
+        queuedAt: Type.String(),
+        status: Type.String(),
+        attempts: Type.Integer(),
+        ack: Type.Optional(Type.String()),
+        error: Type.Optional(Type.String()),
+      }),
+    ),
+  });
+
+  app.get(
+    '/hl7/outbound',
+    {
+      schema: {
+        tags: ['hl7'],
+        summary:
+          'Latest outbound HL7 messages to the EHR (no PHI): change, trigger, control id, state, attempts, ACK',
+        security: [{ bearer: [] }],
+        querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }),
+        response: { 200: OutboundListing },
+      },
+    },
+    async (request) => {
+      requireUnconfined(request, 'MessageHeader', 'r');
+      const { limit = 100 } = request.query as { limit?: number };
+      return { messages: await app.hl7.outboundMessages(limit) };
     },
   );
 
