@@ -19,6 +19,7 @@ import web from './http/plugins/web.js';
 import healthRoutes from './http/routes/health.js';
 import smartRoutes from './http/routes/smart.js';
 import fhirRoutes from './http/routes/fhir.js';
+import fhirWriteRoutes from './http/routes/fhir-writes.js';
 import journeyRoutes, { JOURNEY_OPERATIONS } from './http/routes/journeys.js';
 import areas from './http/plugins/areas.js';
 import engagementRoutes from './http/routes/engagement.js';
@@ -61,6 +62,12 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     { parseAs: 'string', bodyLimit: BODY_LIMIT },
     app.getDefaultJsonParser('error', 'error'),
   );
+  // JSON Patch bodies (PATCH of a resource, of a triage Task), parsed the same way.
+  app.addContentTypeParser(
+    'application/json-patch+json',
+    { parseAs: 'string', bodyLimit: BODY_LIMIT },
+    app.getDefaultJsonParser('error', 'error'),
+  );
 
   await app.register(errors);
   await app.register(docs, { version: VERSION });
@@ -81,6 +88,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     // Referral intake (ServiceRequest), secure messaging (Communication) and survey intake (QuestionnaireResponse).
     createTypes: ['ServiceRequest', 'Communication', 'QuestionnaireResponse'],
   });
+  await app.register(fhirWriteRoutes);
   await app.register(journeyRoutes);
   await app.register(referralRoutes);
   await app.register(hl7Routes);

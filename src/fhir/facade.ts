@@ -5,7 +5,15 @@
 import type { Bundle, CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4.js';
 
 /** Interactions the facade serves today; the CapabilityStatement must not promise more. */
-export const FACADE_INTERACTIONS = ['read', 'vread', 'search-type'] as const;
+export const FACADE_INTERACTIONS = [
+  'read',
+  'vread',
+  'search-type',
+  'create',
+  'update',
+  'patch',
+  'delete',
+] as const;
 
 /** An operation Careway adds to the FHIR API, for the CapabilityStatement. */
 export interface CarewayOperation {
@@ -41,10 +49,13 @@ export function carewayCapabilityStatement(
       type: r.type,
       ...(r.profile ? { profile: r.profile } : {}),
       interaction: [
+        // Writes of any type the server serves (the server's own interactions still decide what it accepts).
         ...FACADE_INTERACTIONS.map((code) => ({ code })),
-        ...((opts.createTypes ?? []).includes(r.type) ? [{ code: 'create' as const }] : []),
       ],
       versioning: r.versioning ?? 'versioned',
+      conditionalCreate: true,
+      conditionalUpdate: true,
+      conditionalDelete: 'not-supported',
       readHistory: false,
       ...(r.searchInclude ? { searchInclude: r.searchInclude } : {}),
       ...(r.searchRevInclude ? { searchRevInclude: r.searchRevInclude } : {}),

@@ -45,12 +45,16 @@ describe('/fhir facade', () => {
     expect(cs.software?.name).toBe('Careway');
     expect(cs.implementation?.url).toBe('http://careway.test/fhir');
     const patient = cs.rest?.[0]?.resource?.find((r) => r.type === 'Patient');
-    expect(patient?.interaction?.map((i) => i.code)).toEqual(['read', 'vread', 'search-type']);
-    // The creates other routes serve are declared, and only those.
-    for (const type of ['ServiceRequest', 'Communication', 'QuestionnaireResponse'])
-      expect(cs.rest?.[0]?.resource?.find((r) => r.type === type)?.interaction?.map((i) => i.code)).toContain(
-        'create',
-      );
+    expect(patient?.interaction?.map((i) => i.code)).toEqual([
+      'read',
+      'vread',
+      'search-type',
+      'create',
+      'update',
+      'patch',
+      'delete',
+    ]);
+    expect(patient?.conditionalDelete).toBe('not-supported');
     expect(patient?.searchParam?.some((p) => p.name === 'identifier')).toBe(true);
   });
 
@@ -117,12 +121,11 @@ describe('/fhir facade', () => {
     expect(oo.issue[0]?.diagnostics).toMatch(text);
   });
 
-  it('when a write is attempted on the facade then 405 with an OperationOutcome', async () => {
+  it('when an interaction the facade does not serve is attempted (a conditional delete) then 405 with an OperationOutcome', async () => {
     const res = await h.app.inject({
-      method: 'POST',
-      url: '/fhir/Patient',
-      headers: { authorization: `Bearer ${userToken}`, 'content-type': 'application/fhir+json' },
-      payload: { resourceType: 'Patient' },
+      method: 'DELETE',
+      url: '/fhir/Patient?identifier=x',
+      headers: { authorization: `Bearer ${userToken}` },
     });
     expect(res.statusCode).toBe(405);
     expect(res.json<OperationOutcome>().issue[0]?.code).toBe('not-supported');

@@ -252,7 +252,7 @@ describe('transaction Bundle intake', () => {
       () => ({ resourceType: 'Patient' }),
       'application/fhir+json',
       400,
-      /expected a Bundle/,
+      /batch or transaction Bundle/,
     ],
     [
       'a batch Bundle',

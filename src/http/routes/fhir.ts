@@ -1,6 +1,6 @@
 /**
- * The `/fhir` facade (first slice): Careway's CapabilityStatement, and authenticated read, vread, search and
- * paging passed through to the hospital's FHIR server with the caller's SMART scopes enforced.
+ * The `/fhir` facade: Careway's CapabilityStatement, and authenticated read, vread, search and paging passed
+ * through to the hospital's FHIR server with the caller's SMART scopes enforced. Writes are in fhir-writes.ts.
  *
  * Patient-context tokens are confined to their compartment:
  * - reads of compartment types are checked by asking the FHIR server whether the resource matches one of
@@ -19,29 +19,28 @@ import { Type } from 'typebox';
 import { CarewayError, operationOutcome } from '../../shared/errors.js';
 import { carewayCapabilityStatement, rebaseBundle, type CarewayOperation } from '../../fhir/facade.js';
 import { CapabilityCache } from '../../fhir/capabilities.js';
-import { confiningParam, inPatientCompartment, patientAccessFor } from '../../fhir/compartment.js';
-import type { FhirPort, FhirResponse } from '../../fhir/client.js';
+import { confiningParam, inPatientCompartment } from '../../fhir/compartment.js';
 import { forbidden } from '../auth/access.js';
-import { decide, type Permission } from '../auth/scopes.js';
+import { decide } from '../auth/scopes.js';
 import type { Principal } from '../auth/verifier.js';
 import { principalOf } from '../plugins/auth.js';
 import { FHIR_JSON } from '../plugins/errors.js';
+import {
+  access,
+  AnyFhir,
+  checkId,
+  checkType,
+  fhirResponses,
+  InstanceParams,
+  publicBase,
+  ResourceParams,
+  send,
+  VersionParams,
+} from './fhir-common.js';
 
-const TYPE_RE = /^[A-Z][A-Za-z]{1,63}$/;
-const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 /** Parameters the facade controls itself: Careway always answers JSON, and `_cwsig` is ours. */
 const STRIPPED_PARAMS = new Set(['_format', '_pretty', '_cwsig']);
 const OUTSIDE_COMPARTMENT_PARAMS = ['_include', '_revinclude', '_has'];
-
-const ResourceParams = Type.Object({ type: Type.String({ description: 'FHIR resource type' }) });
-const InstanceParams = Type.Object({ type: Type.String(), id: Type.String() });
-const VersionParams = Type.Object({ type: Type.String(), id: Type.String(), vid: Type.String() });
-const AnyFhir = Type.Object({ resourceType: Type.String() }, { additionalProperties: true });
-const fhirResponses = {
-  200: AnyFhir,
-  '4xx': { ...AnyFhir, description: 'OperationOutcome' },
-  '5xx': { ...AnyFhir, description: 'OperationOutcome' },
-};
 
 export interface FhirRoutesOptions {
   version: string;
@@ -53,10 +52,6 @@ export interface FhirRoutesOptions {
   pagingKey?: Buffer;
 }
 
-function publicBase(request: FastifyRequest): string {
-  return `${request.protocol}://${request.host}/fhir`;
-}
-
 function queryOf(request: FastifyRequest): URLSearchParams {
   const raw = request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '';
   const input = new URLSearchParams(raw);
@@ -65,37 +60,6 @@ function queryOf(request: FastifyRequest): URLSearchParams {
     if (!STRIPPED_PARAMS.has(k)) out.append(k, v);
   });
   return out;
-}
-
-function checkId(id: string): void {
-  if (!ID_RE.test(id))
-    throw new CarewayError('bad-request', 'resource id must be 1-64 characters of [A-Za-z0-9-.]');
-}
-
-/** A type the facade serves: well-formed, and served by the FHIR server. */
-async function checkType(capabilities: CapabilityCache, type: string): Promise<void> {
-  if (!TYPE_RE.test(type) || !(await capabilities.serves(type))) {
-    throw new CarewayError(
-      'not-supported',
-      `resource type "${type.slice(0, 64)}" is not supported by this server`,
-    );
-  }
-}
-
-/**
- * The access decision for this caller, or a 403. `confined` when the caller is a patient token and the type
- * belongs to the patient compartment (shared types, like Practitioner, are readable as they are).
- */
-function access(principal: Principal, type: string, permission: Permission): { confined: boolean } {
-  const d = decide(principal.scopes, type, permission);
-  if (!d.allowed)
-    throw forbidden(
-      `${d.reason}; a scope like user/${type}.${permission} or patient/${type}.${permission} is needed`,
-    );
-  if (!d.compartmentOnly) return { confined: false };
-  if (!principal.patient) throw forbidden('a patient/ scope needs a "patient" claim in the token');
-  if (patientAccessFor(type) === 'refused') throw forbidden(`patient-context tokens cannot access ${type}`);
-  return { confined: patientAccessFor(type) === 'compartment' };
 }
 
 /**
@@ -149,16 +113,6 @@ function dropUnreadable(bundle: Bundle, principal: Principal): void {
   bundle.entry = kept;
 }
 
-/** The FHIR server's response headers worth passing on, with Content-Location on Careway's base. */
-function send(reply: FastifyReply, fhir: FhirPort, res: FhirResponse, body: unknown): FastifyReply {
-  for (const h of ['etag', 'last-modified', 'content-location']) {
-    const v = res.headers.get(h);
-    if (v)
-      void reply.header(h, h === 'content-location' ? v.replace(fhir.baseUrl, publicBase(reply.request)) : v);
-  }
-  return reply.code(res.status).type(FHIR_JSON).send(body);
-}
-
 const readSchema = (summary: string, params: typeof InstanceParams | typeof VersionParams) => ({
   tags: ['fhir'],
   summary,
@@ -203,7 +157,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
           version: opts.version,
           ...(opts.operations ? { operations: opts.operations } : {}),
           createTypes: opts.createTypes ?? [],
-          systemInteractions: ['transaction'],
+          systemInteractions: ['transaction', 'batch'],
         }),
       );
     },
@@ -309,7 +263,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
     handler: async () => {
       throw new CarewayError(
         'method-not-allowed',
-        'this interaction is not served by the Careway facade; see GET /fhir/metadata',
+        'this interaction is not served by the Careway facade (conditional delete, history, and operations it does not list); see GET /fhir/metadata',
       );
     },
   });

@@ -5,6 +5,7 @@
  * Scopes: intake needs `ServiceRequest.c` (and `Patient.c` when the bundle carries the Patient) from a
  * system/ or user/ token; triage needs `Task.u`. Patient-context tokens cannot submit or triage referrals.
  */
+import { bundleWriter, isReferralBundle } from './fhir-writes.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Task } from 'fhir/r4.js';
 import { Type } from 'typebox';
@@ -106,6 +107,7 @@ function triageSchema(summary: string, withBody: boolean) {
 
 export default async function referralRoutes(app: FastifyInstance): Promise<void> {
   const limits = { maxEntries: app.config.referrals.maxEntries };
+  const general = bundleWriter(app, limits);
   const bodyLimit = app.config.referrals.maxBytes;
 
   /** Every intake shape: the scopes, then the envelope's problems, then the referral service. */
@@ -122,10 +124,13 @@ export default async function referralRoutes(app: FastifyInstance): Promise<void
     {
       bodyLimit,
       schema: intakeSchema(
-        'Submit a referral as a transaction Bundle (scope: system/ServiceRequest.c, Patient.c)',
+        'A batch or transaction Bundle: a transaction that creates a ServiceRequest is a referral (system/ServiceRequest.c, Patient.c); any other is checked entry by entry as its REST twin',
       ),
     },
     async (request, reply) => {
+      // A Bundle that creates a ServiceRequest is a referral; any other batch or transaction is a general write
+      // (fhir-writes.ts), checked entry by entry.
+      if (!isReferralBundle(request.body)) return general(request, reply);
       const result = await intake(request, readTransaction(request.body, limits));
       const base = publicBase(request);
       for (const e of result.response.entry ?? [])
@@ -189,11 +194,6 @@ export default async function referralRoutes(app: FastifyInstance): Promise<void
     },
   );
 
-  app.addContentTypeParser(
-    'application/json-patch+json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  );
   app.patch(
     '/fhir/Task/:id',
     {
