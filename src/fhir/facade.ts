@@ -31,6 +31,8 @@ export interface CapabilityOptions {
   createTypes?: readonly string[];
   /** System interactions Careway serves (e.g. transaction, for referral bundles). */
   systemInteractions?: readonly ('transaction' | 'batch')[];
+  /** Whether browser apps may call it (CORS_ORIGINS is set). */
+  cors?: boolean;
 }
 
 /**
@@ -89,7 +91,7 @@ export function carewayCapabilityStatement(
         documentation:
           'Every interaction except this CapabilityStatement needs a bearer token with SMART v2 scopes.',
         security: {
-          cors: false,
+          cors: opts.cors ?? false,
           service: [
             {
               coding: [

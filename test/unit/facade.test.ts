@@ -28,11 +28,20 @@ const server: CapabilityStatement = {
 };
 
 describe('carewayCapabilityStatement', () => {
-  it('when built from the server statement then it advertises only facade interactions and SMART security', () => {
+  it('when built from the server statement then it advertises the facade’s interactions and SMART security', () => {
     const cs = carewayCapabilityStatement(server, { publicBase: 'http://cw/fhir', version: '9.9.9' });
     expect(cs.software).toEqual({ name: 'Careway', version: '9.9.9' });
     const patient = cs.rest?.[0]?.resource?.[0];
-    expect(patient?.interaction?.map((i) => i.code)).toEqual(['read', 'vread', 'search-type']);
+    expect(patient?.interaction?.map((i) => i.code)).toEqual([
+      'read',
+      'vread',
+      'search-type',
+      'create',
+      'update',
+      'patch',
+      'delete',
+    ]);
+    expect(patient?.conditionalCreate).toBe(true);
     expect(patient?.searchParam).toEqual([{ name: 'name', type: 'string' }]);
     expect(patient?.operation).toBeUndefined();
     expect(cs.rest?.[0]?.interaction).toBeUndefined();

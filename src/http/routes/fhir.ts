@@ -158,6 +158,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
           ...(opts.operations ? { operations: opts.operations } : {}),
           createTypes: opts.createTypes ?? [],
           systemInteractions: ['transaction', 'batch'],
+          cors: app.config.web.corsOrigins.length > 0,
         }),
       );
     },
