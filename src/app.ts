@@ -22,6 +22,7 @@ import fhirRoutes from './http/routes/fhir.js';
 import fhirWriteRoutes from './http/routes/fhir-writes.js';
 import journeyRoutes, { JOURNEY_OPERATIONS } from './http/routes/journeys.js';
 import areas from './http/plugins/areas.js';
+import audit from './http/plugins/audit.js';
 import engagementRoutes from './http/routes/engagement.js';
 import schedulingRoutes, { SCHEDULING_OPERATIONS } from './http/routes/scheduling.js';
 import hl7Routes from './http/routes/hl7.js';
@@ -38,10 +39,10 @@ export interface AppDependencies {
   verifier?: TokenVerifier;
 }
 
-/** Bundles can be large; 16 MiB covers a big transaction while bounding memory per request. */
-const BODY_LIMIT = 16 * 1024 * 1024;
-
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
+  // HTTP_BODY_LIMIT (1 MiB) bounds every body sized to one resource; the routes that take more set their own
+  // `bodyLimit` (bundles: REFERRAL_MAX_BYTES; `POST /hl7`: its ER7 parser, HL7_MAX_FRAME_BYTES × 16).
+  const BODY_LIMIT = deps.config.httpBodyLimit;
   const app = Fastify({
     loggerInstance: deps.logger,
     // Fastify's own request log prints the URL with its query string, which can hold PHI
@@ -80,6 +81,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(profiles);
   // The areas, built and wired by the composition root (areas.ts); the routes below adapt HTTP to them.
   await app.register(areas);
+  // Every PHI access is recorded before its answer leaves (registered before the routes it watches).
+  await app.register(audit);
   await app.register(healthRoutes);
   await app.register(smartRoutes);
   await app.register(fhirRoutes, {

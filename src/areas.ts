@@ -27,6 +27,9 @@ import { hl7Module, type Hl7Module } from './hl7/module.js';
 import { QueueRegistry } from './queues/registry.js';
 import { queueSpecs } from './queues/specs.js';
 import { redisLock } from './queues/locks.js';
+import { auditModule, type AuditModule } from './audit/module.js';
+import { patientsOf } from './audit/patients.js';
+import { createFhirClient } from './config/fhir-client.js';
 
 /** A write made through the /fhir facade: what changed, and the body written (none for a delete). */
 export interface FhirWrite {
@@ -38,6 +41,7 @@ export interface FhirWrite {
 
 export interface Areas {
   readonly queues: QueueRegistry;
+  readonly audit: AuditModule;
   readonly journeys: JourneyService;
   readonly referrals: ReferralsModule;
   readonly scheduling: SchedulingModule;
@@ -68,6 +72,12 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
     queues,
     lock: redisLock(infra.redis.producer),
   };
+
+  // The audit trail first: every other area records through it. A site may keep audit on its own server.
+  const auditFhir = infra.config.audit.fhirBaseUrl
+    ? createFhirClient({ ...infra.config, fhirBaseUrl: infra.config.audit.fhirBaseUrl })
+    : ctx.fhir;
+  const audit = auditModule(ctx, auditFhir);
 
   // Areas that call each other are built in this order; a hook that calls an area built later is bound when it
   // runs, which is never before buildAreas returns (no worker or route runs earlier).
@@ -114,17 +124,47 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
   });
 
   const hl7 = (hl7Built = await hl7Module(ctx, journeys, {
-    // The written Appointments, with their server ids: Slots follow them and reminders are re-planned.
-    written: async (resources: readonly Resource[]) => {
+    // The written Appointments, with their server ids: Slots follow them and reminders are re-planned. The
+    // message is audited (who: the sending system; what: the resources; about whom: its patients).
+    written: async (resources: readonly Resource[], message) => {
+      await audit.record(
+        {
+          interaction: 'hl7v2',
+          action: 'C',
+          status: 200,
+          at: new Date(),
+          user: { subject: message.sender },
+          detail: message.type,
+          data: resources.filter((r) => r.id).map((r) => `${r.resourceType}/${r.id}`),
+          requestId: message.controlId,
+        },
+        patientsOf(resources),
+      );
       for (const r of resources)
         if (r.resourceType === 'Appointment') await scheduling.appointmentWritten(r as Appointment);
     },
+    // An outbound message the EHR answered: disclosed to the EHR, about this patient.
+    sent: (m) =>
+      audit.record(
+        {
+          interaction: 'hl7v2',
+          action: 'E',
+          status: m.code === 'AA' || m.code === 'CA' ? 200 : 400,
+          at: new Date(),
+          user: { subject: 'careway' },
+          detail: `SIU^${m.trigger}`,
+          data: [`Appointment/${m.appointmentId}`],
+          reason: m.code,
+        },
+        [m.patientId],
+      ),
   }));
 
   queues.registerMetrics(ctx.metrics);
   const built = reminders;
   return {
     queues,
+    audit,
     journeys,
     referrals,
     scheduling,
@@ -161,6 +201,7 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
       await hl7.close();
       await queues.close();
       await built.close();
+      if (auditFhir !== ctx.fhir) await auditFhir.close();
     },
   };
 }

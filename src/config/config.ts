@@ -112,6 +112,21 @@ export interface Config {
   readonly scheduling: SchedulingConfig;
   readonly reminders: RemindersConfig;
   readonly web: WebConfig;
+  /**
+   * HTTP_BODY_LIMIT: the largest request body, in bytes, on every route that sets none of its own (413
+   * beyond). Bundles take REFERRAL_MAX_BYTES, `POST /hl7` HL7_MAX_FRAME_BYTES × 16.
+   */
+  readonly httpBodyLimit: number;
+  readonly audit: AuditConfig;
+}
+
+/** The audit trail (src/audit): AUDIT_EVENTS, AUDIT_FHIR_BASE_URL, AUDIT_SITE. */
+export interface AuditConfig {
+  readonly enabled: boolean;
+  /** Where AuditEvents are written; unset, the FHIR server itself. */
+  readonly fhirBaseUrl?: URL;
+  /** AuditEvent.source.site: the deployment's name. */
+  readonly site: string;
 }
 
 /** What browser apps need: the origins allowed to call Careway, and where SMART apps get their tokens. */
@@ -169,6 +184,8 @@ export interface Hl7Config {
   readonly encryptionKey: Buffer;
   readonly maxFrameBytes: number;
   readonly idleTimeoutMs: number;
+  /** MLLP_MAX_CONNECTIONS: open MLLP connections at most; more are closed as they come. */
+  readonly maxConnections: number;
   readonly defaultCharset: 'utf-8' | 'latin1';
   /** A site's own maps (same layout as mappings/), added to or overriding the built-in ones. */
   readonly mappingsDir?: string;
@@ -815,6 +832,7 @@ function hl7Config(r: EnvReader): Hl7Config {
     encryptionKey,
     maxFrameBytes: r.positiveInt('HL7_MAX_FRAME_BYTES', 1024 * 1024),
     idleTimeoutMs: r.positiveInt('HL7_IDLE_TIMEOUT_MS', 300_000),
+    maxConnections: r.positiveInt('MLLP_MAX_CONNECTIONS', 200),
     defaultCharset: charset === 'UTF-8' ? 'utf-8' : 'latin1',
     partitions: Math.min(64, r.positiveInt('HL7_PARTITIONS', 4)),
     ...(tls ? { tls } : {}),
@@ -942,6 +960,18 @@ function webConfig(r: EnvReader): WebConfig {
   return { corsOrigins, ...(authorizeUrl ? { authorizeUrl } : {}), ...(tokenUrl ? { tokenUrl } : {}) };
 }
 
+/** AUDIT_EVENTS [on] (off: no AuditEvents at all), AUDIT_FHIR_BASE_URL (a separate audit server), AUDIT_SITE. */
+function auditConfig(r: EnvReader): AuditConfig {
+  const flag = (r.str('AUDIT_EVENTS') ?? 'on').toLowerCase();
+  if (!['on', 'off', 'true', 'false'].includes(flag)) r.problem('AUDIT_EVENTS: must be on or off');
+  const fhirBaseUrl = r.url('AUDIT_FHIR_BASE_URL', ['http:', 'https:'], false);
+  return {
+    enabled: flag === 'on' || flag === 'true',
+    ...(fhirBaseUrl ? { fhirBaseUrl } : {}),
+    site: r.str('AUDIT_SITE') ?? 'careway',
+  };
+}
+
 /**
  * Loads and validates configuration. Throws `ConfigError` listing every bad key, area by area.
  */
@@ -963,6 +993,8 @@ export function loadConfig(env: Env): Config {
   const scheduling = schedulingConfig(r);
   const proc = processConfig(r);
   const web = webConfig(r);
+  const httpBodyLimit = r.positiveInt('HTTP_BODY_LIMIT', 1024 * 1024);
+  const audit = auditConfig(r);
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return {
     ...proc,
@@ -983,5 +1015,7 @@ export function loadConfig(env: Env): Config {
     scheduling,
     reminders,
     web,
+    httpBodyLimit,
+    audit,
   };
 }

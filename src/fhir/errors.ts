@@ -5,8 +5,13 @@
  * If-Match, 412 on a multiple-match conditional, 404/410 on reads) without parsing text. The message names
  * the method and the resource path only: query strings may hold PHI (e.g. `Patient?name=`), so they are
  * never put into the message.
+ *
+ * Nor is the server's `diagnostics` text: servers echo the values they were sent (HAPI quotes a family name
+ * or an identifier it could not store), so wherever the error is written out (a log line, JSON, a job's
+ * failure reason) only the outcome's codes and locations go with it (`toJSON`, `describeOutcome`).
  */
 import type { OperationOutcome } from 'fhir/r4.js';
+import { outcomeSummary } from '../shared/logger.js';
 
 /** `auth`: no access token could be had for the request (the token endpoint refused or could not be reached). */
 export type FhirErrorKind = 'http' | 'network' | 'timeout' | 'auth';
@@ -53,6 +58,20 @@ export class FhirError extends Error {
     this.path = args.path;
   }
 
+  /** What a log line or a JSON dump of the error shows: the outcome cut down to codes and locations. */
+  toJSON(): Record<string, unknown> {
+    const outcome = outcomeSummary(this.outcome);
+    return {
+      name: this.name,
+      message: this.message,
+      kind: this.kind,
+      status: this.status,
+      method: this.method,
+      path: this.path,
+      ...(outcome ? { outcome } : {}),
+    };
+  }
+
   /** A version conflict: HAPI answers 409 (HAPI-0989) for a stale If-Match, other servers 412. */
   get isConflict(): boolean {
     return this.kind === 'http' && (this.status === 409 || this.status === 412);
@@ -74,4 +93,26 @@ export class FhirError extends Error {
 
 export function isFhirError(e: unknown): e is FhirError {
   return e instanceof FhirError;
+}
+
+/**
+ * An OperationOutcome in a line that is safe to keep (a job's failure reason, a dead letter): each issue's
+ * code, the server's message codes and where it points, e.g. `processing HAPI-0450 at Patient.birthDate`.
+ */
+export function describeOutcome(outcome: OperationOutcome | undefined): string {
+  return (outcomeSummary(outcome)?.issue ?? [])
+    .map((i) =>
+      [
+        i['code'],
+        ...((i['details'] as string[] | undefined) ?? []),
+        ...((i['serverCodes'] as string[] | undefined) ?? []),
+        ...(i['expression'] || i['location']
+          ? [`at ${((i['expression'] ?? i['location']) as string[]).join(', ')}`]
+          : []),
+      ]
+        .filter(Boolean)
+        .join(' '),
+    )
+    .filter(Boolean)
+    .join('; ');
 }

@@ -19,7 +19,7 @@ import type { Bundle, EpisodeOfCare, Identifier, Provenance, Resource } from 'fh
 import { canonical } from '../fhir/canonical.js';
 import type { Hl7Timezones } from '../config/config.js';
 import type { FhirPort } from '../fhir/client.js';
-import { FhirError } from '../fhir/errors.js';
+import { describeOutcome, FhirError } from '../fhir/errors.js';
 import type { QueueRegistry } from '../queues/registry.js';
 import type { KeyedLock } from '../shared/lock.js';
 import { HL7_INBOUND_QUEUE, type InboundJob } from './intake.js';
@@ -48,6 +48,14 @@ export interface DeadMessage {
   readonly reason: string;
 }
 
+/** The message a commit came from (ids and codes: the audit trail records it). */
+export interface WrittenMessage {
+  readonly sender: string;
+  readonly controlId: string;
+  /** MSH-9, e.g. `ADT^A04`. */
+  readonly type: string;
+}
+
 export interface InboundDeps {
   readonly fhir: FhirPort;
   readonly mapper: Mapper;
@@ -61,7 +69,7 @@ export interface InboundDeps {
    * commit (outside the patient's lock): scheduling reacts to Appointments (freed Slots, no-shows) and
    * reminders are re-planned, without reading back what was just written.
    */
-  readonly onWritten?: (written: readonly Resource[]) => Promise<void>;
+  readonly onWritten?: (written: readonly Resource[], message: WrittenMessage) => Promise<void>;
   /** What the maps observed (namespaces that fell back to the default rule, ignored segments): counted. */
   readonly onMapped?: (observed: MappingObservations) => Promise<void> | void;
 }
@@ -239,7 +247,8 @@ export async function exec(
       defaultedAuthorities: mapped.defaultedAuthorities,
       ignoredSegments: mapped.ignoredSegments,
     });
-  if (deps.onWritten && committed.length > 0) await deps.onWritten(committed);
+  if (deps.onWritten && committed.length > 0)
+    await deps.onWritten(committed, { sender: facts.sender, controlId: facts.controlId, type: facts.type });
   return { written: written.entry?.length ?? 0, skipped: keys.skipped };
 }
 
@@ -455,11 +464,9 @@ async function postTransaction(deps: InboundDeps, bundle: Bundle): Promise<Bundl
       e.status !== 412 &&
       e.status !== 429
     ) {
-      const why =
-        e.outcome?.issue
-          .map((i) => i.diagnostics)
-          .filter(Boolean)
-          .join('; ') ?? '';
+      // Codes and locations only: the server's diagnostics may quote the message's values (PHI), and this
+      // reason is kept in Redis and listed at /hl7/messages.
+      const why = describeOutcome(e.outcome);
       throw new UnrecoverableError(`FHIR server refused the transaction (${e.status}): ${why.slice(0, 500)}`);
     }
     throw e;

@@ -27,6 +27,7 @@ import { decodeMessage, UnsupportedCharsetError, type Charset } from './charset.
 import { Hl7Message, Hl7ParseError } from './message.js';
 import type { ErrorLocation } from './mapping/engine.js';
 import { seal, type Sealed } from '../shared/seal.js';
+import { withTimeout } from '../shared/timeout.js';
 import { PartitionedQueue } from '../queues/partitioned.js';
 import { QUEUES } from '../queues/specs.js';
 
@@ -60,14 +61,6 @@ export interface IntakeOptions {
   readonly clock?: () => Date;
   /** Longest wait for Redis before answering AE (a resend later is deduplicated, so this is safe). */
   readonly storeTimeoutMs?: number;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('redis timeout')), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 export interface IntakeResult {

@@ -24,6 +24,7 @@ import {
   prepareMessage,
   type InboundQueue,
   type MappingObservations,
+  type WrittenMessage,
 } from './inbound-worker.js';
 import type { Hl7Message } from './message.js';
 import { journeyEffects } from './journey-effects.js';
@@ -45,8 +46,10 @@ export interface DefaultedAuthority {
 }
 
 export interface Hl7Hooks {
-  /** A message was committed: the resources it wrote, with their server ids. */
-  written(resources: readonly Resource[]): Promise<void>;
+  /** A message was committed: the resources it wrote, with their server ids, and the message's ids. */
+  written(resources: readonly Resource[], message: WrittenMessage): Promise<void>;
+  /** The EHR answered an outbound message. */
+  sent?(message: { appointmentId: string; patientId: string; trigger: string; code: string }): Promise<void>;
 }
 
 /** An Appointment change Careway made, to tell the EHR about (ids only). */
@@ -173,7 +176,7 @@ export async function hl7Module(
     zones,
     journeys: journeyEffects(journeys),
     onMapped: (o) => observed.observe(o),
-    onWritten: (resources) => hooks.written(resources),
+    onWritten: (resources, message) => hooks.written(resources, message),
   });
   const queue = inbound.queue;
   // The dry run at the door: map the message as the worker will, and refuse it (AE + ERR) if it cannot be
@@ -237,16 +240,31 @@ export async function hl7Module(
       this.set(oldest ? Math.max(0, (Date.now() - oldest.timestamp) / 1000) : 0);
     },
   });
-  const outbound = await outboundArea(ctx, mapper);
+  const outbound = await outboundArea(ctx, mapper, hooks);
+  const refused = new Counter({
+    name: 'careway_mllp_connections_refused_total',
+    help: 'MLLP connections closed on arrival because MLLP_MAX_CONNECTIONS were open',
+    registers: [ctx.metrics],
+  });
   let port: number | undefined;
   const server = new MllpServer({
     host: ctx.config.host,
     port: ctx.config.mllpPort,
     maxFrameBytes: cfg.maxFrameBytes,
     idleTimeoutMs: cfg.idleTimeoutMs,
+    maxConnections: cfg.maxConnections,
+    onRefused: () => refused.inc(),
     ...(cfg.tls ? { tls: cfg.tls } : {}),
     handle: async (payload) => (await receive(payload, 'mllp')).map((r) => r.ack),
     log: ctx.log,
+  });
+  new Gauge({
+    name: 'careway_mllp_connections',
+    help: 'MLLP connections open now (at most MLLP_MAX_CONNECTIONS)',
+    registers: [ctx.metrics],
+    collect() {
+      this.set(server.connections);
+    },
   });
   return {
     intake,
@@ -275,7 +293,11 @@ export async function hl7Module(
 }
 
 /** The outbound maps and queue, when HL7_OUTBOUND_URL is set; the maps are validated now, like the inbound ones. */
-async function outboundArea(ctx: AreaContext, inbound: Mapper): Promise<OutboundQueue | undefined> {
+async function outboundArea(
+  ctx: AreaContext,
+  inbound: Mapper,
+  hooks: Hl7Hooks,
+): Promise<OutboundQueue | undefined> {
   const cfg = ctx.config.hl7Outbound;
   if (!cfg) return undefined;
   const dir = (root: string): string => join(root, 'outbound');
@@ -309,6 +331,7 @@ async function outboundArea(ctx: AreaContext, inbound: Mapper): Promise<Outbound
       receivingFacility: cfg.receivingFacility,
     },
     count: (trigger, code) => sent.inc({ trigger, code }),
+    ...(hooks.sent ? { answered: (m: Parameters<NonNullable<Hl7Hooks['sent']>>[0]) => hooks.sent!(m) } : {}),
     log: ctx.log,
     attempts: cfg.attempts,
     backoffMs: cfg.backoffMs,

@@ -64,6 +64,13 @@ export interface OutboundDeps {
     'sendingApplication' | 'sendingFacility' | 'receivingApplication' | 'receivingFacility'
   >;
   readonly count: (trigger: string, code: OutboundCode) => void;
+  /** The EHR answered a message (accepted or refused): the audit trail records it. */
+  readonly answered?: (message: {
+    appointmentId: string;
+    patientId: string;
+    trigger: string;
+    code: string;
+  }) => Promise<void>;
   readonly log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
   /** Tries per message before it goes to the dead-letter queue, and the first backoff (doubling, ≤ 5 min). */
   readonly attempts: number;
@@ -174,6 +181,7 @@ async function exec(
   const code = ack.segment('MSA')?.get(1) ?? '';
   const known = ['AA', 'AE', 'AR', 'CA', 'CE', 'CR'].includes(code);
   deps.count(built.trigger, known ? (code as OutboundCode) : 'error');
+  await deps.answered?.({ appointmentId, patientId: job.data.patientId, trigger: built.trigger, code });
   if (code === 'AA' || code === 'CA') {
     deps.log.info(
       { jobId: job.id, appointmentId, trigger: built.trigger, controlId },

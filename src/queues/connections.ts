@@ -10,6 +10,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { Queue, Worker, type Processor, type WorkerOptions, type QueueOptions } from 'bullmq';
+import { withTimeout } from '../shared/timeout.js';
 
 export type ConnectionRole = 'producer' | 'worker';
 
@@ -41,6 +42,18 @@ function options(url: URL, role: ConnectionRole, name: string): RedisOptions {
   return role === 'worker'
     ? { ...base, maxRetriesPerRequest: null, enableReadyCheck: false }
     : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false };
+}
+
+/**
+ * Closes a worker, letting its job in hand finish (up to 10 s); one that cannot close cleanly (Redis gone) is
+ * closed without waiting, and its job is taken over elsewhere once its lock lapses.
+ */
+export async function closeWorker(w: Worker): Promise<void> {
+  try {
+    await withTimeout(w.close(), 10_000);
+  } catch {
+    await withTimeout(w.close(true), 2000).catch(() => undefined);
+  }
 }
 
 export function createConnections(
@@ -86,12 +99,16 @@ export function createConnections(
     },
     async ping(timeoutMs = 1000): Promise<boolean> {
       let timer: NodeJS.Timeout | undefined;
+      let onReady: (() => void) | undefined;
       try {
         const pong = await Promise.race([
           // Still connecting (e.g. right after start): wait for 'ready' within the same deadline.
           (producer.status === 'ready'
             ? Promise.resolve()
-            : new Promise<void>((resolve) => producer.once('ready', () => resolve()))
+            : new Promise<void>((resolve) => {
+                onReady = resolve;
+                producer.once('ready', onReady);
+              })
           ).then(() => producer.ping()),
           new Promise<never>((_, reject) => {
             timer = setTimeout(() => reject(new Error('redis ping timeout')), timeoutMs);
@@ -102,21 +119,28 @@ export function createConnections(
         return false;
       } finally {
         clearTimeout(timer);
+        // A readiness probe every few seconds while Redis is away must not pile up listeners.
+        if (onReady) producer.off('ready', onReady);
       }
     },
     closeAll(): Promise<void> {
       closed ??= (async () => {
-        await Promise.allSettled(workers.map((w) => w.close()));
-        await Promise.allSettled(queues.map((q) => q.close()));
+        // Bounded: a worker or queue that never reached Redis waits for it forever in close().
+        await Promise.allSettled(workers.map((w) => closeWorker(w)));
+        await Promise.allSettled(queues.map((q) => withTimeout(q.close(), 2000)));
         await Promise.allSettled(
           raw.reverse().map(async (c) => {
             if (c.status === 'end') return;
             const ended = new Promise<void>((resolve) => c.once('end', () => resolve()));
-            try {
-              await c.quit();
-            } catch {
-              c.disconnect();
-            }
+            // A connection that is not up (Redis down or still connecting) would queue QUIT until Redis comes
+            // back: drop it instead. One that is up quits politely, within a bound.
+            if (c.status !== 'ready') c.disconnect();
+            else
+              try {
+                await withTimeout(c.quit(), 2000);
+              } catch {
+                c.disconnect();
+              }
             // quit() resolves on the server's OK; the socket closes just after. Wait (bounded) for it.
             await Promise.race([ended, new Promise((r) => setTimeout(r, 1000).unref())]);
           }),

@@ -19,8 +19,9 @@ import {
   type WorkerOptions,
 } from 'bullmq';
 import { Gauge, type Registry } from 'prom-client';
-import type { RedisConnections } from './connections.js';
+import { closeWorker, type RedisConnections } from './connections.js';
 import { PartitionedQueue } from './partitioned.js';
+import { withTimeout } from '../shared/timeout.js';
 
 export interface QueueSpec {
   /** What the queue is for, shown beside it in docs and the README's picture. */
@@ -176,9 +177,11 @@ export class QueueRegistry {
   /** Workers first (each finishes its job in hand), then the queues; the connections close after. */
   async close(): Promise<void> {
     const all = this.all();
-    await Promise.allSettled(all.flatMap((r) => r.workers.map((w) => w.close())));
+    // Bounded: a worker that never reached Redis waits for it forever in close(); after the bound it is
+    // closed without waiting (its job in hand, if any, is taken over by another process after its lock).
+    await Promise.allSettled(all.flatMap((r) => r.workers.map((w) => closeWorker(w))));
     await Promise.allSettled(
-      all.flatMap((r) => [...r.queues, ...(r.dead ? [r.dead] : [])].map((q) => q.close())),
+      all.flatMap((r) => [...r.queues, ...(r.dead ? [r.dead] : [])].map((q) => withTimeout(q.close(), 2000))),
     );
   }
 }

@@ -19,6 +19,7 @@ export const QUEUES = {
   waitlistOffers: 'waitlist-offers',
   noShowSweep: 'no-show-sweep',
   referralStatus: 'referral-status',
+  auditEvents: 'audit-events',
 } as const;
 
 /**
@@ -151,6 +152,19 @@ export function queueSpecs(config: Config): Record<string, QueueSpec> {
       },
       worker: { concurrency: 4 },
       dead: 'referral-status-dead',
+    },
+    [QUEUES.auditEvents]: {
+      purpose: 'every AuditEvent (sealed), written to the audit server in batch Bundles',
+      // Kept an hour once written: a re-enqueued event (same id) is not written twice meanwhile.
+      job: {
+        attempts: 10,
+        backoff: backoff(2000),
+        removeOnComplete: { age: 3600 },
+        removeOnFail: { age: 30 * DAY_S },
+      },
+      // Many in flight per process: they wait together for one batch Bundle (audit-worker.ts).
+      worker: { concurrency: 500, ...QUICK_TAKEOVER },
+      dead: 'audit-events-dead',
     },
   };
 }

@@ -194,7 +194,7 @@ export async function remindersModule(
       }
       if (cfg.sweepMs <= 0) return;
       try {
-        await sweep.start(cfg.sweepMs);
+        await sweep.start(cfg.sweepMs, ctx.log);
       } catch (err) {
         ctx.log.warn({ err }, 'reminder sweep not scheduled');
       }

@@ -21,13 +21,15 @@ import {
 } from '../journey/resource-events.js';
 import type { QueueRegistry } from '../queues/registry.js';
 import { QUEUES } from '../queues/specs.js';
+import { keepScheduler, type SchedulerLog } from '../queues/schedulers.js';
 
 export const REMINDER_SWEEP_QUEUE = QUEUES.reminderSweep;
 
 export interface SweepQueue {
   readonly queue: Queue;
   readonly worker: Worker;
-  start(everyMs: number): Promise<void>;
+  /** Registers the job scheduler, and registers it again whenever Redis has lost it (queues/schedulers.ts). */
+  start(everyMs: number, log?: SchedulerLog): Promise<void>;
 }
 
 /** What the sweep hands each changed resource to, besides the Appointment re-plan. */
@@ -103,8 +105,12 @@ export function init(
   return {
     queue,
     worker,
-    async start(everyMs): Promise<void> {
-      await queue.upsertJobScheduler('reminder-sweep', { every: everyMs }, { name: 'sweep' });
+    async start(everyMs, log): Promise<void> {
+      await keepScheduler(queue, 'reminder-sweep', {
+        every: everyMs,
+        jobName: 'sweep',
+        ...(log ? { log } : {}),
+      });
     },
   };
 }

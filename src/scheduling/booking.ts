@@ -122,7 +122,7 @@ export async function hold(
       )
         return { hold: mine, slots, changed: false };
       refusePast(slots, at);
-      const taken = slots.filter((s) => s.status !== 'free');
+      const taken = slots.filter((s) => s.status !== 'free' && !holdExpired(s, at));
       if (taken.length)
         throw new CarewayError('conflict', `Slot/${taken[0]!.id} is not free (${taken[0]!.status})`, {
           detailsCode: 'slot-taken',
@@ -212,10 +212,21 @@ async function checkBookingRequest(
   return { journey, old };
 }
 
-/** Slots this patient cannot book: neither free nor under the patient's own unexpired hold. */
+/**
+ * A `busy-tentative` Slot whose hold has expired is free: the hold carries its expiry, so a Slot stays bookable
+ * even when its release job was lost (Redis restarted without persistence) or has not run yet. The write that
+ * takes it over carries `If-Match`, so a release racing it fails the one or the other, never both.
+ */
+export function holdExpired(slot: Slot, at: Date): boolean {
+  if (slot.status !== 'busy-tentative') return false;
+  const h = holdOf(slot);
+  return !!h && Date.parse(h.expires) <= at.getTime();
+}
+
+/** Slots this patient cannot book: neither free (or under an expired hold) nor under their own unexpired hold. */
 function takenSlots(slots: readonly Slot[], patientRef: string, at: Date): Slot[] {
   return slots.filter((s) => {
-    if (s.status === 'free') return false;
+    if (s.status === 'free' || holdExpired(s, at)) return false;
     const h = holdOf(s);
     return !(
       s.status === 'busy-tentative' &&
@@ -563,6 +574,45 @@ export async function releaseHold(
     }),
   );
   return released;
+}
+
+/**
+ * A hold's expiry: releases it (if it still stands) and hands an expired waitlist offer's Slot to the next
+ * patient of its round. The `slot-holds` job at the expiry and the sweep below both end here.
+ */
+export async function expireHold(
+  deps: SchedulingDeps,
+  slotId: string,
+  holdId: string,
+): Promise<'released' | 'stale'> {
+  const released = await releaseHold(deps, slotId, holdId);
+  if (!released) return 'stale';
+  if (released.offer) {
+    deps.metrics?.expired();
+    if (released.round) await deps.slotFreed(slotId, released.round, holdId);
+  }
+  return 'released';
+}
+
+/**
+ * Frees the Slots whose hold has expired and is still on them: the safety net for release jobs Redis lost.
+ * Runs with the no-show sweep. Returns the ids of the Slots it freed. Slots that started over a day ago are left
+ * (nobody can book them any more), which keeps each sweep bounded.
+ */
+export async function sweepExpiredHolds(deps: SchedulingDeps, limit = 200): Promise<string[]> {
+  const at = now(deps);
+  const held = await deps.fhir.searchAll<Slot>(
+    'Slot',
+    { status: 'busy-tentative', start: `ge${new Date(at.getTime() - 86400_000).toISOString()}`, _count: 100 },
+    { noCache: true, maxPages: Math.ceil(limit / 100) },
+  );
+  const freed: string[] = [];
+  for (const slot of held.slice(0, limit)) {
+    const h = holdOf(slot);
+    if (!slot.id || !h || !holdExpired(slot, at)) continue;
+    if ((await expireHold(deps, slot.id, h.id)) === 'released') freed.push(slot.id);
+  }
+  return freed;
 }
 
 const NO_SHOW_TASK_CODE = 'no-show-follow-up';

@@ -3,12 +3,14 @@
  * Releasing re-reads the Slot under its lock and frees it only if the same hold still stands, so a hold
  * that was booked, or replaced by a newer one, is left alone; a replayed job changes nothing.
  * An expired waitlist offer hands the Slot back to the waitlist for the next patient in the same round.
+ * Redis may lose these jobs (a restart without persistence): the hold carries its expiry on the Slot, so
+ * `$hold`/`$book` treat an expired hold as free and the no-show sweep frees it (booking.ts sweepExpiredHolds).
  */
 import type { Queue, Worker } from 'bullmq';
 import type { QueueRegistry } from '../queues/registry.js';
 import { QUEUES } from '../queues/specs.js';
 import type { SchedulingDeps } from './context.js';
-import { releaseHold } from './booking.js';
+import { expireHold } from './booking.js';
 
 export const SLOT_HOLDS_QUEUE = QUEUES.slotHolds;
 
@@ -23,14 +25,8 @@ export interface HoldQueue {
   schedule(slotId: string, holdId: string, atMs: number): Promise<void>;
 }
 
-export async function exec(data: HoldJob, deps: SchedulingDeps): Promise<'released' | 'stale'> {
-  const released = await releaseHold(deps, data.slotId, data.holdId);
-  if (!released) return 'stale';
-  if (released.offer) {
-    deps.metrics?.expired();
-    if (released.round) await deps.slotFreed(data.slotId, released.round, data.holdId);
-  }
-  return 'released';
+export function exec(data: HoldJob, deps: SchedulingDeps): Promise<'released' | 'stale'> {
+  return expireHold(deps, data.slotId, data.holdId);
 }
 
 export function init(queues: QueueRegistry, deps: () => SchedulingDeps): HoldQueue {

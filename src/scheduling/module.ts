@@ -31,7 +31,10 @@ export interface SchedulingModule {
   appointmentWritten(appointment: Appointment): Promise<void>;
   /** A Slot was written free outside the booking operations (through the facade): the waitlist may take it. */
   slotOpened(slotId: string): Promise<void>;
-  /** Schedules the no-show sweep (one job scheduler shared by every instance). */
+  /**
+   * Schedules the no-show sweep, which also frees Slots whose hold expired (one job scheduler shared by every
+   * instance, registered again whenever Redis has lost it).
+   */
   start(): Promise<void>;
 }
 
@@ -87,9 +90,10 @@ export function schedulingModule(
     async start(): Promise<void> {
       if (cfg.noShowSweepMs <= 0) return;
       try {
-        await noShow.start(cfg.noShowSweepMs);
+        await noShow.start(cfg.noShowSweepMs, ctx.log);
       } catch (err) {
-        // Redis down at start: the app still serves; readiness reports Redis, and the next start registers it.
+        // Redis down at start: the app still serves; readiness reports Redis, and the scheduler is registered
+        // once Redis is back (queues/schedulers.ts).
         ctx.log.warn({ err }, 'no-show sweep not scheduled');
       }
     },

@@ -7,7 +7,15 @@ import type { Actor } from '../journey/provenance.js';
 import type { SchedulingDeps } from './context.js';
 import { findAppointments, generateScheduleSlots, setPreferences, type FindInput } from './availability.js';
 import { appointmentChangedElsewhere } from './occupancy.js';
-import { book, cancel, hold, markNoShow, sweepNoShows, type BookInput } from './booking.js';
+import {
+  book,
+  cancel,
+  hold,
+  markNoShow,
+  sweepExpiredHolds,
+  sweepNoShows,
+  type BookInput,
+} from './booking.js';
 import { acceptOffer, waitlistFor } from './waitlist.js';
 import type { SlotTemplate } from './slots.js';
 import type { Preferences } from './ranking.js';
@@ -45,6 +53,11 @@ export class SchedulingService {
 
   sweepNoShows() {
     return sweepNoShows(this.deps);
+  }
+
+  /** Frees Slots whose hold expired (the no-show sweep runs it too): the ids of the Slots freed. */
+  sweepExpiredHolds() {
+    return sweepExpiredHolds(this.deps);
   }
 
   acceptOffer(communicationId: string, actor: Actor, confinedTo?: string) {

@@ -150,6 +150,24 @@ export interface ErrorLocation {
  * A message (or a map) that cannot be mapped. `code` is HL7 table 0357: 100 segment sequence (a required
  * segment is missing), 101 required field missing, 102 data type error (a bad date, a code outside its table).
  */
+/**
+ * The most repetitions of one field a map takes (PID-3, PID-5, PID-13…): a real feed sends a handful; 10,000
+ * copies of PID-3 would make a Patient with 10,000 identifiers. More is refused with AE, the ERR naming the
+ * field (code 102), so the sender sees which field to fix.
+ */
+export const MAX_FIELD_REPETITIONS = 100;
+
+/** The list without exact duplicates (same JSON), first occurrences kept in order. */
+export function uniqueValues<T>(list: readonly T[]): T[] {
+  const seen = new Set<string>();
+  return list.filter((x) => {
+    const k = JSON.stringify(x);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
 export class MappingError extends Error {
   readonly code: '100' | '101' | '102' | '200' | '207';
   readonly location: ErrorLocation | undefined;
@@ -400,8 +418,17 @@ export class Mapper {
       }
       let used: string[];
       if (seg.name === 'MSH' && rule.field <= 2) used = [rawField];
-      else if (rule.repeat) used = rawField.split(d.repetition);
-      else {
+      else if (rule.repeat) {
+        used = rawField.split(d.repetition);
+        if (used.length > MAX_FIELD_REPETITIONS) {
+          const where = { segment: seg.name, sequence, field: rule.field };
+          throw new MappingError(
+            `${formatWhere(where)}: ${used.length} repetitions, at most ${MAX_FIELD_REPETITIONS} are taken`,
+            '102',
+            where,
+          );
+        }
+      } else {
         const end = rawField.indexOf(d.repetition);
         used = [end < 0 ? rawField : rawField.slice(0, end)];
       }
@@ -509,6 +536,9 @@ export class Mapper {
         // Maps may write fixed list positions; when an earlier segment is absent its position stays empty,
         // and the list closes up here.
         if (run.holes) compactLists(resource);
+        // A sender that repeats one identifier (PID-3 twice over) gives the resource one.
+        if (Array.isArray(resource['identifier']))
+          resource['identifier'] = uniqueValues(resource['identifier'] as unknown[]);
         const instance = r.repeat ? `${r.id}#${n + 1}` : r.id;
         at.set(instance, index);
         const parent = r.parent ? parentOf(segments, index, map, r, at, resources) : undefined;

@@ -10,14 +10,15 @@
  * - `default`: a map's fixed value (e.g. a new Appointment is `booked`): written only when nothing is stored;
  * - anything the message does not claim is kept as stored.
  * Lists with an identity of their own merge instead of replacing:
- * - `identifier`: by system (the sender's PID-3 replaces its own identifiers; a portal id stays);
+ * - `identifier`: by system (the sender's PID-3 replaces its own identifiers; a portal id stays), and
+ *   identical identifiers are kept once;
  * - `extension`: by url (the journey link is rewritten; preferences, zone and opt-out stay);
  * - `participant` (Appointment): the message's list, but a participant already stored keeps its `status`
  *   (the patient's confirmation by reply, a practitioner's acceptance are not the EHR's to reset).
  * The function is pure: merging the same message into its own result gives the same result, which is what
  * makes a replay a no-op on the FHIR server (HAPI keeps no new version for unchanged content).
  */
-import type { Claims } from './engine.js';
+import { uniqueValues, type Claims } from './engine.js';
 import { cloneJson } from './paths.js';
 
 type Obj = Record<string, unknown>;
@@ -61,7 +62,8 @@ export function mergeIntoStored(
     if (choice)
       for (const other of Object.keys(out))
         if (other !== k && CHOICE.exec(other)?.[1] === choice) delete out[other];
-    if (k === 'identifier') out[k] = mergeBy(out[k], value, (i) => str((i as Obj)['system']));
+    // Identical identifiers (a stored duplicate, a sender repeating one) are kept once.
+    if (k === 'identifier') out[k] = uniqueValues(mergeBy(out[k], value, (i) => str((i as Obj)['system'])));
     else if (k === 'extension') out[k] = mergeBy(out[k], value, (e) => str((e as Obj)['url']));
     else if (k === 'participant') out[k] = mergeParticipants(out[k], value, o.actorKey ?? defaultActorKey);
     else out[k] = cloneJson(value);

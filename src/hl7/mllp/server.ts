@@ -4,8 +4,9 @@
  * another, so a sender's order is kept).
  *
  * Robustness: bytes outside frames are dropped; a frame past the size limit gets AR and the connection is
- * closed (the stream can no longer be trusted); idle connections are closed; a socket error or a failing
- * handler never takes the process down (a failing handler answers AE).
+ * closed (the stream can no longer be trusted); idle connections are closed; past `maxConnections` open
+ * connections a new one is closed at once (each costs memory, and an EHR feed needs a handful); a socket
+ * error or a failing handler never takes the process down (a failing handler answers AE).
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
@@ -22,6 +23,10 @@ export interface MllpServerOptions {
   readonly port: number;
   readonly maxFrameBytes: number;
   readonly idleTimeoutMs: number;
+  /** Open connections at most (MLLP_MAX_CONNECTIONS); a connection past it is closed as it comes. */
+  readonly maxConnections?: number;
+  /** A connection was refused because `maxConnections` were open. */
+  readonly onRefused?: () => void;
   /** One ACK (or none) per message in the frame. */
   readonly handle: (payload: Buffer) => Promise<(string | undefined)[]>;
   readonly log?: MllpLog;
@@ -59,6 +64,26 @@ export class MllpServer {
       this.server = createServer(onSocket);
     }
     this.server.on('error', (err) => options.log?.warn({ err }, 'MLLP server error'));
+    if (options.maxConnections !== undefined) {
+      // Node closes a connection past the limit before any byte is read (or a TLS handshake is made).
+      this.server.maxConnections = options.maxConnections;
+      let lastWarned = 0;
+      this.server.on('drop', (data) => {
+        options.onRefused?.();
+        // One line a minute at most: a flood of connections must not become a flood of log lines.
+        if (Date.now() - lastWarned < 60_000) return;
+        lastWarned = Date.now();
+        options.log?.warn(
+          { maxConnections: options.maxConnections, remote: data?.remoteAddress },
+          'MLLP connection refused: too many open connections',
+        );
+      });
+    }
+  }
+
+  /** Connections open now (the `careway_mllp_connections` gauge). */
+  get connections(): number {
+    return this.sockets.size;
   }
 
   async listen(): Promise<number> {

@@ -90,6 +90,19 @@ export function decide(
   return { allowed: false, reason: `no scope grants "${permission}" on ${resourceType}` };
 }
 
+/**
+ * Careway's own administration scopes: they grant the queue dashboard's actions (pause, resume, retry, clean,
+ * empty, obliterate, add, edit). Not a FHIR resource scope, so `parseScopes` ignores them; a patient-context
+ * form is not accepted (an administrator is staff or a backend service, never a patient).
+ */
+export const ADMIN_SCOPES: readonly string[] = ['system/careway.admin', 'user/careway.admin'];
+
+/** Whether a token's scope claim (space-separated, or a list) holds one of the ADMIN_SCOPES. */
+export function grantsAdmin(scope: string | readonly string[] | undefined): boolean {
+  const items = typeof scope === 'string' ? scope.split(/\s+/) : (scope ?? []);
+  return items.some((s) => ADMIN_SCOPES.includes(s));
+}
+
 /** The scope a client would need, for error messages (e.g. `user/Patient.r`). */
 export function neededScope(resourceType: string, permission: Permission): string {
   return `<patient|user|system>/${resourceType}.${permission}`;

@@ -13,7 +13,7 @@ import {
 } from 'jose';
 import { CarewayError } from '../../shared/errors.js';
 import type { AuthConfig } from '../../config/config.js';
-import { parseScopes, type Scope } from './scopes.js';
+import { grantsAdmin, parseScopes, type Scope } from './scopes.js';
 
 const ASYMMETRIC_ALGS = [
   'RS256',
@@ -37,6 +37,10 @@ export interface Principal {
   readonly patient?: string;
   readonly fhirUser?: string;
   readonly clientId?: string;
+  /** The token's `jti`, recorded in audit events (BALP: the agent's policy). */
+  readonly tokenId?: string;
+  /** The token holds an admin scope (`system/careway.admin` or `user/careway.admin`; see scopes.ts). */
+  readonly admin?: true;
 }
 
 export type TokenVerifier = (token: string) => Promise<Principal>;
@@ -127,13 +131,13 @@ export function createVerifier(auth: AuthConfig): TokenVerifier {
       throw unauthenticated('token is malformed');
     }
     const scopeClaim = payload['scope'] ?? payload['scp'];
-    const scopes = parseScopes(
+    const scopeItems =
       typeof scopeClaim === 'string'
         ? scopeClaim
         : Array.isArray(scopeClaim)
           ? (scopeClaim as string[])
-          : undefined,
-    );
+          : undefined;
+    const scopes = parseScopes(scopeItems);
     const patient = typeof payload['patient'] === 'string' ? payload['patient'] : undefined;
     const fhirUser = typeof payload['fhirUser'] === 'string' ? payload['fhirUser'] : undefined;
     const clientId = typeof payload['client_id'] === 'string' ? payload['client_id'] : undefined;
@@ -143,6 +147,8 @@ export function createVerifier(auth: AuthConfig): TokenVerifier {
       ...(patient ? { patient } : {}),
       ...(fhirUser ? { fhirUser } : {}),
       ...(clientId ? { clientId } : {}),
+      ...(typeof payload.jti === 'string' ? { tokenId: payload.jti } : {}),
+      ...(grantsAdmin(scopeItems) ? { admin: true as const } : {}),
     };
     if (cache.size >= MAX_CACHED) {
       const oldest = cache.keys().next();

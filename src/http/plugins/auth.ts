@@ -11,7 +11,7 @@ import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CarewayError } from '../../shared/errors.js';
 import { createVerifier, type Principal, type TokenVerifier } from '../auth/verifier.js';
-import { decide, type Permission } from '../auth/scopes.js';
+import { ADMIN_SCOPES, decide, type Permission } from '../auth/scopes.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -65,6 +65,16 @@ export function requireUnconfined(
       },
     );
   }
+}
+
+/** Throws 403 unless the token holds an admin scope (`system/careway.admin` or `user/careway.admin`). */
+export function requireAdmin(request: FastifyRequest): void {
+  if (principalOf(request).admin) return;
+  throw new CarewayError(
+    'insufficient-scope',
+    `this action needs an admin scope (${ADMIN_SCOPES.join(' or ')})`,
+    { headers: { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' } },
+  );
 }
 
 export default fp<{ verifier?: TokenVerifier }>(

@@ -9,7 +9,8 @@
  * - `GET /engagement/dead-letters`: jobs of every queue that failed for good (the registry's dead-letter queues:
  *   HL7 messages, reminders, write-backs, re-plans, journey events, holds, offers, referral callbacks), ids and
  *   reasons only.
- * - `/admin/queues`: the BullMQ dashboard (bull-board) over every registered queue, for staff tokens only.
+ * - `/admin/queues`: the BullMQ dashboard (bull-board) over every registered queue: staff tokens read it,
+ *   read-only; its actions (pause, clean, obliterate, …) need an admin scope and are logged as admin actions.
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -22,7 +23,7 @@ import { CarewayError } from '../../shared/errors.js';
 import { verify } from '../../reminders/channels/sms-webhook.js';
 import { HOOK_PATH, HOOKED_TYPES } from '../../reminders/subscription.js';
 import { isEventResourceType, type EventResourceType } from '../../journey/resource-events.js';
-import { principalOf, requireUnconfined } from '../plugins/auth.js';
+import { principalOf, requireAdmin, requireUnconfined } from '../plugins/auth.js';
 import { FHIR_JSON } from '../plugins/errors.js';
 import { confinedPatient } from '../auth/access.js';
 import { postMessage } from '../../reminders/messaging.js';
@@ -257,17 +258,53 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
     },
   );
 
-  // The dashboard: every route under /admin/queues needs a staff token (bearer auth runs first).
+  // The dashboard: every route under /admin/queues needs a staff token (bearer auth runs first). Reading is
+  // for staff (user/ or system/ Communication.r); every action that changes a queue (any method but GET/HEAD:
+  // pause, resume, retry, promote, clean, empty, obliterate, add, edit) needs an admin scope
+  // (`system/careway.admin` or `user/careway.admin`, scopes.ts ADMIN_SCOPES), and is logged as an admin action.
   await app.register(async (admin) => {
+    const mutating = (request: FastifyRequest): boolean =>
+      request.method !== 'GET' && request.method !== 'HEAD';
     // Answered here, not thrown: bull-board's own error handler would turn an auth failure into a 500.
     admin.addHook('onRequest', async (request, reply) => {
       try {
         await app.authenticate(request);
-        requireUnconfined(request, 'Communication', 'r');
+        if (mutating(request)) requireAdmin(request);
+        else if (!principalOf(request).admin) requireUnconfined(request, 'Communication', 'r');
       } catch (e) {
         const err =
           e instanceof CarewayError ? e : new CarewayError('unauthenticated', 'a bearer token is required');
         return reply.code(err.status).headers(err.headers).type(FHIR_JSON).send(err.toOperationOutcome());
+      }
+    });
+    // Every admin action, allowed or refused, after its answer: who, which route pattern, which queue (no PHI).
+    admin.addHook('onResponse', async (request, reply) => {
+      if (!mutating(request) || !request.principal) return;
+      const queue = (request.params as { queueName?: string } | undefined)?.queueName;
+      request.log.info(
+        {
+          subject: request.principal.subject,
+          method: request.method,
+          route: request.routeOptions.url,
+          ...(queue ? { queue } : {}),
+          status: reply.statusCode,
+        },
+        reply.statusCode === 403 ? 'admin action refused' : 'admin action',
+      );
+    });
+    // Readers get the board read-only: bull-board's UI offers a queue's actions by its `readOnlyMode` and
+    // `allowRetries`, so they are turned off in the queue list a reader is sent (the server refuses the
+    // actions anyway, above).
+    admin.addHook('onSend', async (request, _reply, payload) => {
+      if (request.principal?.admin || request.routeOptions.url !== '/admin/queues/api/queues') return payload;
+      if (typeof payload !== 'string') return payload;
+      try {
+        const body = JSON.parse(payload) as { queues?: Record<string, unknown>[] };
+        for (const q of body.queues ?? [])
+          Object.assign(q, { readOnlyMode: true, allowRetries: false, allowCompletedRetries: false });
+        return JSON.stringify(body);
+      } catch {
+        return payload;
       }
     });
     const adapter = new FastifyAdapter();

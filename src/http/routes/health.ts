@@ -1,7 +1,8 @@
 /**
  * Liveness and readiness. Both are public (load balancers and orchestrators carry no tokens).
  * Readiness is 200 only when the FHIR server answers `/metadata`, Redis answers PING and the profiles are
- * on the FHIR server; the body names each check so an operator sees which one is failing.
+ * on the FHIR server; the body names each check so an operator sees which one is failing. Each check is
+ * bounded by READY_TIMEOUT_MS, so a server that hangs gives a quick 503, never a hung probe.
  */
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
@@ -14,6 +15,33 @@ const Ready = Type.Object({
   status: Type.Union([Type.Literal('ready'), Type.Literal('not-ready')]),
   checks: Type.Object({ fhir: Check, redis: Check, profiles: Check }),
 });
+
+/** How long `/ready` waits on any one check before it calls it down (an orchestrator's probe waits ~1-5 s). */
+export const READY_TIMEOUT_MS = 2000;
+
+type CheckResult = { status: 'up' } | { status: 'down'; detail: string };
+
+/** The check's result, or `down` when it fails or has not answered within READY_TIMEOUT_MS. */
+async function bounded(check: Promise<CheckResult>, what: string): Promise<CheckResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<CheckResult>((resolve) => {
+    timer = setTimeout(
+      () => resolve({ status: 'down', detail: `${what} did not answer within ${READY_TIMEOUT_MS} ms` }),
+      READY_TIMEOUT_MS,
+    );
+  });
+  try {
+    return await Promise.race([
+      check.catch((e: unknown) => ({
+        status: 'down' as const,
+        detail: e instanceof Error ? e.message : 'unreachable',
+      })),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export default async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get(
@@ -40,17 +68,23 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
       },
     },
     async (_request, reply) => {
+      // Every check has the same deadline, and they run side by side: a FHIR server that accepts connections
+      // and never answers (stopped, overloaded), a token endpoint that hangs or a Redis that is away cannot hold
+      // the answer past READY_TIMEOUT_MS (nor do retries: the client stops once the deadline has passed).
+      const signal = AbortSignal.timeout(READY_TIMEOUT_MS);
       const [fhir, redis] = await Promise.all([
-        app.fhir
-          .capabilities({ timeoutMs: 2000 })
-          .then(() => ({ status: 'up' as const }))
-          .catch((e: unknown) => ({
-            status: 'down' as const,
-            detail: e instanceof Error ? e.message : 'unreachable',
-          })),
-        app.redis
-          .ping(1000)
-          .then((ok) => (ok ? { status: 'up' as const } : { status: 'down' as const, detail: 'no PONG' })),
+        bounded(
+          app.fhir
+            .capabilities({ timeoutMs: READY_TIMEOUT_MS, signal })
+            .then(() => ({ status: 'up' as const })),
+          'the FHIR server',
+        ),
+        bounded(
+          app.redis
+            .ping(READY_TIMEOUT_MS)
+            .then((ok) => (ok ? { status: 'up' as const } : { status: 'down' as const, detail: 'no PONG' })),
+          'Redis',
+        ),
       ]);
       const profiles = app.profiles.uploaded
         ? { status: 'up' as const }
