@@ -15,6 +15,7 @@ import auth from './http/plugins/auth.js';
 import metrics from './http/plugins/metrics.js';
 import profiles from './http/plugins/profiles.js';
 import requestLog from './http/plugins/request-log.js';
+import structure from './http/plugins/structure.js';
 import web from './http/plugins/web.js';
 import healthRoutes from './http/routes/health.js';
 import smartRoutes from './http/routes/smart.js';
@@ -78,6 +79,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(web);
   await app.register(auth, deps.verifier ? { verifier: deps.verifier } : {});
   await app.register(metrics);
+  // Every FHIR body is checked against the FHIR R4 schema before a route's domain code reads it.
+  await app.register(structure);
   await app.register(profiles);
   // The areas, built and wired by the composition root (areas.ts); the routes below adapt HTTP to them.
   await app.register(areas);

@@ -159,7 +159,7 @@ export interface ReferralServiceOptions {
 
 const ident = (i: Identifier): string => `${i.system ?? ''}|${i.value ?? ''}`;
 const businessId = (r: { identifier?: Identifier[] }): Identifier | undefined =>
-  r.identifier?.find((i) => i.system && i.value);
+  (Array.isArray(r.identifier) ? r.identifier : []).find((i) => i?.system && i.value);
 const query = (i: Identifier): string => new URLSearchParams({ identifier: ident(i) }).toString();
 
 function stableJson(value: unknown): string {

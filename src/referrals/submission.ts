@@ -77,7 +77,12 @@ function references(value: unknown, path: string, out: { reference: string; expr
 }
 
 function hasBusinessIdentifier(r: { identifier?: { system?: string; value?: string }[] }): boolean {
-  return (r.identifier ?? []).some((i) => !!i.system && !!i.value);
+  // The edge has checked the structure; stay safe for callers that have not (a stray shape is "no identifier").
+  const ids: unknown = r.identifier;
+  return (
+    Array.isArray(ids) &&
+    ids.some((i: { system?: unknown; value?: unknown } | null) => !!i?.system && !!i.value)
+  );
 }
 
 /** Shared checks once the entries are known. */
@@ -170,7 +175,7 @@ function assemble(
     }
   }
   if (sr) {
-    const subject = sr.resource.subject.reference ?? '';
+    const subject = typeof sr.resource.subject?.reference === 'string' ? sr.resource.subject.reference : '';
     const toBundlePatient = patient && patient.fullUrl === subject;
     if (!toBundlePatient && !/^Patient\//.test(subject)) {
       problems.push({
@@ -338,7 +343,7 @@ export function readMessage(body: unknown, limits: Limits): ReadResult {
     });
   // The header and the referrer's Task are message plumbing, not data to store.
   const data = entries.slice(1);
-  const replyTo = header.source.endpoint;
+  const replyTo = typeof header.source?.endpoint === 'string' ? header.source.endpoint : undefined;
   return assemble('message', data, problems, {
     ...(replyTo ? { replyTo } : {}),
     ...(header.id ? { messageId: header.id } : {}),

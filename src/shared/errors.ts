@@ -37,6 +37,8 @@ interface Entry {
 /** Registry: code → HTTP status and FHIR issue type. Add new failure kinds here, nowhere else. */
 export const ERRORS = {
   'bad-request': { status: 400, issue: 'invalid', severity: 'error' },
+  /** A body that is not a structurally valid FHIR R4 resource (or holds lone surrogates, control characters). */
+  'invalid-structure': { status: 400, issue: 'structure', severity: 'error' },
   'unsupported-media-type': { status: 415, issue: 'not-supported', severity: 'error' },
   'payload-too-large': { status: 413, issue: 'too-costly', severity: 'error' },
   unauthenticated: { status: 401, issue: 'login', severity: 'error' },

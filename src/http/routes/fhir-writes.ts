@@ -21,6 +21,7 @@ import { CarewayError } from '../../shared/errors.js';
 import { CapabilityCache } from '../../fhir/capabilities.js';
 import { inPatientCompartment } from '../../fhir/compartment.js';
 import { readIfExists } from '../../fhir/reads.js';
+import { checkStructure } from '../../fhir/structure.js';
 import {
   bodyInCompartment,
   confineCriteria,
@@ -292,6 +293,8 @@ export default async function fhirWriteRoutes(app: FastifyInstance): Promise<voi
       }
       if (patched.resourceType !== type || patched.id !== id)
         throw new CarewayError('bad-request', 'a patch may not change resourceType or id');
+      // The patched resource is a new body: checked at the edge like any other before it is written.
+      checkStructure(patched);
       if (confined && principal.patient && !bodyInCompartment(patched, principal.patient))
         throw outside(`the patched ${type}`);
       delete patched.meta?.versionId;

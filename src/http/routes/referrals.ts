@@ -70,6 +70,8 @@ function statusFromPatch(body: unknown): { status: unknown; reason: string | und
   let status: unknown;
   let reason: string | undefined;
   for (const op of ops) {
+    if (!op || typeof op !== 'object')
+      throw new CarewayError('bad-request', 'every JSON Patch operation must be an object');
     const sets = op.op === 'replace' || op.op === 'add';
     if (sets && op.path === '/status') status = op.value;
     else if (sets && op.path === '/statusReason/text' && typeof op.value === 'string') reason = op.value;
