@@ -46,6 +46,63 @@ export function machine(): Record<string, unknown> {
   };
 }
 
+/** A Careway process on the given HAPI and Redis (the benches' own, or a second one with other settings). */
+export async function startCareway(
+  hapi: string,
+  redis: string,
+  extraEnv: Record<string, string> = {},
+): Promise<{ careway: string; mllpPort: number; service: LocalService }> {
+  const port = await freePort();
+  const mllpPort = await freePort();
+  const key = loadOrCreateDevKey();
+  const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
+    env: serviceEnv({
+      ...process.env,
+      FHIR_BASE_URL: hapi,
+      REDIS_URL: redis,
+      AUTH_PUBLIC_KEY: key.publicPem,
+      AUTH_ISSUER: DEV_ISSUER,
+      AUTH_AUDIENCE: DEV_AUDIENCE,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      MLLP_PORT: String(mllpPort),
+      HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+      // No sweeps in a benchmark's service: the reminder sweep would re-plan every appointment a bench set
+      // up (reads, CommunicationRequests revoked and created on HAPI), load the benches never asked for.
+      REMINDER_SWEEP_INTERVAL: 'off',
+      NOSHOW_SWEEP_INTERVAL: 'off',
+      ...extraEnv,
+    }),
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const service: LocalService = {
+    url: '',
+    pid: child.pid,
+    logFile: '',
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+  const careway = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const ok = await fetch(`${careway}/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    if (Date.now() > deadline) {
+      await service.stop();
+      throw new Error('Careway did not become ready');
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  return { careway, mllpPort, service };
+}
+
 /** Starts HAPI and Redis (unless FHIR_BASE_URL / REDIS_URL are given) and a Careway process on them. */
 export async function startStack(): Promise<Stack> {
   const started: LocalService[] = [];
@@ -61,50 +118,10 @@ export async function startStack(): Promise<Stack> {
           (h) => (started.push(h), h.url),
         ),
     ]);
-    const port = await freePort();
-    const mllpPort = await freePort();
-    const key = loadOrCreateDevKey();
-    const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
-      env: serviceEnv({
-        ...process.env,
-        FHIR_BASE_URL: hapi,
-        REDIS_URL: redis,
-        AUTH_PUBLIC_KEY: key.publicPem,
-        AUTH_ISSUER: DEV_ISSUER,
-        AUTH_AUDIENCE: DEV_AUDIENCE,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        LOG_LEVEL: 'warn',
-        MLLP_PORT: String(mllpPort),
-        HL7_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-        // No sweeps in a benchmark's service: the reminder sweep would re-plan every appointment a bench set
-        // up (reads, CommunicationRequests revoked and created on HAPI), load the benches never asked for.
-        REMINDER_SWEEP_INTERVAL: 'off',
-        NOSHOW_SWEEP_INTERVAL: 'off',
-      }),
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    started.push({
-      url: '',
-      pid: child.pid,
-      logFile: '',
-      stop: async () => {
-        if (child.exitCode !== null) return;
-        child.kill('SIGTERM');
-        await new Promise((r) => child.once('exit', r));
-      },
-    });
-    const careway = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const ok = await fetch(`${careway}/ready`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error('Careway did not become ready');
-      await new Promise((r) => setTimeout(r, 300));
-    }
+    const first = await startCareway(hapi, redis);
+    started.push(first.service);
+    const { careway, mllpPort } = first;
+    const child = { pid: first.service.pid };
     const fhir = new FhirClient({ baseUrl: hapi });
     return {
       hapi,

@@ -1,11 +1,12 @@
 /**
  * P5: the FHIR facade's read path, `GET /fhir/Patient/{id}` at 200 concurrent connections with auth on,
- * against the same GET straight to HAPI. Rounds alternate direct and Careway; medians are reported.
- * Targets (benchmarks.md): added p99 ≤ 2 ms, throughput ≥ 90 % of direct.
+ * against the same GET straight to HAPI. Rounds alternate direct, Careway (audit on, the default) and a second
+ * Careway with AUDIT_EVENTS=off on the same HAPI and Redis, so the audit trail's cost is measured in the same
+ * run. Medians are reported. Targets (benchmarks.md): added p99 ≤ 2 ms, throughput ≥ 90 % of direct.
  */
 import autocannon from 'autocannon';
 import type { Patient } from 'fhir/r4.js';
-import { median, writeResult, type Stack } from './lib.js';
+import { median, startCareway, writeResult, type Stack } from './lib.js';
 
 interface Sample {
   rps: number;
@@ -39,16 +40,25 @@ export async function runP5(stack: Stack, rounds: number, seconds: number): Prom
   const token = await stack.token('user/Patient.rs');
   const direct = `${stack.hapi}/Patient/${patient.id}`;
   const via = `${stack.careway}/fhir/Patient/${patient.id}`;
+  const unaudited = await startCareway(stack.hapi, stack.redis, { AUDIT_EVENTS: 'off' });
+  const viaOff = `${unaudited.careway}/fhir/Patient/${patient.id}`;
   const accept = { accept: 'application/fhir+json' };
   const auth = { ...accept, authorization: `Bearer ${token}` };
   await load(direct, accept, 3, connections);
   await load(via, auth, 3, connections);
+  await load(viaOff, auth, 3, connections);
   const d: Sample[] = [];
   const c: Sample[] = [];
-  for (let i = 0; i < rounds; i++) {
-    d.push(await load(direct, accept, seconds, connections));
-    c.push(await load(via, auth, seconds, connections));
-    process.stderr.write(`P5 round ${i + 1}/${rounds}\n`);
+  const o: Sample[] = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      d.push(await load(direct, accept, seconds, connections));
+      c.push(await load(via, auth, seconds, connections));
+      o.push(await load(viaOff, auth, seconds, connections));
+      process.stderr.write(`P5 round ${i + 1}/${rounds}\n`);
+    }
+  } finally {
+    await unaudited.service.stop();
   }
   const med = (xs: Sample[]) => ({
     rps: median(xs.map((x) => x.rps)),
@@ -57,7 +67,9 @@ export async function runP5(stack: Stack, rounds: number, seconds: number): Prom
   });
   const dm = med(d);
   const cm = med(c);
+  const om = med(o);
   const ratio = cm.rps / dm.rps;
+  const auditCost = cm.rps / om.rps;
   const addedP99 = cm.p99 - dm.p99;
   const file = writeResult('P5', {
     what: 'FHIR facade GET /fhir/Patient/{id}, 200 concurrent, auth on, vs direct to HAPI',
@@ -65,7 +77,13 @@ export async function runP5(stack: Stack, rounds: number, seconds: number): Prom
     secondsPerRound: seconds,
     direct: dm,
     careway: cm,
-    errors: { direct: d.reduce((a, x) => a + x.errors, 0), careway: c.reduce((a, x) => a + x.errors, 0) },
+    carewayAuditOff: om,
+    auditThroughputRatio: auditCost,
+    errors: {
+      direct: d.reduce((a, x) => a + x.errors, 0),
+      careway: c.reduce((a, x) => a + x.errors, 0),
+      carewayAuditOff: o.reduce((a, x) => a + x.errors, 0),
+    },
     throughputRatio: ratio,
     addedP99Ms: addedP99,
     targets: { throughputRatio: 0.9, addedP99Ms: 2 },
@@ -76,6 +94,8 @@ export async function runP5(stack: Stack, rounds: number, seconds: number): Prom
     '|------------------------|----------|---------|---------|',
     `| direct to HAPI         | ${dm.rps.toFixed(0).padStart(8)} | ${dm.p50.toFixed(1).padStart(7)} | ${dm.p99.toFixed(1).padStart(7)} |`,
     `| through Careway (auth) | ${cm.rps.toFixed(0).padStart(8)} | ${cm.p50.toFixed(1).padStart(7)} | ${cm.p99.toFixed(1).padStart(7)} |`,
+    `| Careway, audit off     | ${om.rps.toFixed(0).padStart(8)} | ${om.p50.toFixed(1).padStart(7)} | ${om.p99.toFixed(1).padStart(7)} |`,
+    `audit on/off throughput ${auditCost.toFixed(3)}, added p99 ${(cm.p99 - om.p99).toFixed(1)} ms (one AuditEvent enqueued per read)`,
     `throughput ratio ${ratio.toFixed(3)} (target >= 0.90), added p99 ${addedP99.toFixed(1)} ms (target <= 2 ms)`,
     `written to ${file}`,
   ];
