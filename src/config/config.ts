@@ -192,12 +192,18 @@ export interface Hl7Config {
   /** Inbound partitions: messages of one patient stay ordered, different patients are written in parallel. */
   readonly partitions: number;
   /** MLLP over TLS: PEM certificate and key, and a CA bundle when client certificates are required. */
-  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
+  readonly tls?: {
+    readonly cert: Buffer;
+    readonly key: Buffer;
+    readonly ca?: Buffer;
+  };
   /**
    * HL7_INTAKE_CHECK: `map` (default) maps each message before acknowledging it and answers AE with an ERR
    * segment when it cannot be written; `none` acknowledges on the durable enqueue alone (commit ACK only).
    */
   readonly intakeCheck: 'map' | 'none';
+  /** HL7_REQUIRE_DURABLE: refuse to start the MLLP listener on a Redis that does not persist (AOF off). */
+  readonly requireDurable: boolean;
 }
 
 export interface ReferralConfig {
@@ -571,7 +577,13 @@ function fhirAuthConfig(r: EnvReader): FhirAuthConfig {
       const scope = need('FHIR_SCOPE', 'the SMART system scopes to request, e.g. "system/*.rs"');
       const signing = clientKeyConfig(r);
       if (!clientId || !scope || !signing) return { mode: 'none' };
-      return { mode, ...(tokenUrl ? { tokenUrl } : {}), clientId, scope, ...signing };
+      return {
+        mode,
+        ...(tokenUrl ? { tokenUrl } : {}),
+        clientId,
+        scope,
+        ...signing,
+      };
     }
   }
 }
@@ -603,7 +615,10 @@ function timezoneConfig(r: EnvReader): Pick<Config, 'defaultTimezone' | 'hl7Time
   const defaultTimezone = r.zone('DEFAULT_TIMEZONE', 'UTC');
   const hl7Raw = r.str('HL7_TIMEZONE');
   if (hl7Raw === undefined)
-    return { defaultTimezone, hl7Timezones: { defaultZone: defaultTimezone, bySender: {} } };
+    return {
+      defaultTimezone,
+      hl7Timezones: { defaultZone: defaultTimezone, bySender: {} },
+    };
   let defaultZone = defaultTimezone;
   const bySender: Record<string, string> = {};
   for (const part of commaList(hl7Raw)) {
@@ -838,6 +853,7 @@ function hl7Config(r: EnvReader): Hl7Config {
     ...(tls ? { tls } : {}),
     ...(mappingsDir ? { mappingsDir } : {}),
     intakeCheck: intakeCheck === 'none' ? 'none' : 'map',
+    requireDurable: r.flag('HL7_REQUIRE_DURABLE', false),
   };
 }
 
@@ -846,7 +862,11 @@ export interface Hl7OutboundConfig {
   readonly host: string;
   readonly port: number;
   /** `mllps://`: MLLP over TLS; a CA bundle to trust instead of the system's, and a client certificate. */
-  readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+  readonly tls?: {
+    readonly ca?: Buffer;
+    readonly cert?: Buffer;
+    readonly key?: Buffer;
+  };
   /** How long to wait for the EHR's ACK before the connection is dropped and the message retried. */
   readonly ackTimeoutMs: number;
   readonly attempts: number;
@@ -890,7 +910,15 @@ function hl7OutboundConfig(r: EnvReader): Hl7OutboundConfig | undefined {
   return {
     host: url.hostname.replace(/^\[|\]$/g, ''),
     port,
-    ...(tls ? { tls: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } } : {}),
+    ...(tls
+      ? {
+          tls: {
+            ...(ca ? { ca } : {}),
+            ...(cert ? { cert } : {}),
+            ...(key ? { key } : {}),
+          },
+        }
+      : {}),
     ackTimeoutMs: r.positiveInt('HL7_OUTBOUND_ACK_TIMEOUT_MS', 30_000),
     attempts: r.positiveInt('HL7_OUTBOUND_ATTEMPTS', 12),
     backoffMs: r.positiveInt('HL7_OUTBOUND_BACKOFF_MS', 2000),
@@ -957,7 +985,11 @@ function webConfig(r: EnvReader): WebConfig {
   }
   const authorizeUrl = r.url('AUTH_AUTHORIZE_URL', ['http:', 'https:'], false);
   const tokenUrl = r.url('AUTH_TOKEN_URL', ['http:', 'https:'], false);
-  return { corsOrigins, ...(authorizeUrl ? { authorizeUrl } : {}), ...(tokenUrl ? { tokenUrl } : {}) };
+  return {
+    corsOrigins,
+    ...(authorizeUrl ? { authorizeUrl } : {}),
+    ...(tokenUrl ? { tokenUrl } : {}),
+  };
 }
 
 /** AUDIT_EVENTS [on] (off: no AuditEvents at all), AUDIT_FHIR_BASE_URL (a separate audit server), AUDIT_SITE. */

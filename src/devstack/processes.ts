@@ -51,7 +51,14 @@ function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
 }
 
 /** Starts `redis-server` from PATH with no persistence, on a free port. */
-export async function startRedis(options: { port?: number } = {}): Promise<LocalService> {
+/**
+ * A redis-server on 127.0.0.1. It persists with an append-only file (`appendfsync everysec`), as production must:
+ * an HL7 AA means "durably enqueued", which holds only if Redis keeps what it acknowledged across a restart.
+ * `persistent: false` gives a forgetful Redis, for tests of what Careway does when Redis loses its state.
+ */
+export async function startRedis(
+  options: { port?: number; persistent?: boolean } = {},
+): Promise<LocalService> {
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'careway-redis-'));
   const logFile = join(dir, 'redis.log');
@@ -65,7 +72,9 @@ export async function startRedis(options: { port?: number } = {}): Promise<Local
       '--save',
       '',
       '--appendonly',
-      'no',
+      options.persistent === false ? 'no' : 'yes',
+      '--appendfsync',
+      'everysec',
       '--dir',
       dir,
       '--logfile',

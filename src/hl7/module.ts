@@ -16,6 +16,7 @@ import type { AreaContext } from '../area-context.js';
 import type { JourneyService } from '../journey/service.js';
 import type { PartitionedQueue } from '../queues/partitioned.js';
 import { projectRoot } from '../shared/paths.js';
+import { redisPersistence } from '../queues/durability.js';
 import { Hl7Intake, type CheckResult, type InboundJob, type IntakeResult } from './intake.js';
 import { MllpServer } from './mllp/server.js';
 import { loadMappings, Mapper, MappingError } from './mapping/engine.js';
@@ -282,6 +283,19 @@ export async function hl7Module(
     },
     outboundMessages: (limit) => (outbound ? outboundLog(outbound, limit) : Promise.resolve([])),
     async start(): Promise<void> {
+      // An AA promises the message is kept: say so loudly when Redis would forget it on a restart, and refuse
+      // to listen at all with HL7_REQUIRE_DURABLE=true.
+      const persistence = await redisPersistence(ctx.redis.producer);
+      if (persistence !== 'aof') {
+        if (cfg.requireDurable)
+          throw new Error(
+            `HL7_REQUIRE_DURABLE: Redis persistence is "${persistence}"; enable appendonly (appendfsync everysec or always) before acknowledging HL7`,
+          );
+        ctx.log.warn(
+          { persistence },
+          'Redis has no append-only file: an acknowledged HL7 message can be lost if Redis restarts',
+        );
+      }
       port = await server.listen();
       ctx.log.info({ port }, 'MLLP listener ready');
     },

@@ -161,7 +161,7 @@ describe('when Redis restarts without persistence', () => {
   let h: Harness;
   let staff: string;
   beforeAll(async () => {
-    redis = await startRedis();
+    redis = await startRedis({ persistent: false });
     // No workers: the sweeps must not run against the shared FHIR server, and a lost release job is the point.
     h = await startHarness({
       REDIS_URL: redis.url,
@@ -180,7 +180,7 @@ describe('when Redis restarts without persistence', () => {
   const restartRedis = async (): Promise<void> => {
     const port = Number(new URL(redis.url).port);
     await redis.stop();
-    redis = await startRedis({ port });
+    redis = await startRedis({ port, persistent: false });
   };
   const post = (url: string, body: unknown) =>
     h.app.inject({
