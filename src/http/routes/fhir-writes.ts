@@ -123,6 +123,22 @@ async function existingInCompartment(
 const outside = (what: string): CarewayError =>
   new CarewayError('outside-compartment', `${what} is outside the token's patient compartment`);
 
+/** `PUT Type/id` on the FHIR server, handing what was written on, and the server's answer passed back. */
+async function putById(
+  app: FastifyInstance,
+  reply: FastifyReply,
+  body: Resource & { id: string },
+  headers: Record<string, string>,
+): Promise<FastifyReply> {
+  const type = body.resourceType;
+  const res = await app.fhir.request('PUT', `${type}/${body.id}`, body, { headers });
+  const w = writtenOf(res.headers.get('location') ?? res.headers.get('content-location'), res.body);
+  await handOn(app, [
+    { resourceType: type, id: body.id, ...(w?.version ? { version: w.version } : {}), resource: body },
+  ]);
+  return send(reply, app.fhir, res, res.body);
+}
+
 export default async function fhirWriteRoutes(app: FastifyInstance): Promise<void> {
   const capabilities = new CapabilityCache(app.fhir);
 
@@ -192,12 +208,7 @@ export default async function fhirWriteRoutes(app: FastifyInstance): Promise<voi
           'insufficient-scope',
           `${type}/${id} does not exist, and creating it needs ${type}.c`,
         );
-      const res = await app.fhir.request('PUT', `${type}/${id}`, body, { headers: passedHeaders(request) });
-      const w = writtenOf(res.headers.get('location') ?? res.headers.get('content-location'), res.body);
-      await handOn(app, [
-        { resourceType: type, id, ...(w?.version ? { version: w.version } : {}), resource: body },
-      ]);
-      return send(reply, app.fhir, res, res.body);
+      return putById(app, reply, { ...body, id }, passedHeaders(request));
     },
   );
 
@@ -299,17 +310,15 @@ export default async function fhirWriteRoutes(app: FastifyInstance): Promise<voi
         throw outside(`the patched ${type}`);
       delete patched.meta?.versionId;
       const ifMatch = request.headers['if-match'];
-      const res = await app.fhir.request('PUT', `${type}/${id}`, patched, {
-        headers: {
+      return putById(
+        app,
+        reply,
+        { ...patched, id },
+        {
           ...passedHeaders(request),
           'if-match': typeof ifMatch === 'string' ? ifMatch : `W/"${current.meta?.versionId ?? ''}"`,
         },
-      });
-      const w = writtenOf(res.headers.get('location') ?? res.headers.get('content-location'), res.body);
-      await handOn(app, [
-        { resourceType: type, id, ...(w?.version ? { version: w.version } : {}), resource: patched },
-      ]);
-      return send(reply, app.fhir, res, res.body);
+      );
     },
   );
 
