@@ -12,6 +12,7 @@ import errors from './http/plugins/errors.js';
 import docs from './http/plugins/docs.js';
 import infrastructure from './http/plugins/infrastructure.js';
 import auth from './http/plugins/auth.js';
+import rateLimits from './http/plugins/rate-limits.js';
 import metrics from './http/plugins/metrics.js';
 import profiles from './http/plugins/profiles.js';
 import requestLog from './http/plugins/request-log.js';
@@ -77,6 +78,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(requestLog);
   // CORS before auth: a browser's preflight carries no token.
   await app.register(web);
+  await app.register(rateLimits);
   await app.register(auth, deps.verifier ? { verifier: deps.verifier } : {});
   await app.register(metrics);
   // Every FHIR body is checked against the FHIR R4 schema before a route's domain code reads it.

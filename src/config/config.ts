@@ -31,6 +31,21 @@ export interface AuthConfig {
   readonly publicKey?: string;
   readonly issuer: string;
   readonly audience: string;
+  /**
+   * AUTH_CACHE_SECONDS: the longest a verified token stays in the verifier's cache (never past its `exp`);
+   * 0 verifies every request.
+   */
+  readonly cacheSeconds: number;
+}
+
+/** Rate limits per minute (RATE_LIMIT_*), counted in Redis so every instance shares them; 0 turns one off. */
+export interface RateLimitConfig {
+  /** Failed bearer authentications per client address. */
+  readonly authFailures: number;
+  /** Inbound replies (`POST /engagement/replies`) per client address. */
+  readonly replies: number;
+  /** `$hold` and `$book` calls per token subject (against slot hoarding). */
+  readonly bookings: number;
 }
 
 /**
@@ -79,6 +94,7 @@ export interface Config {
   readonly fhirBaseUrl: URL;
   readonly redisUrl: URL;
   readonly auth: AuthConfig;
+  readonly rateLimits: RateLimitConfig;
   /** Credentials Careway presents to the FHIR server (FHIR_AUTH and friends). */
   readonly fhirAuth: FhirAuthConfig;
   /** mTLS and trust for the FHIR server (FHIR_TLS_CERT/KEY/CA); unset: the platform's defaults. */
@@ -192,11 +208,7 @@ export interface Hl7Config {
   /** Inbound partitions: messages of one patient stay ordered, different patients are written in parallel. */
   readonly partitions: number;
   /** MLLP over TLS: PEM certificate and key, and a CA bundle when client certificates are required. */
-  readonly tls?: {
-    readonly cert: Buffer;
-    readonly key: Buffer;
-    readonly ca?: Buffer;
-  };
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
   /**
    * HL7_INTAKE_CHECK: `map` (default) maps each message before acknowledging it and answers AE with an ERR
    * segment when it cannot be written; `none` acknowledges on the durable enqueue alone (commit ACK only).
@@ -425,6 +437,27 @@ function authConfig(r: EnvReader): AuthConfig {
     ...(publicKey ? { publicKey } : {}),
     issuer: issuer ?? '',
     audience: audience ?? '',
+    cacheSeconds: nonNegativeInt(r, 'AUTH_CACHE_SECONDS', 60),
+  };
+}
+
+function nonNegativeInt(r: EnvReader, key: string, fallback: number): number {
+  const raw = r.str(key);
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) {
+    r.problem(`${key}: must be a whole number, 0 or more (got "${raw.slice(0, 40)}")`);
+    return fallback;
+  }
+  return n;
+}
+
+/** RATE_LIMIT_AUTH_FAILURES [20], RATE_LIMIT_REPLIES [120], RATE_LIMIT_BOOKINGS [30], each per minute. */
+function rateLimitConfig(r: EnvReader): RateLimitConfig {
+  return {
+    authFailures: nonNegativeInt(r, 'RATE_LIMIT_AUTH_FAILURES', 20),
+    replies: nonNegativeInt(r, 'RATE_LIMIT_REPLIES', 120),
+    bookings: nonNegativeInt(r, 'RATE_LIMIT_BOOKINGS', 30),
   };
 }
 
@@ -577,13 +610,7 @@ function fhirAuthConfig(r: EnvReader): FhirAuthConfig {
       const scope = need('FHIR_SCOPE', 'the SMART system scopes to request, e.g. "system/*.rs"');
       const signing = clientKeyConfig(r);
       if (!clientId || !scope || !signing) return { mode: 'none' };
-      return {
-        mode,
-        ...(tokenUrl ? { tokenUrl } : {}),
-        clientId,
-        scope,
-        ...signing,
-      };
+      return { mode, ...(tokenUrl ? { tokenUrl } : {}), clientId, scope, ...signing };
     }
   }
 }
@@ -615,10 +642,7 @@ function timezoneConfig(r: EnvReader): Pick<Config, 'defaultTimezone' | 'hl7Time
   const defaultTimezone = r.zone('DEFAULT_TIMEZONE', 'UTC');
   const hl7Raw = r.str('HL7_TIMEZONE');
   if (hl7Raw === undefined)
-    return {
-      defaultTimezone,
-      hl7Timezones: { defaultZone: defaultTimezone, bySender: {} },
-    };
+    return { defaultTimezone, hl7Timezones: { defaultZone: defaultTimezone, bySender: {} } };
   let defaultZone = defaultTimezone;
   const bySender: Record<string, string> = {};
   for (const part of commaList(hl7Raw)) {
@@ -862,11 +886,7 @@ export interface Hl7OutboundConfig {
   readonly host: string;
   readonly port: number;
   /** `mllps://`: MLLP over TLS; a CA bundle to trust instead of the system's, and a client certificate. */
-  readonly tls?: {
-    readonly ca?: Buffer;
-    readonly cert?: Buffer;
-    readonly key?: Buffer;
-  };
+  readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
   /** How long to wait for the EHR's ACK before the connection is dropped and the message retried. */
   readonly ackTimeoutMs: number;
   readonly attempts: number;
@@ -910,15 +930,7 @@ function hl7OutboundConfig(r: EnvReader): Hl7OutboundConfig | undefined {
   return {
     host: url.hostname.replace(/^\[|\]$/g, ''),
     port,
-    ...(tls
-      ? {
-          tls: {
-            ...(ca ? { ca } : {}),
-            ...(cert ? { cert } : {}),
-            ...(key ? { key } : {}),
-          },
-        }
-      : {}),
+    ...(tls ? { tls: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } } : {}),
     ackTimeoutMs: r.positiveInt('HL7_OUTBOUND_ACK_TIMEOUT_MS', 30_000),
     attempts: r.positiveInt('HL7_OUTBOUND_ATTEMPTS', 12),
     backoffMs: r.positiveInt('HL7_OUTBOUND_BACKOFF_MS', 2000),
@@ -985,11 +997,7 @@ function webConfig(r: EnvReader): WebConfig {
   }
   const authorizeUrl = r.url('AUTH_AUTHORIZE_URL', ['http:', 'https:'], false);
   const tokenUrl = r.url('AUTH_TOKEN_URL', ['http:', 'https:'], false);
-  return {
-    corsOrigins,
-    ...(authorizeUrl ? { authorizeUrl } : {}),
-    ...(tokenUrl ? { tokenUrl } : {}),
-  };
+  return { corsOrigins, ...(authorizeUrl ? { authorizeUrl } : {}), ...(tokenUrl ? { tokenUrl } : {}) };
 }
 
 /** AUDIT_EVENTS [on] (off: no AuditEvents at all), AUDIT_FHIR_BASE_URL (a separate audit server), AUDIT_SITE. */
@@ -1011,6 +1019,7 @@ export function loadConfig(env: Env): Config {
   const r = new EnvReader(env);
   const connections = connectionConfig(r);
   const auth = authConfig(r);
+  const rateLimits = rateLimitConfig(r);
   const fhirAuth = fhirAuthConfig(r);
   const fhirTls = fhirTlsConfig(r);
   const zones = timezoneConfig(r);
@@ -1032,6 +1041,7 @@ export function loadConfig(env: Env): Config {
     ...proc,
     ...connections,
     auth,
+    rateLimits,
     fhirAuth,
     ...(fhirTls ? { fhirTls } : {}),
     ...zones,

@@ -409,10 +409,15 @@ export class JourneyService {
     return allergyAlerts(all);
   }
 
-  /** The timeline with pain points and alerts. */
-  async timeline(id: string): Promise<Timeline> {
+  /**
+   * The timeline with pain points and alerts, computed only from the linked resources whose type `readable`
+   * lets the caller see (a caller without AllergyIntolerance read gets no allergy alerts, one without CarePlan
+   * read no care-plan touchpoints or overdue activities).
+   */
+  async timeline(id: string, readable: (resourceType: string) => boolean = () => true): Promise<Timeline> {
     const { episode, state, linked } = await this.journeyBundle(id);
-    return buildTimeline(episode, state, linked, this.clock(), this.targets);
+    const visible = linked.filter((r) => readable(r.resourceType));
+    return buildTimeline(episode, state, visible, this.clock(), this.targets);
   }
 
   /** An event moves the journey to the stage `stageOf` names (nothing when it names none), `reason` recorded. */

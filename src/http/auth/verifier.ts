@@ -81,16 +81,19 @@ export function createVerifier(auth: AuthConfig): TokenVerifier {
     throw new Error('no token verification key configured');
   }
 
-  // Verified tokens are cached until they expire: signature verification (ES256/RS256) is the costliest
-  // step of a facade read, and clients reuse one token for many requests. Keyed by the exact token string,
-  // so a cached entry can only ever be hit by the same signed bytes.
-  const cache = new Map<string, { principal: Principal; exp: number }>();
+  // Verified tokens are cached: signature verification (ES256/RS256) is the costliest step of a facade read,
+  // and clients reuse one token for many requests. Keyed by the exact token string, so a cached entry can only
+  // ever be hit by the same signed bytes. An entry lives until min(exp, verified + AUTH_CACHE_SECONDS): a
+  // key rotated out of the JWKS stops being trusted within that bound. (Revocation by `jti` is checked on
+  // every request, cache hit or not, by the auth plugin.)
+  const cache = new Map<string, { principal: Principal; until: number }>();
   const MAX_CACHED = 10_000;
+  const cacheSeconds = auth.cacheSeconds;
 
   return async (token: string): Promise<Principal> => {
     const hit = cache.get(token);
     if (hit) {
-      if (hit.exp > Date.now() / 1000) return hit.principal;
+      if (hit.until > Date.now() / 1000) return hit.principal;
       cache.delete(token);
     }
     const principal = await verifyUncached(token);
@@ -150,11 +153,13 @@ export function createVerifier(auth: AuthConfig): TokenVerifier {
       ...(typeof payload.jti === 'string' ? { tokenId: payload.jti } : {}),
       ...(grantsAdmin(scopeItems) ? { admin: true as const } : {}),
     };
-    if (cache.size >= MAX_CACHED) {
-      const oldest = cache.keys().next();
-      if (!oldest.done) cache.delete(oldest.value);
+    if (cacheSeconds > 0) {
+      if (cache.size >= MAX_CACHED) {
+        const oldest = cache.keys().next();
+        if (!oldest.done) cache.delete(oldest.value);
+      }
+      cache.set(token, { principal, until: Math.min(payload.exp ?? 0, Date.now() / 1000 + cacheSeconds) });
     }
-    cache.set(token, { principal, exp: payload.exp ?? 0 });
     return principal;
   }
 }

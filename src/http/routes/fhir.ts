@@ -77,6 +77,45 @@ function confineSearch(params: URLSearchParams, type: string, patient: string): 
   params.append(confine[0], confine[1]);
 }
 
+/**
+ * The types a search parameter reaches beyond the searched type: each reverse chain's type
+ * (`_has:Observation:subject:code`), and each chained reference's target (`subject:Patient.name`). A chain
+ * that names no target (`subject.name`) may reach any type, so it counts as `*`.
+ */
+export function reachedTypes(key: string): string[] {
+  const out: string[] = [];
+  let rest = key;
+  while (rest.startsWith('_has:')) {
+    const m = /^_has:([^:]*):[^:]*:(.*)$/.exec(rest);
+    if (!m?.[1]) return ['*'];
+    out.push(m[1]);
+    rest = m[2] ?? '';
+  }
+  const links = rest.split('.');
+  for (const link of links.slice(0, -1)) out.push(/:([A-Z][A-Za-z]+)$/.exec(link)?.[1] ?? '*');
+  return out;
+}
+
+/**
+ * Per-type scopes hold inside a search's criteria too: a chained or reverse-chained parameter answers a
+ * question about the type it reaches (which Encounters belong to a patient named X, which Patients have an
+ * Observation coded Y), so the caller needs `s` on that type (a `*` scope for an untyped chain).
+ */
+function checkReachedTypes(params: URLSearchParams, principal: Principal): void {
+  for (const key of new Set(params.keys())) {
+    for (const type of reachedTypes(key)) {
+      const d = decide(principal.scopes, type, 's');
+      if (!d.allowed) {
+        throw forbidden(
+          type === '*'
+            ? `search parameter "${key.slice(0, 100)}" chains to an unnamed type: name it (e.g. subject:Patient.name) or hold a */.s scope`
+            : `search parameter "${key.slice(0, 100)}" reaches ${type}: ${d.reason}`,
+        );
+      }
+    }
+  }
+}
+
 /** Signs paging links: an HMAC over the search id and the caller, so only that caller can page on. */
 function pagingSigner(key: Buffer): (searchId: string, principal: Principal) => string {
   return (searchId, principal) =>
@@ -209,6 +248,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       const principal = principalOf(request);
       const { confined } = access(principal, type, 's');
       const params = queryOf(request);
+      checkReachedTypes(params, principal);
       if (confined && principal.patient) confineSearch(params, type, principal.patient);
       const query = params.toString();
       const res = await app.fhir.request<Bundle>('GET', query ? `${type}?${query}` : type, undefined, {

@@ -187,9 +187,9 @@ function visibleBundle(bundle: Bundle, principal: Principal, base: string): Bund
   let dropped = 0;
   const entry = (bundle.entry ?? []).filter((e) => {
     const type = e.resource?.resourceType;
-    // Alert Flags are computed from resources the caller already sees.
-    if (!type || type === 'Flag') return true;
-    const ok = decide(principal.scopes, type, 'r').allowed;
+    if (!type) return true;
+    // Alert Flags are computed from the patient's AllergyIntolerances: shown only to a caller who reads those.
+    const ok = decide(principal.scopes, type === 'Flag' ? 'AllergyIntolerance' : type, 'r').allowed;
     if (!ok) dropped++;
     return ok;
   });
@@ -362,8 +362,13 @@ export default async function journeyRoutes(app: FastifyInstance): Promise<void>
       ),
     },
     async (request) => {
-      const { confinedTo } = access(principalOf(request), 'r');
-      const timeline = await app.journeys.timeline(idOf(request));
+      const principal = principalOf(request);
+      const { confinedTo } = access(principal, 'r');
+      // Built only from the linked resources of types the caller may read (per-type scopes hold here too).
+      const timeline = await app.journeys.timeline(
+        idOf(request),
+        (type) => decide(principal.scopes, type, 'r').allowed,
+      );
       assertVisible(confinedTo, timeline.patient);
       return timeline;
     },

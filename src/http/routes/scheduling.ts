@@ -24,6 +24,7 @@ import type { FindInput } from '../../scheduling/availability.js';
 import type { BookInput, HoldResult } from '../../scheduling/booking.js';
 import { principalOf } from '../plugins/auth.js';
 import { actorOf, confinedPatient } from '../auth/access.js';
+import { decide } from '../auth/scopes.js';
 import { FHIR_JSON } from '../plugins/errors.js';
 
 const op = (name: string, resourceType: string, documentation: string): CarewayOperation => ({
@@ -392,8 +393,12 @@ export default async function schedulingRoutes(app: FastifyInstance): Promise<vo
     '/fhir/Appointment/$find',
     { schema: schema('Find appointment slots ranked for a patient (scope: Slot.s)', 'find') },
     async (request, reply) => {
-      const confinedTo = confinedPatient(principalOf(request), 'Slot', 's');
+      const principal = principalOf(request);
+      const confinedTo = confinedPatient(principal, 'Slot', 's');
       const bundle = await app.scheduling.find(readFindInput(request.body, confinedTo));
+      // Allergy alerts (Flags) are AllergyIntolerance content: only for a caller who may read those.
+      if (!decide(principal.scopes, 'AllergyIntolerance', 'r').allowed)
+        bundle.entry = (bundle.entry ?? []).filter((e) => e.resource?.resourceType !== 'Flag');
       return send(reply, 200, bundle);
     },
   );
