@@ -6,7 +6,8 @@
  * Many jobs are in flight per process (the registry's concurrency) and wait together for one batch Bundle of
  * `PUT AuditEvent/{id}` entries: up to `maxBatch` events, or what arrived within `lingerMs`. A PUT with the
  * event's own id makes a retried batch store each event once. An entry the server refused fails that job alone
- * (it retries, then goes to `audit-events-dead` with ids only).
+ * (it retries, then goes to `audit-events-dead` with ids only). One batch is in flight per process at a time, so
+ * audit writes never crowd the reads out of the FHIR connection pool; a backlog waits durably in the queue.
  */
 import type { Queue, Worker } from 'bullmq';
 import type { AuditEvent, Bundle } from 'fhir/r4.js';
@@ -41,6 +42,8 @@ interface Pending {
 class AuditBatch {
   private pending: Pending[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** One batch in flight per process: audit writes take one FHIR connection, never the reads' pool. */
+  private inFlight = false;
 
   constructor(
     private readonly fhir: FhirPort,
@@ -59,6 +62,8 @@ class AuditBatch {
   private flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
+    // The next batch goes when this one is answered (below): what arrives meanwhile waits in the batch.
+    if (this.inFlight) return;
     const batch = this.pending.splice(0, this.maxBatch);
     if (this.pending.length > 0) this.timer = setTimeout(() => this.flush(), this.lingerMs);
     if (batch.length === 0) return;
@@ -71,20 +76,27 @@ class AuditBatch {
       })),
     };
     // PUTs by id: the batch is safe to retry as a whole.
-    this.fhir.batch(bundle, { idempotent: true }).then(
-      (res) =>
-        batch.forEach((p, i) => {
-          const status = res.entry?.[i]?.response?.status ?? '';
-          if (/^2/.test(status)) p.resolve();
-          else
-            p.reject(
-              new Error(
-                `the audit server refused AuditEvent ${p.event.id} (${status.slice(0, 40) || 'no status'})`,
-              ),
-            );
-        }),
-      (e: unknown) => batch.forEach((p) => p.reject(e instanceof Error ? e : new Error(String(e)))),
-    );
+    this.inFlight = true;
+    this.fhir
+      .batch(bundle, { idempotent: true })
+      .finally(() => {
+        this.inFlight = false;
+        if (this.pending.length > 0) this.timer ??= setTimeout(() => this.flush(), 0);
+      })
+      .then(
+        (res) =>
+          batch.forEach((p, i) => {
+            const status = res.entry?.[i]?.response?.status ?? '';
+            if (/^2/.test(status)) p.resolve();
+            else
+              p.reject(
+                new Error(
+                  `the audit server refused AuditEvent ${p.event.id} (${status.slice(0, 40) || 'no status'})`,
+                ),
+              );
+          }),
+        (e: unknown) => batch.forEach((p) => p.reject(e instanceof Error ? e : new Error(String(e)))),
+      );
   }
 }
 
