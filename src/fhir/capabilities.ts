@@ -13,6 +13,8 @@ export interface ServerCapability {
 
 export class CapabilityCache {
   private cached: (ServerCapability & { at: number }) | undefined;
+  /** The read in progress: concurrent callers share it (a cold start under load asks the server once). */
+  private reading: Promise<ServerCapability & { at: number }> | undefined;
 
   constructor(
     private readonly fhir: FhirPort,
@@ -21,12 +23,18 @@ export class CapabilityCache {
 
   /** The server's statement, read again once it is older than the TTL. */
   async get(): Promise<ServerCapability> {
-    if (!this.cached || Date.now() - this.cached.at > this.ttlMs) {
-      const server = await this.fhir.capabilities();
-      const types = new Set((server.rest ?? []).flatMap((r) => (r.resource ?? []).map((x) => x.type)));
-      this.cached = { at: Date.now(), server, types };
-    }
-    return this.cached;
+    if (this.cached && Date.now() - this.cached.at <= this.ttlMs) return this.cached;
+    this.reading ??= this.fhir
+      .capabilities()
+      .then((server) => {
+        const types = new Set((server.rest ?? []).flatMap((r) => (r.resource ?? []).map((x) => x.type)));
+        this.cached = { at: Date.now(), server, types };
+        return this.cached;
+      })
+      .finally(() => {
+        this.reading = undefined;
+      });
+    return this.reading;
   }
 
   async serves(type: string): Promise<boolean> {
