@@ -10,10 +10,6 @@
  * `source[target]`. A site adds or overrides maps with a directory of its own (later directories win), with no
  * code change. Rules apply in order: a later rule with a value overwrites a scalar, `[]` appends.
  */
-import { readdir, readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import { Ajv } from 'ajv';
-import { parse as parseYaml } from 'yaml';
 import { hl7ToFhirDateTime } from '../datetime.js';
 import { unescapeHl7 } from '../escape.js';
 import type { Delimiters } from '../delimiters.js';
@@ -22,6 +18,7 @@ import { isJourneyEvent, type JourneyEvent } from '../../journey/rules.js';
 import { JOURNEY_STAGES, type JourneyStage } from '../../journey/stages.js';
 import { cloneJson, parsePath, setPath, type Cursor } from './paths.js';
 import { loadAuthorities, resolveAuthority, type AuthorityRegistry } from './authorities.js';
+import { loadTiers } from './tiers.js';
 
 /**
  * Where an assigning authority sits in a datatype, by component (`4.1` = component 4, subcomponent 1):
@@ -187,49 +184,15 @@ export interface Mappings {
   readonly authorities: AuthorityRegistry;
 }
 
-const TIERS = { vocab: 'vocab', datatypes: 'datatype', segments: 'segment', messages: 'message' } as const;
-
 /** Loads and validates every map under the given roots; later roots override earlier ones by name. */
 export async function loadMappings(roots: readonly string[], schemaPath: string): Promise<Mappings> {
-  const ajv = new Ajv({ allErrors: true, strict: false });
-  const validate = ajv.compile(JSON.parse(await readFile(schemaPath, 'utf8')) as object);
-  const out = {
-    vocab: new Map<string, VocabMap>(),
-    datatypes: new Map<string, DatatypeMap>(),
-    segments: new Map<string, SegmentMap>(),
-    messages: new Map<string, MessageMap>(),
-  };
   const problems: string[] = [];
-  for (const root of roots) {
-    for (const [dir, kind] of Object.entries(TIERS) as [keyof typeof TIERS, MapFile['kind']][]) {
-      let files: string[];
-      try {
-        files = (await readdir(join(root, dir))).filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'));
-      } catch {
-        continue;
-      }
-      for (const f of files.sort()) {
-        const where = `${join(root, dir, f)}`;
-        let doc: unknown;
-        try {
-          doc = parseYaml(await readFile(join(root, dir, f), 'utf8'));
-        } catch (e) {
-          problems.push(`${where}: not valid YAML (${e instanceof Error ? e.message.split('\n')[0] : ''})`);
-          continue;
-        }
-        if (!validate(doc)) {
-          problems.push(`${where}: ${ajv.errorsText(validate.errors, { separator: '; ' })}`);
-          continue;
-        }
-        const m = doc as MapFile;
-        const name = `${m.source}[${m.target}]`;
-        if (m.kind !== kind) problems.push(`${where}: a ${m.kind} map does not belong in ${dir}/`);
-        else if (basename(f).replace(/\.ya?ml$/, '') !== name)
-          problems.push(`${where}: the file must be named ${name}.yaml`);
-        else (out[dir] as Map<string, MapFile>).set(name, m);
-      }
-    }
-  }
+  const out = (await loadTiers<MapFile>(roots, schemaPath, (m) => `${m.source}[${m.target}]`, problems)) as {
+    vocab: Map<string, VocabMap>;
+    datatypes: Map<string, DatatypeMap>;
+    segments: Map<string, SegmentMap>;
+    messages: Map<string, MessageMap>;
+  };
   const authorities = await loadAuthorities(roots, problems);
   // Every reference between maps must resolve.
   const check = (owner: string, rules: readonly Rule[]): void => {

@@ -18,13 +18,10 @@
  * has that value), alternatives with `|` (the first with a value wins). In `each` segments the element is `item`
  * and its 1-based position `index`.
  */
-import { readdir, readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import { Ajv } from 'ajv';
-import { parse as parseYaml } from 'yaml';
 import { escapeHl7 } from '../escape.js';
 import { DEFAULT_DELIMITERS, type Delimiters } from '../delimiters.js';
 import type { AuthorityRegistry } from '../mapping/authorities.js';
+import { loadTiers } from '../mapping/tiers.js';
 
 /** The changes Careway reports to the EHR. */
 export type AppointmentChangeKind = 'booked' | 'rescheduled' | 'cancelled' | 'noshow';
@@ -92,8 +89,6 @@ export class OutboundMapError extends Error {
 /** Primitives written by code; anything else names a datatype map. */
 const PRIMITIVES = new Set(['ST', 'ID', 'IS', 'NM', 'SI', 'DT', 'DTM', 'TS', 'HD']);
 
-const TIERS = { vocab: 'vocab', datatypes: 'datatype', segments: 'segment', messages: 'message' } as const;
-
 const nameOf = (m: OutMapFile): string => {
   switch (m.kind) {
     case 'vocab':
@@ -109,44 +104,13 @@ const nameOf = (m: OutMapFile): string => {
 
 /** Loads the outbound maps from each root's `messages/ segments/ datatypes/ vocab/`, later roots winning. */
 export async function loadOutboundMaps(roots: readonly string[], schemaPath: string): Promise<OutboundMaps> {
-  const ajv = new Ajv({ allErrors: true, strict: false });
-  const validate = ajv.compile(JSON.parse(await readFile(schemaPath, 'utf8')) as object);
-  const out = {
-    vocab: new Map<string, OutVocabMap>(),
-    datatypes: new Map<string, OutDatatypeMap>(),
-    segments: new Map<string, OutSegmentMap>(),
-    messages: new Map<string, OutMessageMap>(),
-  };
   const problems: string[] = [];
-  for (const root of roots) {
-    for (const [dir, kind] of Object.entries(TIERS) as [keyof typeof TIERS, OutMapFile['kind']][]) {
-      let files: string[];
-      try {
-        files = (await readdir(join(root, dir))).filter((f) => /\.ya?ml$/.test(f));
-      } catch {
-        continue;
-      }
-      for (const f of files.sort()) {
-        const where = join(root, dir, f);
-        let doc: unknown;
-        try {
-          doc = parseYaml(await readFile(where, 'utf8'));
-        } catch (e) {
-          problems.push(`${where}: not valid YAML (${e instanceof Error ? e.message.split('\n')[0] : ''})`);
-          continue;
-        }
-        if (!validate(doc)) {
-          problems.push(`${where}: ${ajv.errorsText(validate.errors, { separator: '; ' })}`);
-          continue;
-        }
-        const m = doc as OutMapFile;
-        if (m.kind !== kind) problems.push(`${where}: a ${m.kind} map does not belong in ${dir}/`);
-        else if (basename(f).replace(/\.ya?ml$/, '') !== nameOf(m))
-          problems.push(`${where}: the file must be named ${nameOf(m)}.yaml`);
-        else (out[dir] as Map<string, OutMapFile>).set(nameOf(m), m);
-      }
-    }
-  }
+  const out = (await loadTiers<OutMapFile>(roots, schemaPath, nameOf, problems)) as {
+    vocab: Map<string, OutVocabMap>;
+    datatypes: Map<string, OutDatatypeMap>;
+    segments: Map<string, OutSegmentMap>;
+    messages: Map<string, OutMessageMap>;
+  };
   const check = (owner: string, rules: readonly OutRule[]): void => {
     for (const r of rules) {
       if (r.vocab && !out.vocab.has(r.vocab)) problems.push(`${owner}: unknown vocab ${r.vocab}`);
