@@ -28,6 +28,7 @@ import audit from './http/plugins/audit.js';
 import engagementRoutes from './http/routes/engagement.js';
 import schedulingRoutes, { SCHEDULING_OPERATIONS } from './http/routes/scheduling.js';
 import hl7Routes from './http/routes/hl7.js';
+import appRoutes from './http/routes/app.js';
 import referralRoutes, { REFERRAL_OPERATIONS } from './http/routes/referrals.js';
 import type { TokenVerifier } from './http/auth/verifier.js';
 import { VERSION } from './shared/version.js';
@@ -102,5 +103,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(hl7Routes);
   await app.register(schedulingRoutes);
   await app.register(engagementRoutes);
+  // The care-team web app (static, public files; its data comes from the routes above with a bearer token).
+  await app.register(appRoutes);
   return app;
 }

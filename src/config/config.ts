@@ -5,7 +5,14 @@
  * round instead of one error per restart. Values are parsed into typed form here; nothing else reads
  * `process.env`.
  */
-import { createHash, createPrivateKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  X509Certificate,
+  type JsonWebKey,
+  type KeyObject,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseWeights, type Weights } from '../scheduling/ranking.js';
 import { isJourneyStage, type JourneyStage } from '../journey/stages.js';
@@ -134,6 +141,25 @@ export interface Config {
    */
   readonly httpBodyLimit: number;
   readonly audit: AuditConfig;
+  /** The care-team web app at /app (APP_CLIENT_ID, APP_SCOPE, DEMO_SIGN_IN, DEMO_SIGNING_KEY_FILE). */
+  readonly app: AppConfig;
+}
+
+/**
+ * The care-team web app. `clientId` and `scope` are what the app asks the authorization server for in a SMART
+ * App Launch (authorization code + PKCE). `demo` is set only when DEMO_SIGN_IN=true: the demo's "Demo sign-in"
+ * mints short-lived staff tokens with this key, which must be the one Careway's own verifier trusts.
+ */
+export interface AppConfig {
+  readonly clientId?: string;
+  readonly scope: string;
+  readonly demo?: {
+    readonly privateKey: KeyObject;
+    /** The key id put in the token header (dev-key.json's `kid`), when the key file names one. */
+    readonly kid?: string;
+    /** Token lifetime in seconds. */
+    readonly ttlSeconds: number;
+  };
 }
 
 /** The audit trail (src/audit): AUDIT_EVENTS, AUDIT_FHIR_BASE_URL, AUDIT_SITE. */
@@ -1012,6 +1038,76 @@ function auditConfig(r: EnvReader): AuditConfig {
   };
 }
 
+/** The scopes the care-team app asks for by default: staff (user/) reads and the writes its actions need. */
+export const DEFAULT_APP_SCOPE =
+  'openid fhirUser user/*.rs user/EpisodeOfCare.u user/Appointment.cu user/Task.u user/Communication.c user/MessageHeader.cr';
+
+/**
+ * APP_CLIENT_ID and APP_SCOPE (SMART launch of the care-team app); DEMO_SIGN_IN=true with DEMO_SIGNING_KEY_FILE
+ * (a PKCS#8 PEM private key, or the demo's `.careway/dev-key.json`) turns the demo sign-in on. The key must
+ * match AUTH_PUBLIC_KEY when that is set: a demo sign-in whose tokens Careway then refuses is a setup error
+ * better reported at start.
+ */
+function appConfig(r: EnvReader, auth: AuthConfig): AppConfig {
+  const clientId = r.str('APP_CLIENT_ID');
+  if (clientId !== undefined && !/^[\x21-\x7e]{1,200}$/.test(clientId))
+    r.problem('APP_CLIENT_ID: printable ASCII without spaces, at most 200 characters');
+  const scope = r.str('APP_SCOPE') ?? DEFAULT_APP_SCOPE;
+  if (!r.flag('DEMO_SIGN_IN', false)) {
+    if (r.str('DEMO_SIGNING_KEY_FILE')) r.problem('DEMO_SIGNING_KEY_FILE: only used with DEMO_SIGN_IN=true');
+    return { ...(clientId ? { clientId } : {}), scope };
+  }
+  const file = r.str('DEMO_SIGNING_KEY_FILE');
+  if (!file) {
+    r.problem(
+      'DEMO_SIGNING_KEY_FILE: is required with DEMO_SIGN_IN=true (the demo dev key that signs tokens)',
+    );
+    return { ...(clientId ? { clientId } : {}), scope };
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    r.problem(`DEMO_SIGNING_KEY_FILE: cannot read "${file}"`);
+    return { ...(clientId ? { clientId } : {}), scope };
+  }
+  let privateKey: KeyObject | undefined;
+  let kid: string | undefined;
+  try {
+    if (text.trim().startsWith('{')) {
+      const record = JSON.parse(text) as { privatePem?: unknown; kid?: unknown };
+      if (typeof record.privatePem !== 'string') throw new Error('no privatePem');
+      privateKey = createPrivateKey(record.privatePem);
+      if (typeof record.kid === 'string') kid = record.kid;
+    } else privateKey = createPrivateKey(text);
+  } catch {
+    r.problem(`DEMO_SIGNING_KEY_FILE: "${file}" holds no private key (PKCS#8 PEM, or dev-key.json)`);
+  }
+  if (privateKey && !['ec', 'rsa', 'ed25519'].includes(privateKey.asymmetricKeyType ?? '')) {
+    r.problem('DEMO_SIGNING_KEY_FILE: the key must be EC (P-256/384/521), RSA or Ed25519');
+    privateKey = undefined;
+  }
+  if (privateKey && auth.publicKey && !auth.publicKey.trim().startsWith('{')) {
+    const derived = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
+    let trusted: Buffer | undefined;
+    try {
+      trusted = createPublicKey(auth.publicKey).export({ type: 'spki', format: 'der' });
+    } catch {
+      trusted = undefined; // AUTH_PUBLIC_KEY's own problem is reported where it is read.
+    }
+    if (trusted && !derived.equals(trusted))
+      r.problem(
+        'DEMO_SIGNING_KEY_FILE: its key does not match AUTH_PUBLIC_KEY, so Careway would refuse its tokens',
+      );
+  }
+  const ttlSeconds = Math.min(3600, r.positiveInt('DEMO_TOKEN_TTL_SECONDS', 900));
+  return {
+    ...(clientId ? { clientId } : {}),
+    scope,
+    ...(privateKey ? { demo: { privateKey, ...(kid ? { kid } : {}), ttlSeconds } } : {}),
+  };
+}
+
 /**
  * Loads and validates configuration. Throws `ConfigError` listing every bad key, area by area.
  */
@@ -1036,6 +1132,7 @@ export function loadConfig(env: Env): Config {
   const web = webConfig(r);
   const httpBodyLimit = r.positiveInt('HTTP_BODY_LIMIT', 1024 * 1024);
   const audit = auditConfig(r);
+  const app = appConfig(r, auth);
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return {
     ...proc,
@@ -1059,5 +1156,6 @@ export function loadConfig(env: Env): Config {
     web,
     httpBodyLimit,
     audit,
+    app,
   };
 }

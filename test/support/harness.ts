@@ -83,8 +83,12 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(extraEnv: Record<string, string> = {}): Promise<Harness> {
-  const keys = makeKeys();
+export async function startHarness(
+  extraEnv: Record<string, string> = {},
+  options: { keys?: Keys } = {},
+): Promise<Harness> {
+  // A test that signs tokens itself outside the harness (e.g. the app's demo sign-in) passes its own keys.
+  const keys = options.keys ?? makeKeys();
   const config = loadConfig(testEnv(keys, extraEnv));
   const rawLogs: string[] = [];
   const logs: Record<string, unknown>[] = [];
