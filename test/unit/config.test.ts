@@ -1,4 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError, loadConfig, parseIsoDuration } from '../../src/config/config.js';
 
 const good = {
@@ -176,5 +180,50 @@ describe('browser settings', () => {
     });
     expect(p.filter((x) => x.startsWith('CORS_ORIGINS'))).toHaveLength(3);
     expect(p.some((x) => x.startsWith('AUTH_TOKEN_URL'))).toBe(true);
+  });
+});
+
+describe('the care-team app settings', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'careway-config-'));
+  const pair = () => generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { privateKey, publicKey } = pair();
+  const pem = join(dir, 'demo.pem');
+  writeFileSync(pem, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const devJson = join(dir, 'dev-key.json');
+  writeFileSync(
+    devJson,
+    JSON.stringify({ kid: 'dev-1', privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }) }),
+  );
+  const trusted = { ...good, AUTH_PUBLIC_KEY: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+
+  it('when DEMO_SIGN_IN is not set then there is no demo sign-in, and the app asks for the default scopes', () => {
+    const c = loadConfig(trusted);
+    expect(c.app.demo).toBeUndefined();
+    expect(c.app.scope).toContain('user/*.rs');
+  });
+
+  it('when DEMO_SIGN_IN=true with the trusted key (PEM or dev-key.json) then the demo sign-in is on', () => {
+    expect(
+      loadConfig({ ...trusted, DEMO_SIGN_IN: 'true', DEMO_SIGNING_KEY_FILE: pem }).app.demo,
+    ).toBeDefined();
+    const fromJson = loadConfig({ ...trusted, DEMO_SIGN_IN: 'true', DEMO_SIGNING_KEY_FILE: devJson });
+    expect(fromJson.app.demo?.kid).toBe('dev-1');
+  });
+
+  it('when DEMO_SIGN_IN=true without a readable key, or with a key Careway would not trust, then start is refused', () => {
+    expect(problems({ ...trusted, DEMO_SIGN_IN: 'true' })).toEqual([
+      expect.stringMatching(/^DEMO_SIGNING_KEY_FILE: is required/),
+    ]);
+    expect(
+      problems({ ...trusted, DEMO_SIGN_IN: 'true', DEMO_SIGNING_KEY_FILE: join(dir, 'missing.pem') }),
+    ).toEqual([expect.stringMatching(/^DEMO_SIGNING_KEY_FILE: cannot read/)]);
+    const other = join(dir, 'other.pem');
+    writeFileSync(other, pair().privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    expect(problems({ ...trusted, DEMO_SIGN_IN: 'true', DEMO_SIGNING_KEY_FILE: other })).toEqual([
+      expect.stringMatching(/does not match AUTH_PUBLIC_KEY/),
+    ]);
+    expect(problems({ ...trusted, DEMO_SIGNING_KEY_FILE: pem })).toEqual([
+      expect.stringMatching(/only used with DEMO_SIGN_IN=true/),
+    ]);
   });
 });
