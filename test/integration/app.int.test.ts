@@ -392,6 +392,36 @@ describe('the care-team app', () => {
   });
 });
 
+describe('scopes', () => {
+  it("when the token may read journeys but not Patients then no patient's name appears anywhere, only references", async () => {
+    const narrow = await browser.newContext();
+    const p = await narrow.newPage();
+    p.on('console', (m) => consoleLines.push(`narrow ${m.type()}: ${m.text()}`));
+    const token = await h.token({ scope: 'user/EpisodeOfCare.rs', sub: 'narrow-user' });
+    await p.goto(`${base}/app`);
+    await p.evaluate(
+      (t) =>
+        sessionStorage.setItem(
+          'careway.session',
+          JSON.stringify({ accessToken: t, scope: 'user/EpisodeOfCare.rs' }),
+        ),
+      token,
+    );
+    // A new document (not a hash change), so the app reads the session afresh.
+    await p.goto(`${base}/app/#/board?service=${encodeURIComponent(SERVICE)}`);
+    const emil = journeys[4]!;
+    const card = p.getByTestId(`card-${emil.id}`);
+    await card.waitFor();
+    expect(await card.textContent()).toContain(`Patient/${emil.patientId}`);
+    for (const j of journeys) expect(await p.locator('#root').innerText()).not.toContain(j.name);
+    await card.getByTestId('card-link').click();
+    await p.getByTestId('journey').waitFor();
+    expect(await p.locator('h1').textContent()).toBe(`Patient/${emil.patientId}`);
+    expect(await p.locator('#root').innerText()).not.toContain(emil.name);
+    await narrow.close();
+  });
+});
+
 describe('SMART App Launch', () => {
   it('when a user signs in with the hospital account then the app redirects with PKCE (S256) and exchanges the code once, leaving no code or token in the URL', async () => {
     const smart = await browser.newContext();

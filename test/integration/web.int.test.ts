@@ -118,6 +118,23 @@ describe('security headers', () => {
   });
 });
 
+describe('the care-team app without the demo', () => {
+  it('when DEMO_SIGN_IN is off then the app is served but there is no demo sign-in route, with or without a token', async () => {
+    const page = await h.app.inject({ method: 'GET', url: '/app' });
+    expect(page.statusCode).toBe(200);
+    const config = await h.app.inject({ method: 'GET', url: '/app/config.json' });
+    expect(config.json()).toMatchObject({ demoSignIn: false });
+    const anonymous = await h.app.inject({ method: 'POST', url: '/app/demo/sign-in' });
+    expect(anonymous.statusCode).toBe(401);
+    const withToken = await h.app.inject({
+      method: 'POST',
+      url: '/app/demo/sign-in',
+      headers: { authorization: `Bearer ${staff}` },
+    });
+    expect(withToken.statusCode).toBe(404);
+  });
+});
+
 describe('in a real browser', () => {
   const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
   const pages: Server[] = [];

@@ -33,10 +33,18 @@ async function fallbackBoard(f) {
       const q = new URLSearchParams(common);
       q.set('stage', s.code);
       q.set('_count', '20');
-      q.set('_include', 'EpisodeOfCare:patient');
       // One search per stage: the first journeys with their patients, and the exact total of the stage.
       q.set('_total', 'accurate');
-      const list = await api(`/fhir/EpisodeOfCare?${q}`);
+      const withPatients = new URLSearchParams(q);
+      withPatients.set('_include', 'EpisodeOfCare:patient');
+      let list;
+      try {
+        list = await api(`/fhir/EpisodeOfCare?${withPatients}`);
+      } catch (e) {
+        // A token that may not read Patients is refused the include: the cards then show references only.
+        if (e.status !== 403) throw e;
+        list = await api(`/fhir/EpisodeOfCare?${q}`);
+      }
       const patients = new Map(entries(list, 'Patient').map((p) => [`Patient/${p.id}`, p]));
       const cards = entries(list, 'EpisodeOfCare').map((e) => {
         const open = (e.extension ?? [])
