@@ -139,4 +139,7 @@ function App() {
   return html`<${Shell} route=${route} />`;
 }
 
-render(html`<${App} />`, document.getElementById('root'));
+const root = document.getElementById('root');
+// The static "Loading…" placeholder goes: Preact renders into an empty container.
+root.textContent = '';
+render(html`<${App} />`, root);

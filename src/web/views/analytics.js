@@ -90,8 +90,7 @@ function MeasureCard({ m, period, by }) {
           ${groups.map(
             (g, i) =>
               html`<span class="score">
-                ${groupLabel(g, i)}:
-                <strong data-testid=${`score-${m.id}-${i}`}>${format(g.measureScore)}</strong>
+                ${groupLabel(g, i)}:${' '}<strong data-testid=${`score-${m.id}-${i}`}>${format(g.measureScore)}</strong>
                 ${count(g.population, 'denominator') !== undefined && html` <small>(${count(g.population, 'numerator') ?? '—'} / ${count(g.population, 'denominator')})</small>`}
               </span>`,
           )}

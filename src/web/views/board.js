@@ -159,7 +159,7 @@ function TimeInStage({ c }) {
   if (c.daysInStage === undefined) return null;
   const level = targetLevel(c.daysInStage, c.targetDays, c.overTarget);
   const label = { ok: 'within target', near: 'near target', over: 'over target' }[level];
-  return html`<span class=${`time ${level}`} data-testid="time-in-stage" data-level=${level}>
+  return html`<span class=${`time lvl-${level}`} data-testid="time-in-stage" data-level=${level}>
     ${c.daysInStage} d in stage${c.targetDays ? ` / ${c.targetDays} d` : ''}<span class="sr">
       (${label})</span
     >

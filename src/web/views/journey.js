@@ -67,7 +67,8 @@ function StageActions({ id, stage, status, reload }) {
   const [closeAs, setCloseAs] = useState('finished');
   const [closeReason, setCloseReason] = useState('');
   const [state, run] = useAction(reload);
-  const back = STAGES.findIndex((s) => s.code === target) < STAGES.findIndex((s) => s.code === stage);
+  const back =
+    Boolean(target) && STAGES.findIndex((s) => s.code === target) < STAGES.findIndex((s) => s.code === stage);
   const closed = status === 'finished' || status === 'cancelled';
   return html`<section class="panel" aria-labelledby="stage-actions">
     <h2 id="stage-actions">Stage</h2>
@@ -313,8 +314,7 @@ export function Journey({ id }) {
     <p><a href="#/board">← Board</a></p>
     <h1 id="journey-title">${personName(patient) ?? episode.patient?.reference}</h1>
     <p class="meta">
-      Stage <strong data-testid="journey-stage">${stageName(stage)}</strong> · status
-      <strong data-testid="journey-status">${episode.status}</strong>
+      Stage <strong data-testid="journey-stage">${stageName(stage)}</strong> · status${' '}<strong data-testid="journey-status">${episode.status}</strong>
       ${episode.type?.[0] && html` · service ${episode.type[0].text ?? episode.type[0].coding?.[0]?.display ?? episode.type[0].coding?.[0]?.code}`}
     </p>
     ${
