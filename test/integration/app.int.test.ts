@@ -274,7 +274,9 @@ describe('the care-team app', () => {
 
   it('when a card is opened and its journey moved on then the stage changes on the FHIR server and on the board', async () => {
     const ada = journeys[0]!;
-    await page.getByTestId(`card-${ada.id}`).getByTestId('card-link').click();
+    // By keyboard: a card is a link, reached by Tab and opened with Enter.
+    await page.getByTestId(`card-${ada.id}`).getByTestId('card-link').focus();
+    await page.keyboard.press('Enter');
     await page.getByTestId('journey').waitFor();
     expect(await page.getByTestId('journey-stage').textContent()).toBe('Awareness');
     await expectAccessible();
