@@ -34,8 +34,19 @@ interface Interaction {
   readonly detail?: string;
 }
 
+/**
+ * Careway's own list views that read many patients' data at once: each is one search (one event, the query
+ * recorded, every patient it answered about listed), typed by the resource they search.
+ */
+const SEARCH_VIEWS: Readonly<Record<string, string>> = {
+  '/journeys/board': 'EpisodeOfCare',
+  '/tasks/worklist': 'Task',
+};
+
 /** The BALP interaction for a route: its method and pattern say what kind of access it is. */
 function interactionOf(method: string, route: string, body: unknown): Interaction {
+  if (method === 'GET' && SEARCH_VIEWS[route])
+    return { interaction: 'search-type', action: 'E', detail: route };
   const op = /\$([a-z-]+)/.exec(route)?.[1];
   if (op) return { interaction: 'operation', action: method === 'GET' ? 'R' : 'E', detail: `$${op}` };
   if (route === '/hl7') return { interaction: 'create', action: 'C', detail: 'HL7 v2 over HTTP' };
@@ -63,6 +74,8 @@ function interactionOf(method: string, route: string, body: unknown): Interactio
 
 /** The data an access touched: `Type/id` from the URL (or the Location of a create), `Type` for a search. */
 function dataOf(request: FastifyRequest, route: string, location: string | undefined): string[] {
+  const view = SEARCH_VIEWS[route];
+  if (view) return [view];
   const params = (request.params ?? {}) as Record<string, string | undefined>;
   const type = params['type'] ?? /^\/fhir\/([A-Z][A-Za-z]+)/.exec(route)?.[1];
   const id = params['id'];
