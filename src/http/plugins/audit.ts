@@ -16,6 +16,13 @@ import type { AuditAction } from '../../audit/balp.js';
 import { patientsInJson } from '../../audit/patients.js';
 import { operationOutcome } from '../../shared/errors.js';
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by a route whose access needs naming beyond its route (e.g. a raw HL7 message was disclosed). */
+    auditDetail?: string;
+  }
+}
+
 const NOT_AUDITED = [
   /^\/health$/,
   /^\/ready$/,
@@ -111,11 +118,13 @@ function patientsInQuery(route: string, type: string | undefined, query: URLSear
 
 export default fp(
   async function audit(app: FastifyInstance) {
+    app.decorateRequest('auditDetail', undefined);
     if (!app.areas.audit.enabled) return;
     app.addHook('onSend', async (request, reply, payload) => {
       const route = request.routeOptions.url;
       if (!route || NOT_AUDITED.some((re) => re.test(route))) return payload;
-      const { interaction, action, detail } = interactionOf(request.method, route, request.body);
+      const { interaction, action, detail: routeDetail } = interactionOf(request.method, route, request.body);
+      const detail = request.auditDetail ?? routeDetail;
       const principal = request.principal;
       const raw = request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '';
       const query = new URLSearchParams(raw);
