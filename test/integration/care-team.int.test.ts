@@ -24,7 +24,8 @@ import { canonical } from '../../src/fhir/canonical.js';
 import { newJourneyEpisode } from '../../src/journey/episode.js';
 import type { JourneyState } from '../../src/journey/rules.js';
 import type { JourneyStage } from '../../src/journey/stages.js';
-import type { Board, BoardCard } from '../../src/journey/board.js';
+import { JourneyBoard, type Board, type BoardCard, type BoardVisibility } from '../../src/journey/board.js';
+import { FhirClient } from '../../src/fhir/client.js';
 import type { WorklistItem } from '../../src/journey/tasks.js';
 
 let h: Harness;
@@ -232,18 +233,66 @@ describe('the journey board', () => {
     expect(finished.cards).toEqual([]);
   });
 
-  it('when the board is read then one search AuditEvent records it with the patients it showed', async () => {
+  it('when the board is read then it is audited as one search: a search-type event per patient shown (BALP), no read per card', async () => {
     const sub = `board-audit-${uniq()}`;
     const token = await h.token({ scope: 'user/*.rs', sub });
-    await board(`careManager=${manager}`, token);
-    const events = await until('the board AuditEvent', async () => {
+    const b = await board(`careManager=${manager}`, token);
+    const shown = [...new Set(b.cards.map((c) => `Patient/${c.patientId}`))].sort();
+    expect(shown).toHaveLength(3);
+    const events = await until('the board AuditEvents', async () => {
       const found = await h.fhir.searchAll<AuditEvent>('AuditEvent', { altid: sub }, { noCache: true });
-      return found.length ? found : undefined;
+      return found.length >= shown.length ? found : undefined;
     });
-    expect(events).toHaveLength(1);
-    expect(events[0]).toMatchObject({ subtype: [{ code: 'search-type' }], action: 'E' });
-    const patients = (events[0]!.entity ?? []).map((e) => e.what?.reference);
-    expect(patients).toContain(`Patient/${pOver}`);
+    // Give a stray extra event (a read per card, say) the time to arrive before counting.
+    await new Promise((r) => setTimeout(r, 1500));
+    const all = await h.fhir.searchAll<AuditEvent>('AuditEvent', { altid: sub }, { noCache: true });
+    expect(all).toHaveLength(events.length);
+    expect(all).toHaveLength(shown.length);
+    for (const e of all) expect(e).toMatchObject({ subtype: [{ code: 'search-type' }], action: 'E' });
+    const patients = all
+      .flatMap((e) => (e.entity ?? []).filter((x) => x.role?.code === '1').map((x) => x.what?.reference))
+      .sort();
+    expect(patients).toEqual(shown);
+  });
+
+  it('when the board has more journeys then it makes the same number of FHIR requests: one per stage and one per linked type', async () => {
+    const calls: string[] = [];
+    const counting = new FhirClient({
+      baseUrl: h.config.fhirBaseUrl,
+      fetch: (url, init) => {
+        calls.push(String(url instanceof Request ? url.url : url));
+        return fetch(url, init);
+      },
+    });
+    try {
+      const boardOf = new JourneyBoard(counting, h.config.journeyTargets);
+      const all: BoardVisibility = {
+        patients: true,
+        allergies: true,
+        appointments: true,
+        tasks: true,
+        reminders: true,
+        carePlans: true,
+        referrals: true,
+        practitioners: true,
+        careTeams: true,
+      };
+      const many = await practitioner(`Many${run}`);
+      for (let i = 0; i < 12; i++)
+        await journey(await patient(`P${i}`), i % 2 ? 'care' : 'recovery', (i + 1) * day, many);
+      const small = await boardOf.board({ careManager: manager, limit: 50 }, all);
+      const smallCalls = calls.length;
+      calls.length = 0;
+      const large = await boardOf.board({ careManager: many, limit: 50 }, all);
+      expect(small.cards).toHaveLength(3);
+      expect(large.cards).toHaveLength(12);
+      // 6 stage searches + Appointment, Task, Communication, CarePlan, AllergyIntolerance for up to 50 cards.
+      expect(smallCalls).toBe(11);
+      expect(calls.length).toBe(11);
+      console.log(`board: ${smallCalls} FHIR requests for 3 cards, ${calls.length} for 12 cards`);
+    } finally {
+      await counting.close();
+    }
   });
 
   it('when the caller is a patient, anonymous, or sends bad filters then 403, 401 or 400 with an OperationOutcome', async () => {
