@@ -11,8 +11,8 @@ import { unseal } from '../shared/seal.js';
 import { jobIdFor, type InboundJob } from './intake.js';
 import { mrnHash, mrnIndexKey } from './mrn-index.js';
 
-/** The most recent messages one search looks through (per state asked for). */
-export const MESSAGE_SCAN = 5000;
+/** The most recent messages a filtered search looks through (per partition and state asked for). */
+export const MESSAGE_SCAN = 2000;
 export const MESSAGE_STATES = ['waiting', 'active', 'delayed', 'completed', 'failed'] as const;
 export type MessageState = (typeof MESSAGE_STATES)[number];
 
@@ -62,31 +62,39 @@ export class MessageLog {
     this.indexKey = mrnIndexKey(sealingKey);
   }
 
-  /** Newest first, at most `limit`, among the latest MESSAGE_SCAN of the states asked for. */
+  /**
+   * Newest first, at most `limit`. Without a content filter only the newest `limit` jobs are read; with one,
+   * the newest MESSAGE_SCAN of the states asked for are looked through.
+   */
   async list(f: MessageFilter, limit: number): Promise<MessageRow[]> {
     let jobs: Job<InboundJob>[];
+    const direct = !!(f.controlId && f.sender);
     if (f.controlId && f.sender) {
       // Sender + control id is the job id: one lookup, whatever the log's size.
       const job = await this.queue.getJob(jobIdFor(f.sender, f.controlId));
       jobs = job ? [job] : [];
     } else {
       const states: JobType[] = f.status ? [f.status] : [...MESSAGE_STATES];
-      jobs = await this.queue.getJobs(states, 0, MESSAGE_SCAN - 1, false);
+      const filtered = !!(f.mrn || f.controlId || f.type || f.sender);
+      jobs = await this.queue.getJobs(states, 0, (filtered ? MESSAGE_SCAN : limit) - 1, false);
     }
     const hash = f.mrn ? mrnHash(this.indexKey, f.mrn) : undefined;
-    const matching = jobs.filter(
-      (j) =>
-        (!f.controlId || j.data.controlId === f.controlId) &&
-        (!f.sender || j.data.sender === f.sender) &&
-        (!f.type || j.data.type === f.type || j.data.type.startsWith(`${f.type}^`)) &&
-        (!hash || (j.data.mrn ?? []).includes(hash)),
-    );
-    const rows = await Promise.all(matching.map(async (j) => ({ job: j, state: await j.getState() })));
-    return rows
-      .filter((r) => !f.status || r.state === f.status)
-      .sort((a, b) => b.job.data.receivedAt.localeCompare(a.job.data.receivedAt))
-      .slice(0, limit)
-      .map(({ job: j, state }) => ({
+    const matching = jobs
+      .filter(
+        (j) =>
+          (!f.controlId || j.data.controlId === f.controlId) &&
+          (!f.sender || j.data.sender === f.sender) &&
+          (!f.type || j.data.type === f.type || j.data.type.startsWith(`${f.type}^`)) &&
+          (!hash || (j.data.mrn ?? []).includes(hash)),
+      )
+      .sort((a, b) => b.data.receivedAt.localeCompare(a.data.receivedAt));
+    // A job's state costs a Redis call: asked only for the rows answered (a status search already knows it).
+    const rows: MessageRow[] = [];
+    for (const j of matching) {
+      if (rows.length >= limit) break;
+      const state = f.status && !direct ? f.status : await j.getState();
+      if (f.status && state !== f.status) continue;
+      rows.push({
         id: j.id ?? '',
         type: j.data.type,
         sender: j.data.sender,
@@ -94,7 +102,9 @@ export class MessageLog {
         receivedAt: j.data.receivedAt,
         status: state,
         ...(j.failedReason ? { error: j.failedReason.slice(0, 200) } : {}),
-      }));
+      });
+    }
+    return rows;
   }
 
   /** One message; `raw` (the unsealed ER7) only when asked. Undefined when no such message is kept. */

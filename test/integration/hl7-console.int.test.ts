@@ -132,6 +132,23 @@ describe('the HL7 message log', () => {
   });
 });
 
+describe('the OpenAPI document', () => {
+  it('when /docs/json is read then the care-team routes are in it', async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/docs/json' });
+    const paths = Object.keys(res.json<{ paths: Record<string, unknown> }>().paths);
+    for (const p of [
+      '/journeys/board',
+      '/tasks/worklist',
+      '/fhir/Task/{id}/$claim',
+      '/fhir/Task/{id}/$complete',
+      '/hl7/messages',
+      '/hl7/messages/{id}',
+      '/engagement/dead-letters/{queue}/{jobId}/$replay',
+    ])
+      expect(paths, p).toContain(p);
+  });
+});
+
 describe('dead-letter replay', () => {
   const admin = () => h.token({ scope: 'user/careway.admin user/Communication.r', sub: `admin-${uniq()}` });
   const replay = async (queue: string, jobId: string, token: string) =>
