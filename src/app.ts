@@ -30,6 +30,7 @@ import schedulingRoutes, { SCHEDULING_OPERATIONS } from './http/routes/schedulin
 import hl7Routes from './http/routes/hl7.js';
 import appRoutes from './http/routes/app.js';
 import referralRoutes, { REFERRAL_OPERATIONS } from './http/routes/referrals.js';
+import taskRoutes, { TASK_OPERATIONS } from './http/routes/tasks.js';
 import type { TokenVerifier } from './http/auth/verifier.js';
 import { VERSION } from './shared/version.js';
 
@@ -93,13 +94,14 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(smartRoutes);
   await app.register(fhirRoutes, {
     version: VERSION,
-    operations: [...JOURNEY_OPERATIONS, ...REFERRAL_OPERATIONS, ...SCHEDULING_OPERATIONS],
+    operations: [...JOURNEY_OPERATIONS, ...REFERRAL_OPERATIONS, ...TASK_OPERATIONS, ...SCHEDULING_OPERATIONS],
     // Referral intake (ServiceRequest), secure messaging (Communication) and survey intake (QuestionnaireResponse).
     createTypes: ['ServiceRequest', 'Communication', 'QuestionnaireResponse'],
   });
   await app.register(fhirWriteRoutes);
   await app.register(journeyRoutes);
   await app.register(referralRoutes);
+  await app.register(taskRoutes);
   await app.register(hl7Routes);
   await app.register(schedulingRoutes);
   await app.register(engagementRoutes);

@@ -20,6 +20,8 @@
 import type { Appointment, Resource, Slot } from 'fhir/r4.js';
 import type { AreaContext, Infrastructure } from './area-context.js';
 import { JourneyService } from './journey/service.js';
+import { JourneyBoard } from './journey/board.js';
+import { CareTasks } from './journey/tasks.js';
 import { referralsModule, type ReferralsModule } from './referrals/module.js';
 import { schedulingModule, type SchedulingModule } from './scheduling/module.js';
 import { remindersModule, type RemindersModule } from './reminders/module.js';
@@ -43,6 +45,10 @@ export interface Areas {
   readonly queues: QueueRegistry;
   readonly audit: AuditModule;
   readonly journeys: JourneyService;
+  /** The journey board (GET /journeys/board). */
+  readonly board: JourneyBoard;
+  /** Every Careway Task: the worklist, $claim and $complete (referral triage stays with referrals). */
+  readonly tasks: CareTasks;
   readonly referrals: ReferralsModule;
   readonly scheduling: SchedulingModule;
   readonly reminders: RemindersModule;
@@ -166,6 +172,8 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
     queues,
     audit,
     journeys,
+    board: new JourneyBoard(ctx.fhir, ctx.config.journeyTargets),
+    tasks: new CareTasks(ctx.fhir),
     referrals,
     scheduling,
     reminders: built,

@@ -8,11 +8,14 @@ const ID = '[A-Za-z0-9\\-.]{1,64}';
 const REFERENCE = new RegExp(`"reference"\\s*:\\s*"(?:[^"]*/)?Patient/(${ID})(?:/_history/[^"]*)?"`, 'g');
 const PATIENT_RESOURCE = new RegExp(`"resourceType"\\s*:\\s*"Patient"\\s*,\\s*"id"\\s*:\\s*"(${ID})"`, 'g');
 const PATIENT_FULL_URL = new RegExp(`"fullUrl"\\s*:\\s*"[^"]*/Patient/(${ID})"`, 'g');
+/** Careway's own JSON (the board, the worklist, the HL7 message log) names patients as `patientId` or "Patient/id". */
+const PATIENT_ID_FIELD = new RegExp(`"patientId"\\s*:\\s*"(${ID})"`, 'g');
+const PATIENT_STRING = new RegExp(`"Patient/(${ID})"`, 'g');
 
 /** The distinct Patient ids a JSON answer names (references, Patient resources, Patient entries). */
 export function patientsInJson(json: string, limit = 1000): string[] {
   const found = new Set<string>();
-  for (const re of [REFERENCE, PATIENT_RESOURCE, PATIENT_FULL_URL]) {
+  for (const re of [REFERENCE, PATIENT_RESOURCE, PATIENT_FULL_URL, PATIENT_ID_FIELD, PATIENT_STRING]) {
     re.lastIndex = 0;
     for (let m = re.exec(json); m && found.size < limit; m = re.exec(json)) found.add(m[1]!);
   }

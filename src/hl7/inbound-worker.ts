@@ -99,6 +99,8 @@ export interface JourneyEffects {
 export interface InboundResult {
   readonly written: number;
   readonly skipped: readonly string[];
+  /** `Type/id` of what the message wrote (kept with the completed job: the message log shows it). */
+  readonly resources: readonly string[];
 }
 
 function zoneFor(zones: Hl7Timezones, msg: Hl7Message): string {
@@ -249,7 +251,15 @@ export async function exec(
     });
   if (deps.onWritten && committed.length > 0)
     await deps.onWritten(committed, { sender: facts.sender, controlId: facts.controlId, type: facts.type });
-  return { written: written.entry?.length ?? 0, skipped: keys.skipped };
+  return {
+    written: written.entry?.length ?? 0,
+    skipped: keys.skipped,
+    // Bounded: a message writes a handful of resources, but the log must not grow with a pathological one.
+    resources: committed
+      .filter((r) => r.id)
+      .slice(0, 200)
+      .map((r) => `${r.resourceType}/${r.id ?? ''}`),
+  };
 }
 
 /** The written resources with the ids the server gave them (from the transaction response's locations). */

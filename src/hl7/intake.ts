@@ -27,6 +27,7 @@ import { decodeMessage, UnsupportedCharsetError, type Charset } from './charset.
 import { Hl7Message, Hl7ParseError } from './message.js';
 import type { ErrorLocation } from './mapping/engine.js';
 import { seal, type Sealed } from '../shared/seal.js';
+import { mrnHashes, mrnIndexKey } from './mrn-index.js';
 import { withTimeout } from '../shared/timeout.js';
 import { PartitionedQueue } from '../queues/partitioned.js';
 import { QUEUES } from '../queues/specs.js';
@@ -40,6 +41,10 @@ export interface InboundJob {
   readonly receivedAt: string;
   readonly charset: Charset;
   readonly raw: Sealed;
+  /** Keyed hashes of the PID-3 identifiers (message-log.ts): the log is searchable by MRN, never holding it. */
+  readonly mrn?: readonly string[];
+  /** The ACK code the sender got (AA, or CA in enhanced mode). */
+  readonly ack?: AckCode;
 }
 
 export interface IntakeOptions {
@@ -113,9 +118,12 @@ export class Hl7Intake {
   private readonly supports: (code: string, trigger: string, structure: string) => boolean;
   private readonly clock: () => Date;
 
+  private readonly indexKey: Buffer;
+
   constructor(options: IntakeOptions) {
     if (options.key.length !== 32) throw new Error('the HL7 sealing key must be 32 bytes');
     this.o = options;
+    this.indexKey = mrnIndexKey(options.key);
     this.supports = options.supports;
     this.clock = options.clock ?? (() => new Date());
   }
@@ -183,6 +191,8 @@ export class Hl7Intake {
             receivedAt: this.clock().toISOString(),
             charset,
             raw: seal(Buffer.from(text, 'utf8'), this.o.key),
+            mrn: mrnHashes(this.indexKey, msg),
+            ack: modeOf(msg).enhanced ? 'CA' : 'AA',
           },
           { jobId },
         ),

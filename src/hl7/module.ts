@@ -19,6 +19,7 @@ import { projectRoot } from '../shared/paths.js';
 import { redisPersistence } from '../queues/durability.js';
 import { Hl7Intake, type CheckResult, type InboundJob, type IntakeResult } from './intake.js';
 import { MllpServer } from './mllp/server.js';
+import { MessageLog } from './message-log.js';
 import { loadMappings, Mapper, MappingError } from './mapping/engine.js';
 import {
   init as initInbound,
@@ -84,6 +85,8 @@ export interface Hl7Module {
   receive(bytes: Buffer, via: 'mllp' | 'http'): Promise<IntakeResult[]>;
   /** The MLLP port, once listening (MLLP_PORT=0 picks a free one). */
   mllpPort(): number | undefined;
+  /** The inbound message log: search (MRN, control id, type, sender, status) and one message in detail. */
+  readonly log: MessageLog;
   /** Namespaces that fell back to the default authority rule, with counts (GET /hl7/authorities). */
   defaultedAuthorities(): Promise<DefaultedAuthority[]>;
   /** The outbound queue, when HL7_OUTBOUND_URL is set. */
@@ -275,6 +278,7 @@ export async function hl7Module(
     receive,
     mllpPort: () => port,
     defaultedAuthorities: () => observed.defaultedAuthorities(),
+    log: new MessageLog(queue, cfg.encryptionKey),
     ...(outbound ? { outbound } : {}),
     async sendAppointmentChange(change): Promise<void> {
       if (!outbound) return;

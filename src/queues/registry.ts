@@ -34,6 +34,13 @@ export interface QueueSpec {
   readonly partitions?: number;
 }
 
+/** What a dead-letter replay did. */
+export type ReplayOutcome =
+  | { readonly outcome: 'replayed' | 'already-replayed'; readonly queue: string; readonly id: string }
+  /** The dead letter is there, but its job is past the queue's retention: there is nothing to run again. */
+  | { readonly outcome: 'gone'; readonly queue: string; readonly id: string }
+  | { readonly outcome: 'unknown-queue' | 'not-found' };
+
 /** What the worker's jobs keep when they go to the dead-letter queue (default: all of the job's data). */
 export type DeadData<T> = (job: Job<T>, err: Error) => object;
 
@@ -146,6 +153,48 @@ export class QueueRegistry {
 
   deadLetterQueues(): Queue[] {
     return this.all().flatMap((r) => (r.dead ? [r.dead] : []));
+  }
+
+  /**
+   * Moves a dead-lettered job back to its queue: the failed job itself is retried (same id, same data, so what
+   * it writes is what the first run would have), and its dead letter is removed first, atomically, so two
+   * replays racing enqueue it once. `queue` is the queue's registry name or its dead-letter queue's name (as the
+   * dead-letter listing shows it); `jobId` is the dead letter's id (`<job id>-dead`) or the job's own.
+   */
+  async replayDeadLetter(queue: string, jobId: string): Promise<ReplayOutcome> {
+    const r = this.all().find((x) => x.name === queue || x.dead?.name === queue);
+    if (!r?.dead) return { outcome: 'unknown-queue' };
+    const originalId = jobId.endsWith('-dead') ? jobId.slice(0, -'-dead'.length) : jobId;
+    const deadId = `${originalId}-dead`;
+    let original: Job | undefined;
+    for (const q of r.queues) {
+      original = (await q.getJob(originalId)) as Job | undefined;
+      if (original) break;
+    }
+    const letter = (await r.dead.getJob(deadId)) as Job | undefined;
+    const state = original ? await original.getState() : undefined;
+    if (!letter) {
+      // Replayed already (the letter went then): the same answer again, nothing enqueued.
+      if (original && state !== 'failed')
+        return { outcome: 'already-replayed', queue: r.name, id: originalId };
+      return { outcome: 'not-found' };
+    }
+    if (!original) return { outcome: 'gone', queue: r.name, id: originalId };
+    // One replay per dead letter: a claim keyed on the letter (its id and when it was written, so a later
+    // failure's new letter can be replayed again) that only the first of racing callers gets. BullMQ's
+    // `remove` answers 1 for a job that is already gone, so it cannot be the claim.
+    const claim = r.dead.toKey(`replay:${deadId}:${letter.timestamp}`);
+    const first = await this.conns.producer.set(claim, '1', 'EX', 3600, 'NX');
+    if (first !== 'OK') return { outcome: 'already-replayed', queue: r.name, id: originalId };
+    await r.dead.remove(deadId);
+    if (state !== 'failed') return { outcome: 'already-replayed', queue: r.name, id: originalId };
+    try {
+      await original.retry('failed');
+    } catch {
+      // Moved meanwhile (a retry from the dashboard): it is running again either way.
+      return { outcome: 'already-replayed', queue: r.name, id: originalId };
+    }
+    return { outcome: 'replayed', queue: r.name, id: originalId };
   }
 
   /**

@@ -139,7 +139,7 @@ export async function handleReply(deps: ReplyDeps, reply: InboundReply): Promise
     await deps.cancelAppointment(appointmentId, 'Cancelled by the patient (reply)');
     return 'cancelled';
   }
-  await forward(deps.fhir, inboundId, patientRef, appointmentId, now);
+  await forward(deps.fhir, inboundId, patientRef, appointmentId, now, inbound.extension);
   return 'forwarded-to-care-team';
 }
 
@@ -185,6 +185,8 @@ async function forward(
   patientRef: string,
   appointmentId: string | undefined,
   now: string,
+  /** The journey link the reply carries: the Task shows on that journey's board card and in the worklist. */
+  journey: Communication['extension'],
 ): Promise<void> {
   let owner: Task['owner'];
   if (appointmentId) {
@@ -203,6 +205,7 @@ async function forward(
     for: { reference: patientRef },
     ...(owner ? { owner } : {}),
     authoredOn: now,
+    ...(journey?.length ? { extension: journey } : {}),
   };
   await fhir.create<Task>(task, { ifNoneExist: { focus: `Communication/${communicationId}` } });
 }

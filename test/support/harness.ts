@@ -32,6 +32,8 @@ export function makeKeys(): Keys {
 export interface TokenOptions {
   scope: string;
   patient?: string;
+  /** SMART `fhirUser` claim, e.g. `Practitioner/123`. */
+  fhirUser?: string;
   sub?: string;
   iss?: string;
   aud?: string;
@@ -42,7 +44,11 @@ export interface TokenOptions {
 
 export async function signToken(keys: Keys, o: TokenOptions): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ scope: o.scope, ...(o.patient ? { patient: o.patient } : {}) })
+  return new SignJWT({
+    scope: o.scope,
+    ...(o.patient ? { patient: o.patient } : {}),
+    ...(o.fhirUser ? { fhirUser: o.fhirUser } : {}),
+  })
     .setProtectedHeader({ alg: 'ES256' })
     .setIssuer(o.iss ?? ISSUER)
     .setAudience(o.aud ?? AUDIENCE)

@@ -103,6 +103,19 @@ export function grantsAdmin(scope: string | readonly string[] | undefined): bool
   return items.some((s) => ADMIN_SCOPES.includes(s));
 }
 
+/**
+ * The scope that shows an inbound HL7 message's raw text (`GET /hl7/messages/{id}` gives `raw` only with it).
+ * The raw message holds everything the EHR sent about the patient, so it is a grant of its own, beyond
+ * MessageHeader.r (which lists messages with ids, types and status only); staff or a backend, never a patient.
+ */
+export const HL7_RAW_SCOPES: readonly string[] = ['system/careway.hl7.raw', 'user/careway.hl7.raw'];
+
+/** Whether a token's scope claim holds one of the HL7_RAW_SCOPES. */
+export function grantsHl7Raw(scope: string | readonly string[] | undefined): boolean {
+  const items = typeof scope === 'string' ? scope.split(/\s+/) : (scope ?? []);
+  return items.some((s) => HL7_RAW_SCOPES.includes(s));
+}
+
 /** The scope a client would need, for error messages (e.g. `user/Patient.r`). */
 export function neededScope(resourceType: string, permission: Permission): string {
   return `<patient|user|system>/${resourceType}.${permission}`;

@@ -13,7 +13,7 @@ import {
 } from 'jose';
 import { CarewayError } from '../../shared/errors.js';
 import type { AuthConfig } from '../../config/config.js';
-import { grantsAdmin, parseScopes, type Scope } from './scopes.js';
+import { grantsAdmin, grantsHl7Raw, parseScopes, type Scope } from './scopes.js';
 
 const ASYMMETRIC_ALGS = [
   'RS256',
@@ -41,6 +41,8 @@ export interface Principal {
   readonly tokenId?: string;
   /** The token holds an admin scope (`system/careway.admin` or `user/careway.admin`; see scopes.ts). */
   readonly admin?: true;
+  /** The token may read raw HL7 messages (`system/careway.hl7.raw` or `user/careway.hl7.raw`). */
+  readonly hl7Raw?: true;
 }
 
 export type TokenVerifier = (token: string) => Promise<Principal>;
@@ -152,6 +154,7 @@ export function createVerifier(auth: AuthConfig): TokenVerifier {
       ...(clientId ? { clientId } : {}),
       ...(typeof payload.jti === 'string' ? { tokenId: payload.jti } : {}),
       ...(grantsAdmin(scopeItems) ? { admin: true as const } : {}),
+      ...(grantsHl7Raw(scopeItems) ? { hl7Raw: true as const } : {}),
     };
     if (cacheSeconds > 0) {
       if (cache.size >= MAX_CACHED) {

@@ -16,6 +16,13 @@ import type { AuditAction } from '../../audit/balp.js';
 import { patientsInJson } from '../../audit/patients.js';
 import { operationOutcome } from '../../shared/errors.js';
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by a route whose access needs naming beyond its route (e.g. a raw HL7 message was disclosed). */
+    auditDetail?: string;
+  }
+}
+
 const NOT_AUDITED = [
   /^\/health$/,
   /^\/ready$/,
@@ -34,8 +41,19 @@ interface Interaction {
   readonly detail?: string;
 }
 
+/**
+ * Careway's own list views that read many patients' data at once: each is one search (one event, the query
+ * recorded, every patient it answered about listed), typed by the resource they search.
+ */
+const SEARCH_VIEWS: Readonly<Record<string, string>> = {
+  '/journeys/board': 'EpisodeOfCare',
+  '/tasks/worklist': 'Task',
+};
+
 /** The BALP interaction for a route: its method and pattern say what kind of access it is. */
 function interactionOf(method: string, route: string, body: unknown): Interaction {
+  if (method === 'GET' && SEARCH_VIEWS[route])
+    return { interaction: 'search-type', action: 'E', detail: route };
   const op = /\$([a-z-]+)/.exec(route)?.[1];
   if (op) return { interaction: 'operation', action: method === 'GET' ? 'R' : 'E', detail: `$${op}` };
   if (route === '/hl7') return { interaction: 'create', action: 'C', detail: 'HL7 v2 over HTTP' };
@@ -63,6 +81,8 @@ function interactionOf(method: string, route: string, body: unknown): Interactio
 
 /** The data an access touched: `Type/id` from the URL (or the Location of a create), `Type` for a search. */
 function dataOf(request: FastifyRequest, route: string, location: string | undefined): string[] {
+  const view = SEARCH_VIEWS[route];
+  if (view) return [view];
   const params = (request.params ?? {}) as Record<string, string | undefined>;
   const type = params['type'] ?? /^\/fhir\/([A-Z][A-Za-z]+)/.exec(route)?.[1];
   const id = params['id'];
@@ -98,11 +118,13 @@ function patientsInQuery(route: string, type: string | undefined, query: URLSear
 
 export default fp(
   async function audit(app: FastifyInstance) {
+    app.decorateRequest('auditDetail', undefined);
     if (!app.areas.audit.enabled) return;
     app.addHook('onSend', async (request, reply, payload) => {
       const route = request.routeOptions.url;
       if (!route || NOT_AUDITED.some((re) => re.test(route))) return payload;
-      const { interaction, action, detail } = interactionOf(request.method, route, request.body);
+      const { interaction, action, detail: routeDetail } = interactionOf(request.method, route, request.body);
+      const detail = request.auditDetail ?? routeDetail;
       const principal = request.principal;
       const raw = request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '';
       const query = new URLSearchParams(raw);

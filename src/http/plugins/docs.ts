@@ -22,9 +22,17 @@ export default fp(
         components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
         tags: [
           { name: 'fhir', description: 'The FHIR REST facade' },
-          { name: 'journeys', description: 'Patient journeys: operations, timeline and pain points' },
+          {
+            name: 'journeys',
+            description: 'Patient journeys: operations, the board, timeline and pain points',
+          },
+          { name: 'tasks', description: "The care team's worklist: claim and complete every Careway Task" },
           { name: 'referrals', description: 'Referral intake and triage' },
-          { name: 'hl7', description: 'HL7 v2 intake (also over MLLP)' },
+          { name: 'hl7', description: 'HL7 v2 intake (also over MLLP) and the message log' },
+          {
+            name: 'engagement',
+            description: 'Replies, secure messaging, surveys, dead letters and their replay',
+          },
           { name: 'operations', description: 'Health, readiness and metrics' },
         ],
       },

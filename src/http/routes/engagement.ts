@@ -9,6 +9,8 @@
  * - `GET /engagement/dead-letters`: jobs of every queue that failed for good (the registry's dead-letter queues:
  *   HL7 messages, reminders, write-backs, re-plans, journey events, holds, offers, referral callbacks), ids and
  *   reasons only.
+ * - `POST /engagement/dead-letters/{queue}/{jobId}/$replay`: the failed job goes back to its queue (admin scope,
+ *   logged as an admin action and audited); its dead letter is removed first, so a second replay enqueues nothing.
  * - `/admin/queues`: the BullMQ dashboard (bull-board) over every registered queue: staff tokens read it,
  *   read-only; its actions (pause, clean, obliterate, …) need an admin scope and are logged as admin actions.
  */
@@ -192,6 +194,62 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
           });
       }
       return { deadLetters: rows };
+    },
+  );
+
+  app.post(
+    '/engagement/dead-letters/:queue/:jobId/$replay',
+    {
+      schema: {
+        tags: ['engagement'],
+        summary:
+          'Move a dead-lettered job back to its queue (scope: careway.admin); a second replay enqueues nothing',
+        security: [{ bearer: [] }],
+        params: Type.Object({
+          queue: Type.String({ pattern: '^[a-z0-9-]{1,80}$' }),
+          jobId: Type.String({ pattern: '^[A-Za-z0-9:_.-]{1,200}$' }),
+        }),
+        response: {
+          202: Type.Object({ queue: Type.String(), id: Type.String(), status: Type.String() }),
+          '4xx': FhirBody,
+          '5xx': FhirBody,
+        },
+      },
+    },
+    async (request, reply) => {
+      requireAdmin(request);
+      const { queue, jobId } = request.params as { queue: string; jobId: string };
+      const r = await app.areas.queues.replayDeadLetter(queue, jobId);
+      // Logged as the dashboard's actions are: who, which route pattern, which queue (ids only).
+      request.log.info(
+        {
+          subject: principalOf(request).subject,
+          route: request.routeOptions.url,
+          queue,
+          outcome: r.outcome,
+        },
+        'admin action',
+      );
+      switch (r.outcome) {
+        case 'unknown-queue':
+          throw new CarewayError('not-found', `no queue with dead letters is named ${queue}`);
+        case 'not-found':
+          throw new CarewayError('not-found', `no dead letter ${jobId} in ${queue}`);
+        case 'gone':
+          throw new CarewayError(
+            'conflict',
+            `the job behind dead letter ${jobId} is past its queue's retention and cannot run again`,
+          );
+        case 'replayed':
+        case 'already-replayed':
+          return reply
+            .code(202)
+            .send({
+              queue: r.queue,
+              id: r.id,
+              status: r.outcome === 'replayed' ? 'queued' : 'already-replayed',
+            });
+      }
     },
   );
 

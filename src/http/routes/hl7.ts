@@ -7,16 +7,23 @@
  * `GET /hl7/authorities`: the assigning-authority registry in use and the namespaces that fell back to the
  * default rule (with message counts), so a site sees which to configure.
  *
- * `GET /hl7/messages`: the latest inbound messages with status, type, sender and time; no PHI.
+ * `GET /hl7/messages`: the latest inbound messages with status, type, sender and time; no PHI. Filters: `mrn`
+ * (matched through keyed hashes, hl7/mrn-index.ts), `controlId`, `type`, `sender`, `status`.
+ *
+ * `GET /hl7/messages/{id}`: one message, its ACK and the resources it wrote; `raw` (the decrypted ER7) only for a
+ * token with `careway.hl7.raw` (scopes.ts HL7_RAW_SCOPES), and that read is named in its audit event.
  *
  * `GET /hl7/outbound`: the latest messages sent to the EHR (HL7_OUTBOUND_URL): the change, its trigger, MSH-10,
  * state, attempts and the EHR's answer; no PHI.
  *
- * Scope: a user/ or system/ token with `MessageHeader.c` (send) or `MessageHeader.r` (list).
+ * Scope: a user/ or system/ token with `MessageHeader.c` (send) or `MessageHeader.r` (list, detail).
  */
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { requireUnconfined } from '../plugins/auth.js';
+import { principalOf, requireUnconfined } from '../plugins/auth.js';
+import { MESSAGE_STATES, type MessageFilter } from '../../hl7/message-log.js';
+
+const FhirBody = Type.Object({ resourceType: Type.String() }, { additionalProperties: true });
 import { CarewayError } from '../../shared/errors.js';
 
 const ER7_TYPES = ['x-application/hl7-v2+er7', 'application/hl7-v2', 'text/plain'];
@@ -76,34 +83,80 @@ export default async function hl7Routes(app: FastifyInstance): Promise<void> {
     {
       schema: {
         tags: ['hl7'],
-        summary: 'Latest inbound HL7 messages (no PHI): status, type, sender, time',
+        summary:
+          'Latest inbound HL7 messages (no PHI): status, type, sender, time; searchable by MRN, control id, type, sender and status',
         security: [{ bearer: [] }],
-        querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }),
+        querystring: Type.Object(
+          {
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+            mrn: Type.Optional(
+              Type.String({
+                minLength: 1,
+                maxLength: 100,
+                description: 'a PID-3 identifier (matched by keyed hash)',
+              }),
+            ),
+            controlId: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'MSH-10' })),
+            type: Type.Optional(
+              Type.String({ pattern: '^[A-Z0-9]{3}(\\^[A-Z0-9]{3})?$', description: 'e.g. ADT or ADT^A04' }),
+            ),
+            sender: Type.Optional(
+              Type.String({ minLength: 1, maxLength: 400, description: 'MSH-3^MSH-4 as listed' }),
+            ),
+            status: Type.Optional(
+              Type.Union(
+                MESSAGE_STATES.map((s) => Type.Literal(s)),
+                { description: 'failed = dead-lettered' },
+              ),
+            ),
+          },
+          { additionalProperties: false },
+        ),
         response: { 200: Listing },
       },
     },
     async (request) => {
       requireUnconfined(request, 'MessageHeader', 'r');
-      const { limit = 100 } = request.query as { limit?: number };
-      const jobs = await app.hl7.queue.getJobs(
-        ['waiting', 'delayed', 'active', 'completed', 'failed'],
-        0,
-        limit - 1,
-        false,
-      );
-      const rows = await Promise.all(
-        jobs.map(async (j) => ({
-          id: j.id ?? '',
-          type: j.data.type,
-          sender: j.data.sender,
-          controlId: j.data.controlId,
-          receivedAt: j.data.receivedAt,
-          status: await j.getState(),
-          ...(j.failedReason ? { error: j.failedReason.slice(0, 200) } : {}),
-        })),
-      );
-      rows.sort((a, b) => b.receivedAt.localeCompare(a.receivedAt));
-      return { messages: rows.slice(0, limit) };
+      const { limit = 100, ...filter } = request.query as MessageFilter & { limit?: number };
+      return { messages: await app.hl7.log.list(filter, limit) };
+    },
+  );
+
+  const Detail = Type.Object({
+    id: Type.String(),
+    controlId: Type.String(),
+    type: Type.String(),
+    sender: Type.String(),
+    status: Type.String(),
+    receivedAt: Type.String(),
+    ack: Type.String(),
+    resources: Type.Array(Type.String()),
+    error: Type.Optional(Type.String()),
+    raw: Type.Optional(Type.String()),
+  });
+
+  app.get(
+    '/hl7/messages/:id',
+    {
+      schema: {
+        tags: ['hl7'],
+        summary:
+          'One inbound HL7 message: ids, status, ACK and the resources it wrote; the raw ER7 only with careway.hl7.raw (scope: MessageHeader.r)',
+        security: [{ bearer: [] }],
+        params: Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9-]{1,80}$' }) }),
+        response: { 200: Detail, '4xx': FhirBody, '5xx': FhirBody },
+      },
+    },
+    async (request) => {
+      requireUnconfined(request, 'MessageHeader', 'r');
+      const principal = principalOf(request);
+      const { id } = request.params as { id: string };
+      const withRaw = principal.hl7Raw === true;
+      const detail = await app.hl7.log.detail(id, withRaw);
+      if (!detail) throw new CarewayError('not-found', `no inbound message ${id} (or past its retention)`);
+      // The raw text is everything the EHR sent about the patient: its disclosure is named in the audit event.
+      if (detail.raw !== undefined) request.auditDetail = 'HL7 v2 raw message read';
+      return detail;
     },
   );
 

@@ -8,6 +8,9 @@
  *   their own journey;
  * - `$journey`, `$journeys` and the timeline need `r`/`s` on EpisodeOfCare, and a patient token only sees
  *   its own patient's journeys. Inside `$journey`, resources of types the caller cannot read are left out.
+ * - the board needs a user/ or system/ token with EpisodeOfCare.r; each part of a card is there only for a
+ *   token that reads its type (names: Patient.r, allergy flag: AllergyIntolerance.r, next appointment:
+ *   Appointment.r, tasks: Task.r, reminders: Communication.r).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Bundle, EpisodeOfCare } from 'fhir/r4.js';
@@ -21,7 +24,8 @@ import type { StartJourneyInput } from '../../journey/service.js';
 import { decide, type Permission } from '../auth/scopes.js';
 import { actorOf, confinedPatient, forbidden } from '../auth/access.js';
 import type { Principal } from '../auth/verifier.js';
-import { principalOf } from '../plugins/auth.js';
+import { principalOf, requireUnconfined } from '../plugins/auth.js';
+import { checkBoardFilters, type BoardVisibility } from '../../journey/board.js';
 import { FHIR_JSON } from '../plugins/errors.js';
 
 export const JOURNEY_OPERATIONS: CarewayOperation[] = [
@@ -106,6 +110,77 @@ const TimelineSchema = Type.Object(
   },
   { $id: 'JourneyTimeline' },
 );
+
+const Ref = Type.Object({ reference: Type.String(), display: Type.Optional(Type.String()) });
+
+const BoardQuery = Type.Object(
+  {
+    service: Type.Optional(
+      Type.String({ maxLength: 300, description: 'EpisodeOfCare.type: code or system|code' }),
+    ),
+    team: Type.Optional(Type.String({ maxLength: 80, description: 'CareTeam/{id}' })),
+    careManager: Type.Optional(Type.String({ maxLength: 80, description: 'Practitioner/{id}' })),
+    mine: Type.Optional(Type.Boolean({ description: "the token's fhirUser is the care manager" })),
+    overdue: Type.Optional(Type.Boolean({ description: 'only journeys over their stage target' })),
+    status: Type.Optional(
+      Type.String({ maxLength: 200, description: 'EpisodeOfCare statuses, comma-separated (default open)' }),
+    ),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, description: 'cards per stage (50)' })),
+  },
+  { additionalProperties: false },
+);
+
+const BoardSchema = Type.Object(
+  {
+    generatedAt: Type.String(),
+    stages: Type.Array(
+      Type.Object({
+        code: Type.String(),
+        display: Type.String(),
+        count: Type.Integer(),
+        targetDays: Type.Union([Type.Number(), Type.Null()]),
+      }),
+    ),
+    cards: Type.Array(
+      Type.Object({
+        episodeId: Type.String(),
+        patientId: Type.String(),
+        patientName: Type.Optional(Type.String()),
+        stage: Type.String(),
+        stageSince: Type.String(),
+        daysInStage: Type.Number(),
+        targetDays: Type.Optional(Type.Number()),
+        overTarget: Type.Boolean(),
+        status: Type.String(),
+        service: Type.Optional(Type.Object({ code: Type.String(), display: Type.Optional(Type.String()) })),
+        team: Type.Optional(Ref),
+        careManager: Type.Optional(Ref),
+        nextAppointment: Type.Optional(
+          Type.Object({
+            id: Type.String(),
+            start: Type.String(),
+            status: Type.String(),
+            description: Type.Optional(Type.String()),
+          }),
+        ),
+        openTasks: Type.Optional(Type.Integer()),
+        overdueTasks: Type.Optional(Type.Integer()),
+        lastReminder: Type.Optional(
+          Type.Record(Type.String(), Type.Object({ outcome: Type.String(), at: Type.String() })),
+        ),
+        allergy: Type.Optional(Type.Boolean()),
+        painPoints: Type.Array(Type.Object({ code: Type.String(), summary: Type.String() })),
+      }),
+    ),
+  },
+  { $id: 'JourneyBoard' },
+);
+
+/** Whether a user/ or system/ scope lets the caller read `type` (patient scopes never widen a board). */
+export function staffReads(principal: Principal, type: string): boolean {
+  const d = decide(principal.scopes, type, 'r');
+  return d.allowed && !d.compartmentOnly;
+}
 
 function access(principal: Principal, permission: Permission): { confinedTo: string | undefined } {
   return { confinedTo: confinedPatient(principal, 'EpisodeOfCare', permission) };
@@ -238,6 +313,65 @@ function schema(
 }
 
 export default async function journeyRoutes(app: FastifyInstance): Promise<void> {
+  app.get(
+    '/journeys/board',
+    {
+      schema: {
+        tags: ['journeys'],
+        summary:
+          'The journey board: per stage a count and cards (scope: user/ or system/ EpisodeOfCare.r; card parts by their own read scopes)',
+        security: [{ bearer: [] }],
+        querystring: BoardQuery,
+        response: { 200: BoardSchema, '4xx': FhirBody, '5xx': FhirBody },
+      },
+    },
+    async (request) => {
+      requireUnconfined(request, 'EpisodeOfCare', 'r');
+      const principal = principalOf(request);
+      const q = request.query as {
+        service?: string;
+        team?: string;
+        careManager?: string;
+        mine?: boolean;
+        overdue?: boolean;
+        status?: string;
+        limit?: number;
+      };
+      let careManager = q.careManager;
+      if (q.mine) {
+        if (!principal.fhirUser)
+          throw new CarewayError('invalid-parameters', '"mine" needs a token with a fhirUser claim');
+        if (careManager && careManager !== principal.fhirUser)
+          throw new CarewayError('invalid-parameters', '"mine" and "careManager" name different people');
+        careManager = principal.fhirUser;
+      }
+      const filters = {
+        ...(q.service ? { service: q.service } : {}),
+        ...(q.team ? { team: q.team } : {}),
+        ...(careManager ? { careManager } : {}),
+        ...(q.overdue ? { overdue: true } : {}),
+        ...(q.status ? { status: q.status.split(',').map((x) => x.trim()) } : {}),
+        limit: q.limit ?? 50,
+      };
+      const problems = checkBoardFilters(filters);
+      if (problems.length)
+        throw new CarewayError('invalid-parameters', `/journeys/board: ${problems.join('; ')}`);
+      const reads = (type: string): boolean => staffReads(principal, type);
+      const see: BoardVisibility = {
+        patients: reads('Patient'),
+        allergies: reads('AllergyIntolerance'),
+        appointments: reads('Appointment'),
+        tasks: reads('Task'),
+        reminders: reads('Communication'),
+        carePlans: reads('CarePlan'),
+        referrals: reads('ServiceRequest'),
+        practitioners: reads('Practitioner'),
+        careTeams: reads('CareTeam'),
+      };
+      return app.areas.board.board(filters, see);
+    },
+  );
+
   app.post(
     '/fhir/EpisodeOfCare/$start-journey',
     {

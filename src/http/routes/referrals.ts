@@ -37,7 +37,10 @@ export const REFERRAL_OPERATIONS: CarewayOperation[] = [
     name: a,
     definition: `${CANONICAL_BASE}/OperationDefinition/Task-${a}`,
     resourceType: 'Task',
-    documentation: `POST Task/[id]/$${a}${a === 'reject' ? ' Parameters(reason: string, required)' : ' Parameters(reason?: string)'}: triage the referral; the journey follows and the referrer is told.`,
+    documentation:
+      a === 'complete'
+        ? 'POST Task/[id]/$complete Parameters(note?: string): completes any Careway Task (If-Match honoured); a referral triage Task keeps its triage semantics (the journey follows, the referrer is told).'
+        : `POST Task/[id]/$${a}${a === 'reject' ? ' Parameters(reason: string, required)' : ' Parameters(reason?: string)'}: triage the referral; the journey follows and the referrer is told.`,
   })),
 ];
 
@@ -228,7 +231,8 @@ export default async function referralRoutes(app: FastifyInstance): Promise<void
     const task = await app.referrals.triage(idOf(request), action, p.reason, actorOf(principal));
     return reply.code(200).type(FHIR_JSON).send(task);
   };
-  for (const action of ['accept', 'reject', 'start', 'complete'] as const) {
+  // `$complete` is registered with every Careway Task kind (routes/tasks.ts), and hands a triage Task back here.
+  for (const action of ['accept', 'reject', 'start'] as const) {
     app.post(
       `/fhir/Task/:id/$${action}`,
       { schema: triageSchema(`Triage: ${action} the referral (scope: Task.u)`, false) },
