@@ -192,7 +192,8 @@ export async function remindersModule(
           ctx.log.warn({ err }, 'REST-hook subscriptions not created');
         }
       }
-      if (cfg.sweepMs <= 0) return;
+      // The sweep's scheduler is kept by the processes that run workers; its fixed id makes it one per cluster.
+      if (cfg.sweepMs <= 0 || !ctx.config.roles.workers) return;
       try {
         await sweep.start(cfg.sweepMs, ctx.log);
       } catch (err) {

@@ -88,7 +88,8 @@ export function schedulingModule(
     appointmentWritten: (appointment) => service.appointmentWrittenElsewhere(appointment),
     slotOpened: (slotId) => announceFree(deps, slotId),
     async start(): Promise<void> {
-      if (cfg.noShowSweepMs <= 0) return;
+      // The sweep's scheduler is kept by the processes that run workers; its fixed id makes it one per cluster.
+      if (cfg.noShowSweepMs <= 0 || !ctx.config.roles.workers) return;
       try {
         await noShow.start(cfg.noShowSweepMs, ctx.log);
       } catch (err) {
