@@ -89,7 +89,7 @@ export default tseslint.config(
   },
   { files: ['**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   {
-    files: ['scripts/**/*.mjs', 'bin/**/*.mjs', 'eslint.config.mjs'],
+    files: ['scripts/**/*.mjs', 'bin/**/*.mjs', 'docker/**/*.mjs', 'eslint.config.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
 );
