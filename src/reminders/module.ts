@@ -192,8 +192,9 @@ export async function remindersModule(
           ctx.log.warn({ err }, 'REST-hook subscriptions not created');
         }
       }
-      // The sweep's scheduler is kept by the processes that run workers; its fixed id makes it one per cluster.
-      if (cfg.sweepMs <= 0 || !ctx.config.roles.workers) return;
+      // Every process keeps the sweep's scheduler (a record in Redis with a fixed id, so one per cluster); only a
+      // process with the `workers` role runs the sweeps it makes.
+      if (cfg.sweepMs <= 0) return;
       try {
         await sweep.start(cfg.sweepMs, ctx.log);
       } catch (err) {
