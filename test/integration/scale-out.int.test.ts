@@ -78,10 +78,14 @@ describe('roles', () => {
     try {
       expect((await w.app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
       // Ready as soon as its checks pass (a loaded shared HAPI may miss one 2 s deadline).
-      await until('ready', async () => {
-        const r = await w.app.inject({ method: 'GET', url: '/ready' });
-        return r.statusCode === 200 ? true : undefined;
-      });
+      await until(
+        'ready',
+        async () => {
+          const r = await w.app.inject({ method: 'GET', url: '/ready' });
+          return r.statusCode === 200 ? true : undefined;
+        },
+        90_000,
+      );
       const token = await w.token({ scope: 'system/*.rs' });
       const auth = { authorization: `Bearer ${token}` };
       expect((await w.app.inject({ method: 'GET', url: '/metrics', headers: auth })).statusCode).toBe(200);
