@@ -123,7 +123,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['scripts/**/*.mjs', 'bin/**/*.mjs', 'eslint.config.mjs'],
+    files: ['scripts/**/*.mjs', 'bin/**/*.mjs', 'docker/**/*.mjs', 'eslint.config.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
 );

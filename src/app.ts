@@ -4,6 +4,9 @@
  *
  * Order: errors and docs first (the docs plugin must see every route), infrastructure (config, FHIR port,
  * Redis, metrics registry), CORS and security headers, auth, then the areas, then the routes.
+ *
+ * CAREWAY_ROLES without `api`: the same plugins and areas, and only the operational routes (`/health`, `/ready`,
+ * `/metrics`), which every process serves for its probes and for Prometheus.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from './config/config.js';
@@ -33,6 +36,13 @@ import referralRoutes, { REFERRAL_OPERATIONS } from './http/routes/referrals.js'
 import taskRoutes, { TASK_OPERATIONS } from './http/routes/tasks.js';
 import type { TokenVerifier } from './http/auth/verifier.js';
 import { VERSION } from './shared/version.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Set when SIGTERM arrives: `/ready` answers 503 from then on, while the process drains (main.ts). */
+    lifecycle: { draining: boolean };
+  }
+}
 
 export interface AppDependencies {
   config: Config;
@@ -74,6 +84,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     app.getDefaultJsonParser('error', 'error'),
   );
 
+  app.decorate('lifecycle', { draining: false });
   await app.register(errors);
   await app.register(docs, { version: VERSION });
   await app.register(infrastructure, { config: deps.config, ...(deps.fhir ? { fhir: deps.fhir } : {}) });
@@ -91,12 +102,18 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   // Every PHI access is recorded before its answer leaves (registered before the routes it watches).
   await app.register(audit);
   await app.register(healthRoutes);
+  if (!deps.config.roles.api) return app;
   await app.register(smartRoutes);
+  if (!deps.config.pagingSecret)
+    app.log.warn(
+      'PAGING_SECRET is not set: paging links are signed with a key of this process only, so they fail on other replicas',
+    );
   await app.register(fhirRoutes, {
     version: VERSION,
     operations: [...JOURNEY_OPERATIONS, ...REFERRAL_OPERATIONS, ...TASK_OPERATIONS, ...SCHEDULING_OPERATIONS],
     // Referral intake (ServiceRequest), secure messaging (Communication) and survey intake (QuestionnaireResponse).
     createTypes: ['ServiceRequest', 'Communication', 'QuestionnaireResponse'],
+    ...(deps.config.pagingSecret ? { pagingKey: deps.config.pagingSecret } : {}),
   });
   await app.register(fhirWriteRoutes);
   await app.register(journeyRoutes);

@@ -14,8 +14,9 @@
  *   hl7 ─journey events from the maps─────▶ journeys
  *
  * Hooks pass ids and the resources already in hand; nothing is searched for again. No Fastify here: the HTTP
- * layer (http/plugins/areas.ts) decorates the app with what this returns, and a workers-only process
- * (RUN_WORKERS) is the same areas with the HTTP layer doing nothing but health.
+ * layer (http/plugins/areas.ts) decorates the app with what this returns. Every process builds the same areas;
+ * its roles (CAREWAY_ROLES) decide what `start` starts: the workers and sweeps (`workers`), the MLLP listener
+ * (`mllp`); the HTTP layer adds the routes (`api`).
  */
 import type { Appointment, Resource, Slot } from 'fhir/r4.js';
 import type { AreaContext, Infrastructure } from './area-context.js';
@@ -60,8 +61,14 @@ export interface Areas {
    * referrer hears of its status.
    */
   fhirWritten(changes: readonly FhirWrite[]): Promise<void>;
-  /** Starts what runs on its own: the MLLP listener, subscriptions and the periodic sweeps. */
+  /** Starts what runs on its own, as this process's roles say: workers, the sweeps, the MLLP listener. */
   start(): Promise<void>;
+  /**
+   * The first half of a graceful shutdown (SIGTERM): the MLLP listener stops accepting, then the workers stop
+   * taking jobs and finish those in hand within `graceMs` (see QueueRegistry.drainWorkers). HTTP keeps serving
+   * meanwhile; `close` does the rest.
+   */
+  drain(graceMs: number): Promise<void>;
   /**
    * Stops the listener, then the workers (each finishes its job in hand) and queues, then the channels those
    * workers send on. The infrastructure (Redis connections, FHIR client) is closed by whoever made it.
@@ -72,7 +79,12 @@ export interface Areas {
 const PATIENT_REPLY = { subject: 'patient-reply' };
 
 export async function buildAreas(infra: Infrastructure): Promise<Areas> {
-  const queues = new QueueRegistry(infra.redis, queueSpecs(infra.config));
+  const roles = infra.config.roles;
+  const queues = new QueueRegistry(infra.redis, queueSpecs(infra.config), {
+    runWorkers: roles.workers,
+    onRetry: (err) =>
+      infra.log.warn({ err }, 'ordered queues not started yet (Redis unavailable); retrying every second'),
+  });
   const ctx: AreaContext = {
     ...infra,
     queues,
@@ -201,9 +213,16 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
       }
     },
     async start(): Promise<void> {
+      await queues.start();
       await scheduling.start();
       await built.start();
-      await hl7.start();
+      if (roles.mllp) await hl7.start();
+    },
+    async drain(graceMs): Promise<void> {
+      await hl7.stopIntake();
+      infra.log.info('MLLP listener closed');
+      await queues.drainWorkers(graceMs);
+      infra.log.info({ graceMs }, 'workers drained');
     },
     async close(): Promise<void> {
       await hl7.close();

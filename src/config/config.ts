@@ -121,12 +121,24 @@ export interface Config {
   readonly fhirTimeoutMs: number;
   /** How long SIGTERM may take before the process exits anyway. */
   readonly shutdownTimeoutMs: number;
+  /**
+   * SHUTDOWN_GRACE_MS: how long SIGTERM lets the jobs in hand finish before they are cancelled (and go back to
+   * the head of their queue for another replica); below SHUTDOWN_TIMEOUT_MS, which is below the pod's grace period.
+   */
+  readonly shutdownGraceMs: number;
+  /** CAREWAY_ROLES (and RUN_WORKERS=false): what this process does. */
+  readonly roles: Roles;
+  /**
+   * PAGING_SECRET: the key that signs `/fhir` paging links, shared by every replica so a link one replica made
+   * works on another. Unset: a random key per process (one instance only), with a warning at start.
+   */
+  readonly pagingSecret?: Buffer;
   /** Upload profiles/ to the FHIR server at start. */
   readonly uploadProfiles: boolean;
   readonly journeyTargets: JourneyTargets;
   /** Prefix of every BullMQ key, so several deployments (or test runs) can share one Redis. */
   readonly queuePrefix: string;
-  /** RUN_WORKERS=false: this instance serves HTTP and MLLP and queues work, and runs no queue workers. */
+  /** RUN_WORKERS=false, or CAREWAY_ROLES without `workers`: this instance runs no queue workers. */
   readonly runWorkers: boolean;
   readonly referrals: ReferralConfig;
   readonly hl7: Hl7Config;
@@ -161,6 +173,21 @@ export interface AppConfig {
     readonly ttlSeconds: number;
   };
 }
+
+/**
+ * What one Careway process does, so a deployment can run each as its own set of replicas:
+ * - `api`: the HTTP routes (FHIR facade, journeys, referrals, scheduling, engagement, `POST /hl7`, the app);
+ * - `mllp`: the MLLP listener;
+ * - `workers`: the BullMQ workers, the sweeps and their schedulers.
+ * Every process serves `/health`, `/ready` and `/metrics` whatever its roles (the probes and Prometheus need them).
+ */
+export interface Roles {
+  readonly api: boolean;
+  readonly mllp: boolean;
+  readonly workers: boolean;
+}
+
+export const ROLE_NAMES = ['api', 'mllp', 'workers'] as const;
 
 /** The audit trail (src/audit): AUDIT_EVENTS, AUDIT_FHIR_BASE_URL, AUDIT_SITE. */
 export interface AuditConfig {
@@ -980,25 +1007,72 @@ function schedulingConfig(r: EnvReader): SchedulingConfig {
   };
 }
 
-/** What this process does and how it listens: ports, queue prefix, workers, profile upload, shutdown. */
+/** What this process does and how it listens: roles, ports, queue prefix, profile upload, shutdown, paging. */
 function processConfig(
   r: EnvReader,
 ): Pick<
   Config,
-  'port' | 'host' | 'mllpPort' | 'queuePrefix' | 'runWorkers' | 'uploadProfiles' | 'shutdownTimeoutMs'
+  | 'port'
+  | 'host'
+  | 'mllpPort'
+  | 'queuePrefix'
+  | 'runWorkers'
+  | 'roles'
+  | 'uploadProfiles'
+  | 'shutdownTimeoutMs'
+  | 'shutdownGraceMs'
+  | 'pagingSecret'
 > {
   const queuePrefix = r.str('QUEUE_PREFIX') ?? 'careway';
   if (!/^[A-Za-z0-9_-]{1,40}$/.test(queuePrefix))
     r.problem('QUEUE_PREFIX: letters, digits, _ and - only (at most 40)');
+  const roles = rolesConfig(r);
+  const shutdownTimeoutMs = r.positiveInt('SHUTDOWN_TIMEOUT_MS', 10000);
+  const graceRaw = r.str('SHUTDOWN_GRACE_MS');
+  const shutdownGraceMs = r.positiveInt('SHUTDOWN_GRACE_MS', Math.max(1, shutdownTimeoutMs - 2000));
+  // The jobs' grace must end before the hard deadline, with room to close the queues and HTTP after it.
+  if (graceRaw !== undefined && shutdownGraceMs >= shutdownTimeoutMs)
+    r.problem(
+      `SHUTDOWN_GRACE_MS: must be less than SHUTDOWN_TIMEOUT_MS (${shutdownTimeoutMs}), leaving time to close the rest`,
+    );
+  const paging = r.str('PAGING_SECRET');
+  if (paging !== undefined && paging.length < 32)
+    r.problem('PAGING_SECRET: must be at least 32 characters (e.g. openssl rand -base64 32)');
   return {
     queuePrefix,
-    runWorkers: r.flag('RUN_WORKERS', true),
+    roles,
+    runWorkers: roles.workers,
     uploadProfiles: r.flag('CAREWAY_UPLOAD_PROFILES', true),
     port: r.port('PORT', 8080),
     host: r.str('HOST') ?? '0.0.0.0',
     mllpPort: r.port('MLLP_PORT', 2575),
-    shutdownTimeoutMs: r.positiveInt('SHUTDOWN_TIMEOUT_MS', 10000),
+    shutdownTimeoutMs,
+    shutdownGraceMs,
+    ...(paging !== undefined && paging.length >= 32 ? { pagingSecret: Buffer.from(paging, 'utf8') } : {}),
   };
+}
+
+/**
+ * CAREWAY_ROLES [api,mllp,workers]: a comma list of roles. RUN_WORKERS=false (the older switch) takes `workers`
+ * away from whatever the list says.
+ */
+function rolesConfig(r: EnvReader): Roles {
+  const raw = r.str('CAREWAY_ROLES');
+  const named = raw === undefined ? [...ROLE_NAMES] : commaList(raw.toLowerCase());
+  for (const n of named)
+    if (!(ROLE_NAMES as readonly string[]).includes(n))
+      r.problem(`CAREWAY_ROLES: "${n.slice(0, 40)}" is not a role (api, mllp, workers)`);
+  if (raw !== undefined && named.length === 0)
+    r.problem('CAREWAY_ROLES: name at least one of api, mllp, workers');
+  const runWorkers = r.flag('RUN_WORKERS', true);
+  const roles = {
+    api: named.includes('api'),
+    mllp: named.includes('mllp'),
+    workers: named.includes('workers') && runWorkers,
+  };
+  if (named.length > 0 && !roles.api && !roles.mllp && !roles.workers)
+    r.problem('CAREWAY_ROLES and RUN_WORKERS: this process would have no role left');
+  return roles;
 }
 
 /**

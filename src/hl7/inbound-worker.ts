@@ -7,13 +7,17 @@
  * - The intake puts a message in the partition of its patient (PID-3), and each partition's worker runs one
  *   job at a time: one patient's messages leave in arrival order, so an A03 is never applied before its A01,
  *   while other patients' messages are written in parallel by the other partitions (HL7_PARTITIONS).
- *   A transient FHIR failure is retried inside the FHIR client first, holding the partition, so order holds;
- *   only a failure that outlasts those retries lets the partition move on (the job then retries with backoff).
+ *   Each partition has a queue-level concurrency of 1 (queues/registry.ts), so this holds across replicas too.
+ * - A transient failure (FHIR 5xx, timeouts, HAPI's conditional-create race (409), a busy patient lock) is
+ *   retried **in place**, with exponential backoff, holding the partition: a BullMQ retry would park the job
+ *   in `delayed` and let the patient's next message (an A03 behind its A01) run first. After the last try the
+ *   message goes to `hl7-dead`, from where it is replayed. A shutdown cuts the wait short and puts the job back
+ *   at the head of its partition (not behind the next message), for whichever replica takes the partition next.
  * - A mapping or data error cannot be fixed by retrying: UnrecoverableError, and the job goes to `hl7-dead`
- *   at once with the reason. FHIR 5xx, timeouts and HAPI's conditional-create race (409) are retried with backoff.
+ *   at once with the reason.
  * - Job data holds ids and the sealed message only; logs name job ids, never content.
  */
-import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
+import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import type { Bundle, EpisodeOfCare, Identifier, Provenance, Resource } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
@@ -72,6 +76,58 @@ export interface InboundDeps {
   readonly onWritten?: (written: readonly Resource[], message: WrittenMessage) => Promise<void>;
   /** What the maps observed (namespaces that fell back to the default rule, ignored segments): counted. */
   readonly onMapped?: (observed: MappingObservations) => Promise<void> | void;
+  /** In-place retries of a transient failure (default: 8 tries, 1 s doubling, at most 30 s apart). */
+  readonly retry?: InPlaceRetry;
+  /** Told of each transient failure retried in place (job id and try; never the message). */
+  readonly onRetry?: (jobId: string, tries: number, err: Error) => void;
+}
+
+export interface InPlaceRetry {
+  readonly attempts: number;
+  readonly backoffMs: number;
+  readonly maxBackoffMs: number;
+}
+
+const DEFAULT_RETRY: InPlaceRetry = { attempts: 8, backoffMs: 1000, maxBackoffMs: 30_000 };
+
+/** Waits `ms`; false when the signal aborted the wait (or had already). */
+function pause(ms: number, signal?: AbortSignal): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(ok);
+    };
+    const onAbort = (): void => done(false);
+    const timer = setTimeout(() => done(true), ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * `exec` with transient failures retried in place (see the header): the partition waits for this message.
+ * With `signal` aborted (a shutdown past its grace) the job goes back to the head of its partition:
+ * BullMQ's RateLimitError moves it from active to the front of `wait` without counting an attempt.
+ */
+export async function execInOrder(
+  job: Pick<Job<InboundJob>, 'id' | 'data'>,
+  deps: InboundDeps,
+  signal?: AbortSignal,
+): Promise<InboundResult> {
+  const retry = deps.retry ?? DEFAULT_RETRY;
+  for (let tries = 1; ; tries++) {
+    try {
+      return await exec(job, deps);
+    } catch (e) {
+      if (e instanceof UnrecoverableError || !(e instanceof Error)) throw e;
+      if (tries >= retry.attempts)
+        throw new UnrecoverableError(`still failing after ${tries} tries: ${e.message.slice(0, 800)}`);
+      deps.onRetry?.(job.id ?? '', tries, e);
+      const wait = Math.min(retry.maxBackoffMs, retry.backoffMs * 2 ** (tries - 1));
+      if (!(await pause(wait, signal))) throw Worker.RateLimitError();
+    }
+  }
 }
 
 export interface MappingObservations {
@@ -484,7 +540,7 @@ async function postTransaction(deps: InboundDeps, bundle: Bundle): Promise<Bundl
 }
 
 export interface InboundQueue {
-  /** Partitioned by patient: one worker per partition, each with concurrency 1 (per-patient order). */
+  /** Partitioned by patient: one job per partition at a time, cluster-wide (per-patient order). */
   readonly queue: PartitionedQueue<InboundJob>;
   readonly workers: readonly Worker<InboundJob>[];
   readonly dead: Queue<DeadMessage>;
@@ -493,7 +549,7 @@ export interface InboundQueue {
 export function init(queues: QueueRegistry, deps: InboundDeps): InboundQueue {
   const { queue, workers, dead } = queues.openPartitioned<InboundJob>(
     HL7_INBOUND_QUEUE,
-    (job) => exec(job, deps),
+    (job, _token, signal) => execInOrder(job, deps, signal),
     // Ids only: the sealed message stays with the failed job, for replay.
     (job, err): DeadMessage => ({
       jobId: job.id ?? '',

@@ -7,7 +7,8 @@
  * (`sendAppointmentChange`, the partitioned `hl7-outbound` queue, maps in mappings/outbound/); without it that
  * call does nothing.
  *
- * The listener starts in `start` and stops, after its connections, in `close`.
+ * The listener starts in `start` (in a process with the `mllp` role) and stops, after its connections, in
+ * `stopIntake` (the first step of a graceful shutdown) or `close`.
  */
 import { join } from 'node:path';
 import { Counter, Gauge } from 'prom-client';
@@ -96,6 +97,8 @@ export interface Hl7Module {
   /** The latest outbound messages, newest first (empty when outbound HL7 is off). */
   outboundMessages(limit: number): Promise<OutboundListing[]>;
   start(): Promise<void>;
+  /** Stops accepting MLLP connections and ends the open ones (after the ACKs being written); idempotent. */
+  stopIntake(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -181,6 +184,9 @@ export async function hl7Module(
     journeys: journeyEffects(journeys),
     onMapped: (o) => observed.observe(o),
     onWritten: (resources, message) => hooks.written(resources, message),
+    // Ids and the error's kind only: a FHIR server's diagnostics may quote the message.
+    onRetry: (jobId, tries, err) =>
+      ctx.log.warn({ jobId, tries, errType: err.name }, 'HL7 message not written yet; retrying in place'),
   });
   const queue = inbound.queue;
   // The dry run at the door: map the message as the worker will, and refuse it (AE + ERR) if it cannot be
@@ -303,6 +309,7 @@ export async function hl7Module(
       port = await server.listen();
       ctx.log.info({ port }, 'MLLP listener ready');
     },
+    stopIntake: () => server.close(),
     async close(): Promise<void> {
       await server.close();
       await outbound?.close();

@@ -19,11 +19,12 @@
  *   queue. A BullMQ retry would move the job behind the partition's next one, and a patient's S15 could then
  *   reach the EHR before its S12; waiting in place holds the partition instead, as an interface engine's queue
  *   does while its receiver is down (every other message would fail the same way meanwhile). Each try is
- *   recorded as the job's progress, for the outbound log. A shutdown cuts the wait short and leaves the job to
- *   BullMQ's own retry.
+ *   recorded as the job's progress, for the outbound log. A shutdown (the worker's abort signal once
+ *   SHUTDOWN_GRACE_MS has passed, or `close`) cuts the wait short and puts the job back at the head of its
+ *   partition, for whichever replica takes the partition next; a BullMQ retry would park it behind the next one.
  */
 import { createHash } from 'node:crypto';
-import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
+import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import type { FhirPort } from '../fhir/client.js';
 import type { PartitionedQueue } from '../queues/partitioned.js';
 import type { QueueRegistry } from '../queues/registry.js';
@@ -175,7 +176,7 @@ async function exec(
         throw new UnrecoverableError(`no ACK after ${tries} attempts: ${e.message}`);
       deps.log.warn({ jobId: job.id, tries, reason: e.reason }, 'HL7 change not delivered; retrying');
       if (!(await stop.sleep(Math.min(MAX_BACKOFF_MS, deps.backoffMs * 2 ** (tries - 1)))))
-        throw new Error(`shutting down after ${tries} attempts: ${e.message}`);
+        throw Worker.RateLimitError();
     }
   }
   const code = ack.segment('MSA')?.get(1) ?? '';
@@ -210,8 +211,13 @@ export function init(queues: QueueRegistry, deps: OutboundDeps): OutboundQueue {
     return c;
   };
   const stop = new Stopper();
-  const { queue, workers, dead } = queues.openPartitioned<OutboundJob>(HL7_OUTBOUND_QUEUE, (job) =>
-    exec(job, deps, clientFor(job.queueName), stop),
+  const { queue, workers, dead } = queues.openPartitioned<OutboundJob>(
+    HL7_OUTBOUND_QUEUE,
+    (job, _token, signal) => {
+      // Aborted only at shutdown, past its grace (queues/registry.ts): every wait in this process ends.
+      signal?.addEventListener('abort', () => stop.stop(), { once: true });
+      return exec(job, deps, clientFor(job.queueName), stop);
+    },
   );
   return {
     queue,

@@ -8,6 +8,11 @@
  * the remaining attempts) is copied to `<name>-dead` (or the spec's `dead` name) with ids and the reason only.
  * BullMQ has no dead-letter queue of its own; the dead job id is derived from the original, so a failure
  * reported twice is recorded once.
+ *
+ * Workers are made paused and run from `start`, and only in a process with the `workers` role. A partitioned
+ * queue's partitions get a queue-level (global) concurrency of 1 first: one job per partition at a time across
+ * every replica of the deployment, not only within one process, so one patient's messages keep their order
+ * however many replicas run.
  */
 import {
   UnrecoverableError,
@@ -19,9 +24,18 @@ import {
   type WorkerOptions,
 } from 'bullmq';
 import { Gauge, type Registry } from 'prom-client';
-import { closeWorker, type RedisConnections } from './connections.js';
+import type { RedisConnections } from './connections.js';
 import { PartitionedQueue } from './partitioned.js';
 import { withTimeout } from '../shared/timeout.js';
+
+export interface RegistryOptions {
+  /** Run the workers in this process (the `workers` role); false: queues only, other processes work them. */
+  readonly runWorkers?: boolean;
+  /** Told when a partition's global concurrency could not be set yet (Redis down at start); retried. */
+  readonly onRetry?: (err: unknown) => void;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
 export interface QueueSpec {
   /** What the queue is for, shown beside it in docs and the README's picture. */
@@ -76,11 +90,57 @@ const defaultDeadData = <T>(job: Job<T>, err: Error): object => ({
 
 export class QueueRegistry {
   private readonly opened = new Map<string, RegisteredQueue>();
+  private closing = false;
+  private drained?: Promise<void>;
 
   constructor(
     private readonly conns: RedisConnections,
     readonly specs: Readonly<Record<string, QueueSpec>>,
+    private readonly options: RegistryOptions = {},
   ) {}
+
+  /** Every worker is made paused (`autorun: false`); `start` runs them, in order, in a `workers` process. */
+  private worker<T>(name: string, processor: Processor<T>, spec: QueueSpec): Worker<T> {
+    return this.conns.worker<T>(name, processor, { ...spec.worker, autorun: false });
+  }
+
+  /**
+   * Runs the workers (in a process with the `workers` role). A partitioned queue's workers run only once each of
+   * its partitions has a global concurrency of 1 in Redis; while Redis is away that is retried in the background
+   * and the other queues' workers run meanwhile.
+   */
+  async start(): Promise<void> {
+    if (this.options.runWorkers === false) return;
+    const all = this.all();
+    for (const r of all)
+      if (!r.spec.partitions) for (const w of r.workers) void w.run().catch(() => undefined);
+    const ordered = all.filter((r) => r.spec.partitions);
+    if (ordered.length === 0) return;
+    const setLimits = (): Promise<unknown> =>
+      Promise.all(ordered.flatMap((r) => r.queues.map((q) => q.setGlobalConcurrency(1))));
+    const runOrdered = (): void => {
+      if (this.closing) return;
+      for (const r of ordered) for (const w of r.workers) void w.run().catch(() => undefined);
+    };
+    try {
+      await setLimits();
+      runOrdered();
+    } catch (err) {
+      this.options.onRetry?.(err);
+      void (async () => {
+        while (!this.closing) {
+          await sleep(1000);
+          try {
+            await setLimits();
+            runOrdered();
+            return;
+          } catch {
+            // Still away: try again.
+          }
+        }
+      })();
+    }
+  }
 
   private spec(name: string, dead: boolean): QueueSpec {
     const spec = this.specs[name];
@@ -105,7 +165,7 @@ export class QueueRegistry {
   open<T>(name: string, processor: Processor<T>): Opened<T> {
     const spec = this.spec(name, false);
     const queue = this.conns.queue<T>(name, { defaultJobOptions: spec.job });
-    const worker = this.conns.worker<T>(name, processor, spec.worker);
+    const worker = this.worker<T>(name, processor, spec);
     this.record(name, spec, [queue as Queue], [worker as Worker]);
     return { queue, worker };
   }
@@ -119,7 +179,7 @@ export class QueueRegistry {
     const spec = this.spec(name, true);
     const queue = this.conns.queue<T>(name, { defaultJobOptions: spec.job });
     const dead = this.conns.queue(spec.dead!);
-    const worker = this.conns.worker<T>(name, processor, spec.worker);
+    const worker = this.worker<T>(name, processor, spec);
     forwardFinalFailures(worker, dead, deadData ?? defaultDeadData);
     this.record(name, spec, [queue as Queue], [worker as Worker], dead);
     return { queue, dead, worker };
@@ -133,7 +193,7 @@ export class QueueRegistry {
     });
     const dead = this.conns.queue(spec.dead!);
     const workers = queue.queues.map((q) => {
-      const worker = this.conns.worker<T>(q.name, processor, spec.worker);
+      const worker = this.worker<T>(q.name, processor, spec);
       forwardFinalFailures(worker, dead, deadData ?? defaultDeadData);
       return worker;
     });
@@ -223,14 +283,42 @@ export class QueueRegistry {
     });
   }
 
-  /** Workers first (each finishes its job in hand), then the queues; the connections close after. */
+  /**
+   * Stops taking jobs and lets the jobs in hand finish, for at most `graceMs` (BullMQ's `close()` has no bound of
+   * its own). Past it, the jobs still running are told to stop (their processor's abort signal): the ordered
+   * queues' processors put their job back at the head of its partition, for another replica to take. A processor
+   * that still does not return is left behind (force close): its job is taken over once its lock lapses.
+   */
+  drainWorkers(graceMs = 10_000): Promise<void> {
+    this.closing = true;
+    this.drained ??= (async () => {
+      const graceOver = sleep(graceMs).then(() => false);
+      const drain = async (w: Worker): Promise<void> => {
+        // pause() stops fetching and resolves once the jobs in hand are done; close() would too, but a close
+        // under way cannot be forced any more, so close comes last, forced only when jobs are still running.
+        const idle = w.pause().then(
+          () => true,
+          () => true,
+        );
+        let done = await Promise.race([idle, graceOver]);
+        if (!done) {
+          w.cancelAllJobs('shutting down');
+          done = await Promise.race([idle, sleep(2000).then(() => false)]);
+        }
+        await withTimeout(w.close(!done), 2000).catch(() => undefined);
+      };
+      await Promise.allSettled(this.all().flatMap((r) => r.workers.map(drain)));
+    })();
+    return this.drained;
+  }
+
+  /** Workers first (drained, see drainWorkers), then the queues; the connections close after. */
   async close(): Promise<void> {
-    const all = this.all();
-    // Bounded: a worker that never reached Redis waits for it forever in close(); after the bound it is
-    // closed without waiting (its job in hand, if any, is taken over by another process after its lock).
-    await Promise.allSettled(all.flatMap((r) => r.workers.map((w) => closeWorker(w))));
+    await this.drainWorkers();
     await Promise.allSettled(
-      all.flatMap((r) => [...r.queues, ...(r.dead ? [r.dead] : [])].map((q) => withTimeout(q.close(), 2000))),
+      this.all().flatMap((r) =>
+        [...r.queues, ...(r.dead ? [r.dead] : [])].map((q) => withTimeout(q.close(), 2000)),
+      ),
     );
   }
 }

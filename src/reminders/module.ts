@@ -192,6 +192,8 @@ export async function remindersModule(
           ctx.log.warn({ err }, 'REST-hook subscriptions not created');
         }
       }
+      // Every process keeps the sweep's scheduler (a record in Redis with a fixed id, so one per cluster); only a
+      // process with the `workers` role runs the sweeps it makes.
       if (cfg.sweepMs <= 0) return;
       try {
         await sweep.start(cfg.sweepMs, ctx.log);

@@ -88,6 +88,8 @@ export function schedulingModule(
     appointmentWritten: (appointment) => service.appointmentWrittenElsewhere(appointment),
     slotOpened: (slotId) => announceFree(deps, slotId),
     async start(): Promise<void> {
+      // Every process keeps the sweep's scheduler (a record in Redis with a fixed id, so one per cluster); only a
+      // process with the `workers` role runs the sweeps it makes.
       if (cfg.noShowSweepMs <= 0) return;
       try {
         await noShow.start(cfg.noShowSweepMs, ctx.log);

@@ -122,6 +122,46 @@ describe('loadConfig', () => {
     expect(p).toContain('RUN_WORKERS: must be true or false');
   });
 
+  it('when CAREWAY_ROLES, RUN_WORKERS, PAGING_SECRET and SHUTDOWN_GRACE_MS are set then they are parsed, and bad ones named', () => {
+    const all = loadConfig(good);
+    expect(all.roles).toEqual({ api: true, mllp: true, workers: true });
+    expect(all.pagingSecret).toBeUndefined();
+    expect(all.shutdownGraceMs).toBeLessThan(all.shutdownTimeoutMs);
+    const api = loadConfig({ ...good, CAREWAY_ROLES: ' api , MLLP ', PAGING_SECRET: 'p'.repeat(32) });
+    expect(api.roles).toEqual({ api: true, mllp: true, workers: false });
+    expect(api.runWorkers).toBe(false);
+    expect(api.pagingSecret?.toString()).toBe('p'.repeat(32));
+    // RUN_WORKERS=false keeps working: the roles without workers.
+    expect(loadConfig({ ...good, RUN_WORKERS: 'false' }).roles).toEqual({
+      api: true,
+      mllp: true,
+      workers: false,
+    });
+    const workers = loadConfig({
+      ...good,
+      CAREWAY_ROLES: 'workers',
+      SHUTDOWN_GRACE_MS: '20000',
+      SHUTDOWN_TIMEOUT_MS: '25000',
+    });
+    expect(workers.roles).toEqual({ api: false, mllp: false, workers: true });
+    expect(workers.shutdownGraceMs).toBe(20000);
+    expect(
+      problems({
+        ...good,
+        CAREWAY_ROLES: 'api,cron',
+        PAGING_SECRET: 'short',
+        SHUTDOWN_GRACE_MS: '15000',
+      }),
+    ).toEqual([
+      'CAREWAY_ROLES: "cron" is not a role (api, mllp, workers)',
+      'SHUTDOWN_GRACE_MS: must be less than SHUTDOWN_TIMEOUT_MS (10000), leaving time to close the rest',
+      'PAGING_SECRET: must be at least 32 characters (e.g. openssl rand -base64 32)',
+    ]);
+    expect(problems({ ...good, CAREWAY_ROLES: 'workers', RUN_WORKERS: 'false' })).toEqual([
+      'CAREWAY_ROLES and RUN_WORKERS: this process would have no role left',
+    ]);
+  });
+
   it('when both key sources are set then that is refused', () => {
     expect(problems({ ...good, AUTH_JWKS_URL: 'https://auth.example/jwks' })).toEqual([
       'AUTH_JWKS_URL and AUTH_PUBLIC_KEY: set one, not both',

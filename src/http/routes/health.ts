@@ -3,6 +3,8 @@
  * Readiness is 200 only when the FHIR server answers `/metadata`, Redis answers PING and the profiles are
  * on the FHIR server; the body names each check so an operator sees which one is failing. Each check is
  * bounded by READY_TIMEOUT_MS, so a server that hangs gives a quick 503, never a hung probe.
+ * From SIGTERM on, `/ready` answers 503 at once (`draining`), so load balancers stop sending work while the
+ * process finishes what it holds; `/health` stays 200 until HTTP closes, so nothing restarts a draining pod.
  */
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
@@ -12,7 +14,7 @@ const Check = Type.Object({
   detail: Type.Optional(Type.String()),
 });
 const Ready = Type.Object({
-  status: Type.Union([Type.Literal('ready'), Type.Literal('not-ready')]),
+  status: Type.Union([Type.Literal('ready'), Type.Literal('not-ready'), Type.Literal('draining')]),
   checks: Type.Object({ fhir: Check, redis: Check, profiles: Check }),
 });
 
@@ -68,6 +70,12 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
       },
     },
     async (_request, reply) => {
+      if (app.lifecycle.draining) {
+        const down = { status: 'down' as const, detail: 'shutting down' };
+        return reply
+          .code(503)
+          .send({ status: 'draining', checks: { fhir: down, redis: down, profiles: down } });
+      }
       // Every check has the same deadline, and they run side by side: a FHIR server that accepts connections
       // and never answers (stopped, overloaded), a token endpoint that hangs or a Redis that is away cannot hold
       // the answer past READY_TIMEOUT_MS (nor do retries: the client stops once the deadline has passed).

@@ -18,14 +18,16 @@ import org.springframework.context.annotation.AnnotationConfigApplicationContext
  * plain {@code @Configuration}s, so Boot's auto-configuration would only add things to exclude
  * (Elasticsearch, Thymeleaf, Flyway, circular-reference settings).</p>
  *
- * <p>Port: first argument, else env {@code HAPI_PORT}, else 8090. Binds to 127.0.0.1 only: this is
- * a test/demo server, with no authentication unless {@code HAPI_REQUIRE_JWKS_URL} asks for bearer
- * tokens ({@link BearerTokenInterceptor}).</p>
+ * <p>Port: first argument, else env {@code HAPI_PORT}, else 8090. Binds to 127.0.0.1 unless
+ * {@code HAPI_HOST} names another address: for tests and the demo it stays on loopback; the container
+ * image (Dockerfile beside pom.xml) sets 0.0.0.0, where a network policy lets only Careway in. No
+ * authentication unless {@code HAPI_REQUIRE_JWKS_URL} asks for bearer tokens
+ * ({@link BearerTokenInterceptor}).</p>
  */
 public final class CarewayFhirServer {
 	private static final Logger ourLog = LoggerFactory.getLogger(CarewayFhirServer.class);
 	private static final int DEFAULT_PORT = 8090;
-	private static final String HOST = "127.0.0.1";
+	private static final String HOST = hostFromEnvironment();
 	/** How long SIGTERM waits for in-flight requests before Jetty stops anyway. */
 	private static final long STOP_TIMEOUT_MS = 10_000;
 
@@ -91,6 +93,11 @@ public final class CarewayFhirServer {
 		long ms = (System.nanoTime() - t0) / 1_000_000;
 		ourLog.info("Careway FHIR server ready at http://{}:{}/fhir (started in {} ms)", HOST, port, ms);
 		jetty.join();
+	}
+
+	static String hostFromEnvironment() {
+		String host = System.getenv("HAPI_HOST");
+		return host == null || host.isBlank() ? "127.0.0.1" : host.trim();
 	}
 
 	static int resolvePort(String[] args) {
