@@ -6,7 +6,8 @@
  *
  * Two kinds, because BullMQ needs them to behave differently:
  * - producers (queue `add`, readiness pings, locks) fail fast: `enableOfflineQueue: false`, so an HL7 ACK or an
- *   HTTP reply is never held waiting on a Redis that is down;
+ *   HTTP reply is never held waiting on a Redis that is down (on a cluster, see `connect`: the callers' own
+ *   bounds do it);
  * - workers block on Redis commands: `maxRetriesPerRequest: null` (BullMQ 6 refuses anything else; on a cluster
  *   it reads it from `redisOptions`, the options of each node's connection).
  *
@@ -84,7 +85,12 @@ export function connect(target: RedisTarget, role: ConnectionRole, name: string)
       });
     case 'cluster': {
       const options: ClusterOptions = {
-        ...offline,
+        // Not `enableOfflineQueue: false` on a cluster, even for producers: ioredis then refuses every command
+        // sent to a node whose connection is still opening (each node connects on its first command, so a
+        // fresh cluster client fails its first burst), and BullMQ initialises a queue while the cluster is
+        // between `connect` and `ready` and keeps that failure. Commands wait for the cluster instead; the
+        // callers that answer someone bound their wait (HL7 intake, audit, readiness, locks, revocation).
+        enableOfflineQueue: true,
         // Ready only once the cluster says `cluster_state:ok` and the slots are known.
         enableReadyCheck: true,
         clusterRetryStrategy: retry,

@@ -13,6 +13,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { CarewayError } from '../shared/errors.js';
 import type { KeyedLock } from '../shared/lock.js';
 import { whenReady } from './connections.js';
+import { withTimeout } from '../shared/timeout.js';
 
 // One key per command and per script: on a Redis Cluster the lock lives in its key's slot, whatever the key.
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
@@ -38,7 +39,8 @@ export function redisLock(redis: Redis | Cluster, options: RedisLockOptions = {}
         let ok: string | null;
         try {
           await whenReady(redis, 1000);
-          ok = await redis.set(k, token, 'PX', ttl, 'NX');
+          // Bounded: a cluster client queues commands while it reconnects (connections.ts).
+          ok = await withTimeout(redis.set(k, token, 'PX', ttl, 'NX'), 5000);
         } catch (cause) {
           // No lock means no serialised write: refuse the change rather than risk a duplicate.
           throw new CarewayError('upstream-unavailable', 'Redis is unavailable; the change was not applied', {

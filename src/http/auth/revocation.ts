@@ -8,6 +8,7 @@
  * revoked; it lapses at its `exp`.
  */
 import type { Cluster, Redis } from 'ioredis';
+import { withTimeout } from '../../shared/timeout.js';
 
 /** The longest a jti stays on the list: tokens living longer than this are not expected from a SMART server. */
 const MAX_TTL_SECONDS = 366 * 86400;
@@ -20,7 +21,8 @@ export function revokedKey(prefix: string, jti: string): string {
 
 /** Whether `jti` is on the deny-list. Throws when Redis cannot answer (the caller decides: fail closed). */
 export async function isRevoked(redis: Redis | Cluster, prefix: string, jti: string): Promise<boolean> {
-  return (await redis.exists(revokedKey(prefix, jti))) === 1;
+  // Bounded: a cluster client queues commands while it reconnects, and a request must not wait on that.
+  return (await withTimeout(redis.exists(revokedKey(prefix, jti)), 2000)) === 1;
 }
 
 /**
