@@ -88,7 +88,10 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
   const ctx: AreaContext = {
     ...infra,
     queues,
-    lock: redisLock(infra.redis.producer),
+    // Under QUEUE_PREFIX like every other key, so deployments sharing a Redis never hold each other's locks
+    // (and a prefix with a {hash tag} keeps them in the deployment's slot). The default prefix gives the
+    // same keys as before (`careway:lock:…`).
+    lock: redisLock(infra.redis.producer, { prefix: `${infra.config.queuePrefix}:lock:` }),
   };
 
   // The audit trail first: every other area records through it. A site may keep audit on its own server.

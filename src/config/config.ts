@@ -32,6 +32,32 @@ export interface Hl7Timezones {
   readonly bySender: Readonly<Record<string, string>>;
 }
 
+export interface RedisNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Credentials and TLS for cluster nodes and a Sentinel-managed master (a REDIS_URL carries its own). */
+export interface RedisAuth {
+  readonly username?: string;
+  readonly password?: string;
+  readonly tls: boolean;
+}
+
+/** Exactly one of the three ways to reach Redis (connectionConfig checks that only one is given). */
+export type RedisTarget =
+  | { readonly mode: 'standalone'; readonly url: URL }
+  | { readonly mode: 'cluster'; readonly nodes: readonly RedisNode[]; readonly auth: RedisAuth }
+  | {
+      readonly mode: 'sentinel';
+      readonly sentinels: readonly RedisNode[];
+      /** The master's name as the sentinels know it (REDIS_SENTINEL_NAME). */
+      readonly name: string;
+      readonly auth: RedisAuth;
+      /** REDIS_SENTINEL_PASSWORD: the sentinels' own password, when they have one. */
+      readonly sentinelPassword?: string;
+    };
+
 export interface AuthConfig {
   readonly jwksUrl?: URL;
   /** PEM (SPKI) or a JWK as JSON. */
@@ -99,7 +125,8 @@ export interface Config {
   readonly host: string;
   readonly mllpPort: number;
   readonly fhirBaseUrl: URL;
-  readonly redisUrl: URL;
+  /** Which Redis: one server (REDIS_URL), a Redis Cluster (REDIS_CLUSTER_NODES) or Sentinel (REDIS_SENTINELS). */
+  readonly redis: RedisTarget;
   readonly auth: AuthConfig;
   readonly rateLimits: RateLimitConfig;
   /** Credentials Careway presents to the FHIR server (FHIR_AUTH and friends). */
@@ -136,7 +163,10 @@ export interface Config {
   /** Upload profiles/ to the FHIR server at start. */
   readonly uploadProfiles: boolean;
   readonly journeyTargets: JourneyTargets;
-  /** Prefix of every BullMQ key, so several deployments (or test runs) can share one Redis. */
+  /**
+   * Prefix of every Redis key Careway writes, so several deployments (or test runs) can share one Redis. It may
+   * hold one `{hash tag}`: then every key of the deployment is in that tag's cluster slot (queues/keys.ts).
+   */
   readonly queuePrefix: string;
   /** RUN_WORKERS=false, or CAREWAY_ROLES without `workers`: this instance runs no queue workers. */
   readonly runWorkers: boolean;
@@ -455,15 +485,99 @@ class EnvReader {
   }
 }
 
-/** FHIR_BASE_URL and REDIS_URL: the two servers Careway cannot run without. */
-function connectionConfig(r: EnvReader): Pick<Config, 'fhirBaseUrl' | 'redisUrl' | 'fhirTimeoutMs'> {
+/** FHIR_BASE_URL and Redis: the two servers Careway cannot run without. */
+function connectionConfig(r: EnvReader): Pick<Config, 'fhirBaseUrl' | 'redis' | 'fhirTimeoutMs'> {
   const fhirBaseUrl = r.url('FHIR_BASE_URL', ['http:', 'https:'], true);
-  const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:'], true);
   return {
-    // Placeholders only when a problem was reported: the loader throws before anyone sees them.
+    // Placeholder only when a problem was reported: the loader throws before anyone sees it.
     fhirBaseUrl: fhirBaseUrl ?? new URL('http://invalid.invalid'),
-    redisUrl: redisUrl ?? new URL('redis://invalid.invalid'),
+    redis: redisConfig(r),
     fhirTimeoutMs: r.positiveInt('FHIR_TIMEOUT_MS', 15000),
+  };
+}
+
+/** `host:port` (`[v6]:port` for IPv6), as REDIS_CLUSTER_NODES and REDIS_SENTINELS list them. */
+function parseNode(text: string): RedisNode | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || !(port > 0 && port <= 65535)) return undefined;
+  return { host: m[1] ?? m[2]!, port };
+}
+
+/**
+ * REDIS_URL (one server), REDIS_CLUSTER_NODES (a Redis Cluster: some of its nodes, the rest are discovered) or
+ * REDIS_SENTINELS with REDIS_SENTINEL_NAME (Sentinel: the master is asked of the sentinels). Exactly one mode:
+ * two given at once is an error rather than a silent choice, since the wrong one would write the queues where
+ * the other instances do not look. REDIS_USERNAME, REDIS_PASSWORD and REDIS_TLS serve the cluster and Sentinel
+ * modes; a REDIS_URL carries its own (`rediss://user:password@host:port`).
+ */
+function redisConfig(r: EnvReader): RedisTarget {
+  const url = r.url('REDIS_URL', ['redis:', 'rediss:'], false);
+  const nodesOf = (key: string): RedisNode[] => {
+    const nodes: RedisNode[] = [];
+    for (const item of commaList(r.str(key) ?? '')) {
+      const node = parseNode(item);
+      if (node) nodes.push(node);
+      else r.problem(`${key}: "${item.slice(0, 100)}" is not host:port`);
+    }
+    return nodes;
+  };
+  const clusterSet = r.str('REDIS_CLUSTER_NODES') !== undefined;
+  const sentinelSet = r.str('REDIS_SENTINELS') !== undefined || r.str('REDIS_SENTINEL_NAME') !== undefined;
+  const given = [
+    ...(r.str('REDIS_URL') !== undefined ? ['REDIS_URL'] : []),
+    ...(clusterSet ? ['REDIS_CLUSTER_NODES'] : []),
+    ...(sentinelSet ? ['REDIS_SENTINELS'] : []),
+  ];
+  const placeholder: RedisTarget = { mode: 'standalone', url: new URL('redis://invalid.invalid') };
+  if (given.length === 0) {
+    r.problem('REDIS_URL: is required (or REDIS_CLUSTER_NODES for a Redis Cluster, or REDIS_SENTINELS)');
+    return placeholder;
+  }
+  if (given.length > 1) {
+    r.problem(
+      `Redis: give exactly one of REDIS_URL, REDIS_CLUSTER_NODES, REDIS_SENTINELS (got ${given.join(', ')})`,
+    );
+    return placeholder;
+  }
+  const auth = (): RedisAuth => {
+    const username = r.str('REDIS_USERNAME');
+    const password = r.str('REDIS_PASSWORD');
+    return {
+      ...(username ? { username } : {}),
+      ...(password ? { password } : {}),
+      tls: r.flag('REDIS_TLS', false),
+    };
+  };
+  if (url) {
+    for (const key of ['REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_TLS', 'REDIS_SENTINEL_PASSWORD'])
+      if (r.str(key) !== undefined)
+        r.problem(`${key}: not used with REDIS_URL (put credentials and rediss: in the URL itself)`);
+    return { mode: 'standalone', url };
+  }
+  if (clusterSet) {
+    const nodes = nodesOf('REDIS_CLUSTER_NODES');
+    if (r.str('REDIS_SENTINEL_PASSWORD') !== undefined)
+      r.problem('REDIS_SENTINEL_PASSWORD: only used with REDIS_SENTINELS');
+    return nodes.length ? { mode: 'cluster', nodes, auth: auth() } : placeholder;
+  }
+  if (!sentinelSet) return placeholder; // REDIS_URL was given but invalid: already reported.
+  const sentinels = nodesOf('REDIS_SENTINELS');
+  const name = r.str('REDIS_SENTINEL_NAME');
+  if (r.str('REDIS_SENTINELS') === undefined)
+    r.problem('REDIS_SENTINELS: is required with REDIS_SENTINEL_NAME (host:port of each sentinel)');
+  if (!name)
+    r.problem('REDIS_SENTINEL_NAME: is required with REDIS_SENTINELS (the master name, e.g. mymaster)');
+  else if (!/^[A-Za-z0-9._-]{1,100}$/.test(name))
+    r.problem('REDIS_SENTINEL_NAME: letters, digits, ., _ and - only');
+  const sentinelPassword = r.str('REDIS_SENTINEL_PASSWORD');
+  if (!sentinels.length || !name) return placeholder;
+  return {
+    mode: 'sentinel',
+    sentinels,
+    name,
+    auth: auth(),
+    ...(sentinelPassword ? { sentinelPassword } : {}),
   };
 }
 
@@ -1024,8 +1138,11 @@ function processConfig(
   | 'pagingSecret'
 > {
   const queuePrefix = r.str('QUEUE_PREFIX') ?? 'careway';
-  if (!/^[A-Za-z0-9_-]{1,40}$/.test(queuePrefix))
-    r.problem('QUEUE_PREFIX: letters, digits, _ and - only (at most 40)');
+  // At most one hash tag, not empty (Redis ignores `{}`), and no `:` (BullMQ's separator): queues/keys.ts.
+  if (queuePrefix.length > 40 || !/^[A-Za-z0-9_-]*(\{[A-Za-z0-9_-]+\})?[A-Za-z0-9_-]*$/.test(queuePrefix))
+    r.problem(
+      'QUEUE_PREFIX: letters, digits, _ and - (at most 40), with at most one {hash tag} of the same, e.g. careway or {careway}',
+    );
   const roles = rolesConfig(r);
   const shutdownTimeoutMs = r.positiveInt('SHUTDOWN_TIMEOUT_MS', 10000);
   const graceRaw = r.str('SHUTDOWN_GRACE_MS');

@@ -139,15 +139,20 @@ function observations(ctx: AreaContext): {
     async observe(o): Promise<void> {
       for (const s of o.ignoredSegments) ignoredMetric.inc({ segment: boundedLabel(segLabels, s) });
       if (o.defaultedAuthorities.size === 0) return;
-      const tx = redis.multi();
       const now = new Date().toISOString();
+      const writes: Promise<unknown>[] = [];
       for (const [ns, system] of o.defaultedAuthorities) {
         defaultsMetric.inc({ namespace: boundedLabel(nsLabels, ns) });
         // Namespaces are codes such as STMARYS (no PHI); capped in length all the same.
         const field = ns.slice(0, 64);
-        tx.hincrby(`${defaultsKey}:count`, field, 1).hset(`${defaultsKey}:seen`, field, `${now} ${system}`);
+        // One command per key, not a MULTI over both: on a Redis Cluster the two keys are in different slots
+        // (CROSSSLOT), and a count and a last-seen time need not change atomically together.
+        writes.push(
+          redis.hincrby(`${defaultsKey}:count`, field, 1),
+          redis.hset(`${defaultsKey}:seen`, field, `${now} ${system}`),
+        );
       }
-      await tx.exec();
+      await Promise.all(writes);
     },
     async defaultedAuthorities(): Promise<DefaultedAuthority[]> {
       const [counts, seen] = await Promise.all([

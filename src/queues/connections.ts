@@ -1,24 +1,37 @@
 /**
- * Every Redis connection Careway opens is made and closed here (ioredis 5 + BullMQ 6).
+ * Every Redis connection Careway opens is made and closed here (ioredis 5 + BullMQ 6), for the three ways to
+ * reach Redis (config.ts, RedisTarget): one server (REDIS_URL), a Redis Cluster (REDIS_CLUSTER_NODES, an ioredis
+ * `Cluster`) or Sentinel (REDIS_SENTINELS, an ioredis client that asks the sentinels for the master and follows
+ * a failover). Nothing else in Careway calls `new Redis` or `new Cluster`.
  *
  * Two kinds, because BullMQ needs them to behave differently:
- * - producers (queue `add`, readiness pings) fail fast: `enableOfflineQueue: false`, so an HL7 ACK or an
- *   HTTP reply is never held waiting on a Redis that is down;
- * - workers block on Redis commands: `maxRetriesPerRequest: null` (BullMQ 6 refuses anything else).
+ * - producers (queue `add`, readiness pings, locks) fail fast: `enableOfflineQueue: false`, so an HL7 ACK or an
+ *   HTTP reply is never held waiting on a Redis that is down (on a cluster, see `connect`: the callers' own
+ *   bounds do it);
+ * - workers block on Redis commands: `maxRetriesPerRequest: null` (BullMQ 6 refuses anything else; on a cluster
+ *   it reads it from `redisOptions`, the options of each node's connection).
  *
+ * Queue keys are named by queues/keys.ts, so that on a cluster each queue is in one slot of its own.
  * `closeAll` quits every connection it handed out, in reverse order of creation.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { Queue, Worker, type Processor, type WorkerOptions, type QueueOptions } from 'bullmq';
+import type { RedisTarget } from '../config/config.js';
 import { withTimeout } from '../shared/timeout.js';
+import { queueKeyPrefix } from './keys.js';
 
 export type ConnectionRole = 'producer' | 'worker';
 
+/** A connection to Redis, whichever the mode: the commands Careway uses are the same on both. */
+export type RedisClient = Redis | Cluster;
+
 export interface RedisConnections {
   /** The shared producer connection (queues, readiness). */
-  readonly producer: Redis;
+  readonly producer: RedisClient;
+  /** Whether Redis is a cluster (keys of one command or script must then share a slot). */
+  readonly cluster: boolean;
   /** A new dedicated connection of the given role (workers need their own). */
-  create(role: ConnectionRole, name: string): Redis;
+  create(role: ConnectionRole, name: string): RedisClient;
   queue<T = unknown>(name: string, options?: Omit<QueueOptions, 'connection'>): Queue<T>;
   worker<T = unknown>(
     name: string,
@@ -31,17 +44,99 @@ export interface RedisConnections {
   closeAll(): Promise<void>;
 }
 
-function options(url: URL, role: ConnectionRole, name: string): RedisOptions {
-  const base: RedisOptions = {
-    connectionName: `careway:${name}`,
-    lazyConnect: false,
-    // Reconnect with capped backoff; never give up while the process lives.
-    retryStrategy: (times) => Math.min(times * 200, 5000),
-  };
-  if (url.protocol === 'rediss:') base.tls = {};
+/** Reconnect with capped backoff; never give up while the process lives. */
+const retry = (times: number): number => Math.min(times * 200, 5000);
+
+/** What one connection to one server needs for its role (the node connections of a cluster take the same). */
+function roleOptions(role: ConnectionRole, name: string): RedisOptions {
+  const base: RedisOptions = { connectionName: `careway:${name}` };
   return role === 'worker'
     ? { ...base, maxRetriesPerRequest: null, enableReadyCheck: false }
-    : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false };
+    : { ...base, maxRetriesPerRequest: 1 };
+}
+
+/** Opens one connection to the target, for the role. */
+export function connect(target: RedisTarget, role: ConnectionRole, name: string): RedisClient {
+  const perRole = roleOptions(role, name);
+  const offline = role === 'producer' ? { enableOfflineQueue: false } : {};
+  switch (target.mode) {
+    case 'standalone':
+      return new Redis(target.url.toString(), {
+        ...perRole,
+        ...offline,
+        lazyConnect: false,
+        retryStrategy: retry,
+        ...(target.url.protocol === 'rediss:' ? { tls: {} } : {}),
+      });
+    case 'sentinel':
+      return new Redis({
+        ...perRole,
+        ...offline,
+        sentinels: target.sentinels.map((n) => ({ host: n.host, port: n.port })),
+        name: target.name,
+        role: 'master',
+        ...credentials(target.auth),
+        ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
+        ...(target.auth.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+        retryStrategy: retry,
+        sentinelRetryStrategy: retry,
+        // After a failover the old master answers READONLY until it is told; reconnect to the new one.
+        reconnectOnError: (err) => err.message.startsWith('READONLY'),
+      });
+    case 'cluster': {
+      const options: ClusterOptions = {
+        // Not `enableOfflineQueue: false` on a cluster, even for producers: ioredis then refuses every command
+        // sent to a node whose connection is still opening (each node connects on its first command, so a
+        // fresh cluster client fails its first burst), and BullMQ initialises a queue while the cluster is
+        // between `connect` and `ready` and keeps that failure. Commands wait for the cluster instead; the
+        // callers that answer someone bound their wait (HL7 intake, audit, readiness, locks, revocation).
+        enableOfflineQueue: true,
+        // Ready only once the cluster says `cluster_state:ok` and the slots are known.
+        enableReadyCheck: true,
+        clusterRetryStrategy: retry,
+        // Slots move during a resharding or failover: follow MOVED/ASK and retry while the cluster settles.
+        maxRedirections: 16,
+        retryDelayOnFailover: 200,
+        retryDelayOnClusterDown: 300,
+        retryDelayOnTryAgain: 100,
+        redisOptions: {
+          ...perRole,
+          ...credentials(target.auth),
+          ...(target.auth.tls ? { tls: {} } : {}),
+        },
+        // Managed clusters with TLS announce node names that certificates are issued for: connect by name.
+        ...(target.auth.tls ? { dnsLookup: (address, cb) => cb(null, address) } : {}),
+      };
+      return new Cluster(
+        target.nodes.map((n) => ({ host: n.host, port: n.port })),
+        options,
+      );
+    }
+  }
+}
+
+function credentials(auth: { username?: string; password?: string }): RedisOptions {
+  return {
+    ...(auth.username ? { username: auth.username } : {}),
+    ...(auth.password ? { password: auth.password } : {}),
+  };
+}
+
+/**
+ * Producers fail fast when Redis is not connected; give a (re)connecting client a moment first. A cluster is
+ * ready once its slots are known, a little after start.
+ */
+export async function whenReady(redis: RedisClient, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(done, timeoutMs);
+    function done(): void {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      resolve();
+    }
+    redis.once('ready', done);
+  });
 }
 
 /**
@@ -57,18 +152,21 @@ export async function closeWorker(w: Worker): Promise<void> {
 }
 
 export function createConnections(
-  redisUrl: URL,
+  /** The configured target; a URL is one server (tests and tools). */
+  target: RedisTarget | URL,
   prefix = 'careway',
   /** false: queues only, no workers here (an API-only instance; workers run in other processes). */
   runWorkers = true,
 ): RedisConnections {
-  const raw: Redis[] = [];
+  const to: RedisTarget = target instanceof URL ? { mode: 'standalone', url: target } : target;
+  const cluster = to.mode === 'cluster';
+  const raw: RedisClient[] = [];
   const queues: Queue[] = [];
   const workers: Worker[] = [];
   let closed: Promise<void> | undefined;
 
-  const create = (role: ConnectionRole, name: string): Redis => {
-    const conn = new Redis(redisUrl.toString(), options(redisUrl, role, name));
+  const create = (role: ConnectionRole, name: string): RedisClient => {
+    const conn = connect(to, role, name);
     // ioredis emits 'error' on every failed reconnect; unhandled it would crash the process.
     conn.on('error', () => undefined);
     raw.push(conn);
@@ -79,16 +177,21 @@ export function createConnections(
 
   return {
     producer,
+    cluster,
     create,
     queue<T>(name: string, opts?: Omit<QueueOptions, 'connection'>): Queue<T> {
-      const q = new Queue<T>(name, { prefix, ...opts, connection: producer });
+      const q = new Queue<T>(name, {
+        prefix: queueKeyPrefix(prefix, name, cluster),
+        ...opts,
+        connection: producer,
+      });
       q.on('error', () => undefined);
       queues.push(q as Queue);
       return q;
     },
     worker<T>(name: string, processor: Processor<T>, opts?: Omit<WorkerOptions, 'connection'>): Worker<T> {
       const w = new Worker<T>(name, processor, {
-        prefix,
+        prefix: queueKeyPrefix(prefix, name, cluster),
         ...opts,
         ...(runWorkers ? {} : { autorun: false }),
         connection: create('worker', `worker:${name}`),

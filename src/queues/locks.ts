@@ -9,25 +9,14 @@
  * The contract (KeyedLock) and the in-process lock live in shared/lock.ts: the journey domain depends on them.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { CarewayError } from '../shared/errors.js';
 import type { KeyedLock } from '../shared/lock.js';
+import { whenReady } from './connections.js';
+import { withTimeout } from '../shared/timeout.js';
 
+// One key per command and per script: on a Redis Cluster the lock lives in its key's slot, whatever the key.
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
-
-/** Producers fail fast when Redis is not connected; give a (re)connecting client a moment first. */
-async function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
-  if (redis.status === 'ready') return;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(done, timeoutMs);
-    function done(): void {
-      clearTimeout(timer);
-      redis.off('ready', done);
-      resolve();
-    }
-    redis.once('ready', done);
-  });
-}
 
 export interface RedisLockOptions {
   /** Lock lifetime; the holder must finish before it. */
@@ -37,7 +26,7 @@ export interface RedisLockOptions {
   prefix?: string;
 }
 
-export function redisLock(redis: Redis, options: RedisLockOptions = {}): KeyedLock {
+export function redisLock(redis: Redis | Cluster, options: RedisLockOptions = {}): KeyedLock {
   const ttl = options.ttlMs ?? 30_000;
   const wait = options.waitMs ?? 15_000;
   const prefix = options.prefix ?? 'careway:lock:';
@@ -50,7 +39,8 @@ export function redisLock(redis: Redis, options: RedisLockOptions = {}): KeyedLo
         let ok: string | null;
         try {
           await whenReady(redis, 1000);
-          ok = await redis.set(k, token, 'PX', ttl, 'NX');
+          // Bounded: a cluster client queues commands while it reconnects (connections.ts).
+          ok = await withTimeout(redis.set(k, token, 'PX', ttl, 'NX'), 5000);
         } catch (cause) {
           // No lock means no serialised write: refuse the change rather than risk a duplicate.
           throw new CarewayError('upstream-unavailable', 'Redis is unavailable; the change was not applied', {

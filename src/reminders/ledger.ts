@@ -9,7 +9,7 @@
  * provider's acceptance reaching Careway and the Redis write just after it (well under a millisecond); the
  * provider then gets the same message id again, so one that deduplicates on it still delivers once.
  */
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /**
  * `claimed`: the first attempt ever at this send. `reclaimed`: claimed again after an earlier attempt (a retry,
@@ -68,7 +68,7 @@ export class LedgerBusyError extends Error {
   }
 }
 
-export function redisLedger(redis: Redis, prefix: string, leaseMs = LEASE_MS): Ledger {
+export function redisLedger(redis: Redis | Cluster, prefix: string, leaseMs = LEASE_MS): Ledger {
   const k = (key: string): string => `${prefix}:reminder-ledger:${key}`;
   return {
     async claim(key, owner): Promise<ClaimResult> {

@@ -85,6 +85,7 @@ function jobsOf(ctx: AreaContext, queue: ReminderQueue): ReminderJobs {
     remove: (id) => queue.remove(id),
     planned: (id) => redis.smembers(plannedKey(id)),
     async setPlanned(id, ids): Promise<void> {
+      // One key only, so the MULTI is in one slot on a Redis Cluster too.
       const tx = redis.multi().del(plannedKey(id));
       if (ids.length) tx.sadd(plannedKey(id), ...ids).expire(plannedKey(id), 400 * 86400);
       await tx.exec();

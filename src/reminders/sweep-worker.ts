@@ -11,7 +11,7 @@
  * change the REST-hook already delivered is seen twice; the journey rules make the second one a no-op.
  */
 import type { Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Appointment, CarePlan } from 'fhir/r4.js';
 import type { FhirPort } from '../fhir/client.js';
 import {
@@ -42,7 +42,7 @@ export interface SweepHooks {
 
 export async function sweep(
   fhir: FhirPort,
-  redis: Redis,
+  redis: Redis | Cluster,
   key: string,
   replan: (id: string) => Promise<void>,
   nowMs = Date.now(),
@@ -86,7 +86,7 @@ export async function sweep(
 export function init(
   queues: QueueRegistry,
   /** Where the sweep keeps the time of its last run. */
-  redis: Redis,
+  redis: Redis | Cluster,
   deps: {
     fhir: FhirPort;
     prefix: string;

@@ -29,7 +29,7 @@ export async function startAreas(extraEnv: Record<string, string> = {}): Promise
     },
   });
   const fhir = new FhirClient({ baseUrl: config.fhirBaseUrl });
-  const redis = createConnections(config.redisUrl, config.queuePrefix, config.runWorkers);
+  const redis = createConnections(config.redis, config.queuePrefix, config.runWorkers);
   const areas = await buildAreas({
     config,
     fhir,

@@ -4,17 +4,24 @@
  *
  * CAREWAY_TEST_FHIR_BASE_URL / CAREWAY_TEST_REDIS_URL reuse servers already running (a faster local loop);
  * they are still real servers, never stand-ins.
+ *
+ * CAREWAY_TEST_REDIS_CLUSTER=1 also starts a real 3-master Redis Cluster (support/redis-topologies.ts), and the
+ * harness then points every app it builds at the cluster (REDIS_CLUSTER_NODES) instead of REDIS_URL
+ * (`npm run test:cluster`). The standalone redis stays for the tests that open connections of their own.
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startHapi, startRedis, type LocalService } from '../../src/devstack/processes.js';
+import { startRedisCluster } from './redis-topologies.js';
 import { projectRoot } from '../../src/shared/paths.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     fhirBaseUrl: string;
     redisUrl: string;
+    /** `host:port,…` of the Redis Cluster when CAREWAY_TEST_REDIS_CLUSTER=1; empty otherwise. */
+    redisClusterNodes: string;
   }
 }
 
@@ -34,7 +41,7 @@ function buildDist(): Promise<void> {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const started: LocalService[] = [];
+  const started: Pick<LocalService, 'stop'>[] = [];
   const t0 = Date.now();
   const note = (msg: string): void => {
     process.stderr.write(`[global-setup ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
@@ -54,6 +61,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
         }),
       buildDist(),
     ]);
+    let clusterNodes = '';
+    if (process.env['CAREWAY_TEST_REDIS_CLUSTER'] === '1') {
+      const cluster = await startRedisCluster();
+      started.push(cluster);
+      clusterNodes = cluster.nodes;
+      note(`Redis Cluster ready at ${clusterNodes}`);
+    }
+    project.provide('redisClusterNodes', clusterNodes);
     project.provide('redisUrl', redisUrl);
     project.provide('fhirBaseUrl', fhirBaseUrl);
   } catch (e) {

@@ -59,9 +59,17 @@ export async function signToken(keys: Keys, o: TokenOptions): Promise<string> {
 }
 
 export function testEnv(keys: Keys, extra: Record<string, string> = {}): Record<string, string> {
+  // On the Redis Cluster when the run asks for it (global-setup.ts), unless the test names its own Redis.
+  const cluster = inject('redisClusterNodes');
+  const own = ['REDIS_URL', 'REDIS_CLUSTER_NODES', 'REDIS_SENTINELS'].some((k) => extra[k]);
+  const redis: Record<string, string> = own
+    ? {}
+    : cluster
+      ? { REDIS_CLUSTER_NODES: cluster }
+      : { REDIS_URL: inject('redisUrl') };
   return {
     FHIR_BASE_URL: inject('fhirBaseUrl'),
-    REDIS_URL: inject('redisUrl'),
+    ...redis,
     AUTH_PUBLIC_KEY: keys.publicPem,
     AUTH_ISSUER: ISSUER,
     AUTH_AUDIENCE: AUDIENCE,

@@ -7,7 +7,8 @@
  * and whether or not the verified token came from the verifier's cache. A token without a `jti` cannot be
  * revoked; it lapses at its `exp`.
  */
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { withTimeout } from '../../shared/timeout.js';
 
 /** The longest a jti stays on the list: tokens living longer than this are not expected from a SMART server. */
 const MAX_TTL_SECONDS = 366 * 86400;
@@ -19,8 +20,9 @@ export function revokedKey(prefix: string, jti: string): string {
 }
 
 /** Whether `jti` is on the deny-list. Throws when Redis cannot answer (the caller decides: fail closed). */
-export async function isRevoked(redis: Redis, prefix: string, jti: string): Promise<boolean> {
-  return (await redis.exists(revokedKey(prefix, jti))) === 1;
+export async function isRevoked(redis: Redis | Cluster, prefix: string, jti: string): Promise<boolean> {
+  // Bounded: a cluster client queues commands while it reconnects, and a request must not wait on that.
+  return (await withTimeout(redis.exists(revokedKey(prefix, jti)), 2000)) === 1;
 }
 
 /**
@@ -28,7 +30,7 @@ export async function isRevoked(redis: Redis, prefix: string, jti: string): Prom
  * seconds it is kept, or 0 when the token has already expired (nothing to store: it is refused anyway).
  */
 export async function revoke(
-  redis: Redis,
+  redis: Redis | Cluster,
   prefix: string,
   jti: string,
   exp: number,

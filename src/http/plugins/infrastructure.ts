@@ -32,7 +32,7 @@ export default fp<InfrastructureOptions>(
     app.decorate('config', opts.config);
     // FHIR_AUTH / FHIR_TLS_* decide how Careway presents itself to the FHIR server (config/fhir-client.ts).
     app.decorate('fhir', opts.fhir ?? createFhirClient(opts.config));
-    const redis = createConnections(opts.config.redisUrl, opts.config.queuePrefix, opts.config.runWorkers);
+    const redis = createConnections(opts.config.redis, opts.config.queuePrefix, opts.config.runWorkers);
     app.decorate('redis', redis);
     const metrics = new Registry();
     metrics.setDefaultLabels({ service: 'careway' });
