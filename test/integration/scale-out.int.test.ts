@@ -139,7 +139,7 @@ describe('sweeps across worker processes', () => {
       const runs: { instance: number; jobId: string }[] = [];
       for (let n = 0; n < 3; n++) {
         // Each its own connections and registry, as separate processes have.
-        const conns = createConnections(config.redisUrl, config.queuePrefix, true);
+        const conns = createConnections(config.redis, config.queuePrefix, true);
         const queues = new QueueRegistry(conns, queueSpecs(config), { runWorkers: true });
         const ignore = async (): Promise<void> => undefined;
         const sweep = initSweep(queues, conns.producer, {
