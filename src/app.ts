@@ -29,6 +29,7 @@ import engagementRoutes from './http/routes/engagement.js';
 import schedulingRoutes, { SCHEDULING_OPERATIONS } from './http/routes/scheduling.js';
 import hl7Routes from './http/routes/hl7.js';
 import referralRoutes, { REFERRAL_OPERATIONS } from './http/routes/referrals.js';
+import analyticsRoutes, { ANALYTICS_OPERATIONS } from './http/routes/analytics.js';
 import type { TokenVerifier } from './http/auth/verifier.js';
 import { VERSION } from './shared/version.js';
 
@@ -90,9 +91,16 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(audit);
   await app.register(healthRoutes);
   await app.register(smartRoutes);
+  // Before the facade, whose wildcard answers every other POST under /fhir with 405.
+  await app.register(analyticsRoutes);
   await app.register(fhirRoutes, {
     version: VERSION,
-    operations: [...JOURNEY_OPERATIONS, ...REFERRAL_OPERATIONS, ...SCHEDULING_OPERATIONS],
+    operations: [
+      ...JOURNEY_OPERATIONS,
+      ...REFERRAL_OPERATIONS,
+      ...SCHEDULING_OPERATIONS,
+      ...ANALYTICS_OPERATIONS,
+    ],
     // Referral intake (ServiceRequest), secure messaging (Communication) and survey intake (QuestionnaireResponse).
     createTypes: ['ServiceRequest', 'Communication', 'QuestionnaireResponse'],
   });

@@ -134,6 +134,12 @@ export interface Config {
    */
   readonly httpBodyLimit: number;
   readonly audit: AuditConfig;
+  readonly analytics: AnalyticsConfig;
+}
+
+/** Analytics (src/analytics): MEASURE_CACHE_SECONDS [300], how long a computed MeasureReport is served; 0: never cached. */
+export interface AnalyticsConfig {
+  readonly cacheSeconds: number;
 }
 
 /** The audit trail (src/audit): AUDIT_EVENTS, AUDIT_FHIR_BASE_URL, AUDIT_SITE. */
@@ -1036,6 +1042,7 @@ export function loadConfig(env: Env): Config {
   const web = webConfig(r);
   const httpBodyLimit = r.positiveInt('HTTP_BODY_LIMIT', 1024 * 1024);
   const audit = auditConfig(r);
+  const analytics: AnalyticsConfig = { cacheSeconds: nonNegativeInt(r, 'MEASURE_CACHE_SECONDS', 300) };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return {
     ...proc,
@@ -1059,5 +1066,6 @@ export function loadConfig(env: Env): Config {
     web,
     httpBodyLimit,
     audit,
+    analytics,
   };
 }

@@ -25,6 +25,7 @@ export default fp(
           { name: 'journeys', description: 'Patient journeys: operations, timeline and pain points' },
           { name: 'referrals', description: 'Referral intake and triage' },
           { name: 'hl7', description: 'HL7 v2 intake (also over MLLP)' },
+          { name: 'analytics', description: 'Journey KPIs as FHIR MeasureReports ($evaluate-measure)' },
           { name: 'operations', description: 'Health, readiness and metrics' },
         ],
       },
