@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type {
+  AuditEvent,
   Bundle,
   BundleEntry,
   EpisodeOfCare,
@@ -15,7 +16,7 @@ import type {
   OperationOutcome,
   Resource,
 } from 'fhir/r4.js';
-import { startHarness, uniq, type Harness } from '../support/harness.js';
+import { startHarness, uniq, until, type Harness } from '../support/harness.js';
 import { canonical } from '../../src/fhir/canonical.js';
 import { newJourneyEpisode } from '../../src/journey/episode.js';
 import { JOURNEY_STAGES, type JourneyStage } from '../../src/journey/stages.js';
@@ -28,7 +29,8 @@ const SERVICE_SYSTEM = 'urn:careway:test:service';
 const svcA = `svc-a-${run}`;
 const svcB = `svc-b-${run}`;
 
-// A month of its own, far from now: year 1850-1999, month 1-12 (asserted empty before writing).
+// A month of its own, far from now: year 1700-1849, month 1-12 (asserted empty before writing). (Earlier runs
+// left journeys without an end in 1850-1999, which every later month counts as open.)
 let year = 0;
 let month = 0;
 const pad = (n: number): string => String(n).padStart(2, '0');
@@ -212,11 +214,16 @@ async function writePopulation(): Promise<void> {
       patient: pat(j.key),
       ...(referral ? { referral: { reference: urn(referral) } } : {}),
       ...(j.service ? { type: { coding: [{ system: SERVICE_SYSTEM, code: j.service }] } } : {}),
+      // Finished a while after the month: an open journey would be open in every later month, and later runs
+      // of this test (in other months) would count it.
       state: {
         stage: j.stays.at(-1)!.stage,
-        status: 'active',
+        status: 'finished',
         stageHistory: j.stays.map((s) => ({ ...s, ...(s.end ? { end: s.end } : {}) })),
-        statusHistory: [{ status: 'active', start: j.stays[0]!.start }],
+        statusHistory: [
+          { status: 'active', start: j.stays[0]!.start, end: at(45) },
+          { status: 'finished', start: at(45) },
+        ],
       },
     });
     add(j.key, eoc);
@@ -363,7 +370,7 @@ beforeAll(async () => {
   staff = await h.token({ scope: 'user/MeasureReport.r user/Measure.rs', sub: 'analyst-1' });
   // A month nobody else writes in: chosen at random, and checked to be empty before the population goes in.
   for (let attempt = 0; ; attempt++) {
-    year = 1850 + Math.floor(Math.random() * 150);
+    year = 1700 + Math.floor(Math.random() * 150);
     month = 1 + Math.floor(Math.random() * 12);
     // Asked with explicit offsets: a cache key of its own, so these empty reports answer nothing later.
     const probe = {
@@ -538,9 +545,19 @@ describe('$evaluate-measure figures against counts of the written data', () => {
     const r = await fresh('careway-no-show-rate', { subject: patient });
     expect(r.subject?.reference).toBe(patient);
     expect(pops(groupOf(r, 'no-show'))).toEqual({ 'initial-population': 2, denominator: 2, numerator: 1 });
-    // The same through a patient token of that patient.
-    const own = await h.token({ scope: 'patient/MeasureReport.r', patient: patient.split('/')[1]! });
+    // The same through a patient token of that patient; audited like every operation, naming the patient.
+    const sub = `patient-${uniq()}`;
+    const own = await h.token({ scope: 'patient/MeasureReport.r', patient: patient.split('/')[1]!, sub });
     expect((await evaluate('careway-no-show-rate', { ...period(), subject: patient }, own)).status).toBe(200);
+    const [event] = await until('the AuditEvent of $evaluate-measure', async () => {
+      const found = await h.fhir.searchAll<AuditEvent>('AuditEvent', { altid: sub }, { noCache: true });
+      return found.length ? found : undefined;
+    });
+    expect(event!.subtype?.[0]?.display).toBe('$evaluate-measure');
+    expect(event!.entity?.some((x) => x.what?.display === 'Measure/careway-no-show-rate')).toBe(true);
+    expect(
+      event!.entity?.some((x) => x.role?.code === '1' && (x.what?.reference ?? x.what?.display) === patient),
+    ).toBe(true);
   });
 });
 
