@@ -87,7 +87,8 @@ export async function startCareway(
     },
   };
   const careway = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
+  // 180 s: on the shared 2-core machine under load (load average 26) a Careway took 70 s to be ready.
+  const deadline = Date.now() + 180_000;
   for (;;) {
     const ok = await fetch(`${careway}/ready`).then(
       (r) => r.ok,

@@ -34,6 +34,7 @@ import hl7Routes from './http/routes/hl7.js';
 import appRoutes from './http/routes/app.js';
 import referralRoutes, { REFERRAL_OPERATIONS } from './http/routes/referrals.js';
 import taskRoutes, { TASK_OPERATIONS } from './http/routes/tasks.js';
+import analyticsRoutes, { ANALYTICS_OPERATIONS } from './http/routes/analytics.js';
 import type { TokenVerifier } from './http/auth/verifier.js';
 import { VERSION } from './shared/version.js';
 
@@ -108,9 +109,17 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     app.log.warn(
       'PAGING_SECRET is not set: paging links are signed with a key of this process only, so they fail on other replicas',
     );
+  // Before the facade, whose wildcard answers every other POST under /fhir with 405.
+  await app.register(analyticsRoutes);
   await app.register(fhirRoutes, {
     version: VERSION,
-    operations: [...JOURNEY_OPERATIONS, ...REFERRAL_OPERATIONS, ...TASK_OPERATIONS, ...SCHEDULING_OPERATIONS],
+    operations: [
+      ...JOURNEY_OPERATIONS,
+      ...REFERRAL_OPERATIONS,
+      ...TASK_OPERATIONS,
+      ...SCHEDULING_OPERATIONS,
+      ...ANALYTICS_OPERATIONS,
+    ],
     // Referral intake (ServiceRequest), secure messaging (Communication) and survey intake (QuestionnaireResponse).
     createTypes: ['ServiceRequest', 'Communication', 'QuestionnaireResponse'],
     ...(deps.config.pagingSecret ? { pagingKey: deps.config.pagingSecret } : {}),

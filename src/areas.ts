@@ -33,6 +33,7 @@ import { redisLock } from './queues/locks.js';
 import { auditModule, type AuditModule } from './audit/module.js';
 import { patientsOf } from './audit/patients.js';
 import { createFhirClient } from './config/fhir-client.js';
+import { analyticsModule, type AnalyticsModule } from './analytics/module.js';
 
 /** A write made through the /fhir facade: what changed, and the body written (none for a delete). */
 export interface FhirWrite {
@@ -54,6 +55,8 @@ export interface Areas {
   readonly scheduling: SchedulingModule;
   readonly reminders: RemindersModule;
   readonly hl7: Hl7Module;
+  /** `$evaluate-measure`: reads only, hooked to nothing (its cache's freshness is its TTL). */
+  readonly analytics: AnalyticsModule;
   /**
    * Something was written through the /fhir facade: the areas react at once, as they would to the same change
    * arriving later by REST-hook or sweep. An Appointment is re-planned (and may move its journey), a CarePlan's
@@ -181,10 +184,13 @@ export async function buildAreas(infra: Infrastructure): Promise<Areas> {
       ),
   }));
 
+  const analytics = analyticsModule(ctx);
+
   queues.registerMetrics(ctx.metrics);
   const built = reminders;
   return {
     queues,
+    analytics,
     audit,
     journeys,
     board: new JourneyBoard(ctx.fhir, ctx.config.journeyTargets),

@@ -185,6 +185,12 @@ export interface Config {
   readonly audit: AuditConfig;
   /** The care-team web app at /app (APP_CLIENT_ID, APP_SCOPE, DEMO_SIGN_IN, DEMO_SIGNING_KEY_FILE). */
   readonly app: AppConfig;
+  readonly analytics: AnalyticsConfig;
+}
+
+/** Analytics (src/analytics): MEASURE_CACHE_SECONDS [300], how long a computed MeasureReport is served; 0: never cached. */
+export interface AnalyticsConfig {
+  readonly cacheSeconds: number;
 }
 
 /**
@@ -1324,6 +1330,7 @@ export function loadConfig(env: Env): Config {
   const httpBodyLimit = r.positiveInt('HTTP_BODY_LIMIT', 1024 * 1024);
   const audit = auditConfig(r);
   const app = appConfig(r, auth);
+  const analytics: AnalyticsConfig = { cacheSeconds: nonNegativeInt(r, 'MEASURE_CACHE_SECONDS', 300) };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return {
     ...proc,
@@ -1348,5 +1355,6 @@ export function loadConfig(env: Env): Config {
     httpBodyLimit,
     audit,
     app,
+    analytics,
   };
 }

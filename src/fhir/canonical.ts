@@ -50,6 +50,11 @@ export const canonical = {
   reminderSystem: `${CANONICAL_BASE}/sid/reminder`,
   /** An inbound reply (provider message id). */
   inboundMessageSystem: `${CANONICAL_BASE}/sid/inbound-message`,
+  /** Analytics: Careway's published Measures live at `${measure base}/<id>` (one per journey KPI). */
+  measureBase: `${CANONICAL_BASE}/Measure`,
+  /** The codes of Measure groups (what a group counts) and of report stratifiers (`stage`, `service`). */
+  measureGroupCodeSystem: `${CANONICAL_BASE}/CodeSystem/measure-group`,
+  measureStratifierCodeSystem: `${CANONICAL_BASE}/CodeSystem/measure-stratifier`,
   /** The standard IANA time zone extension (Schedule, Patient, Location). */
   timezoneExtension: 'http://hl7.org/fhir/StructureDefinition/timezone',
 } as const;

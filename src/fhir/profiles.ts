@@ -5,10 +5,15 @@
  * (`If-None-Exist: url=…&version=…`). A replay creates nothing, and an already stored version is never
  * edited in place (HAPI caches StructureDefinitions without expiry; a change needs a new version).
  * Order matters to validators: CodeSystems, then ValueSets, then StructureDefinitions, then SearchParameters.
+ *
+ * Measures are the exception: each is written under its own id (`PUT Measure/<id>`), because clients call
+ * `Measure/<id>/$evaluate-measure` with the id they list, and Careway answers for its own ids. An unchanged
+ * Measure is a no-op update; a changed one replaces the text in place (no validator caches Measures).
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
+  Measure,
   Questionnaire,
   Bundle,
   BundleEntry,
@@ -20,7 +25,7 @@ import type {
 import type { FhirPort } from './client.js';
 
 export type ConformanceResource =
-  CodeSystem | ValueSet | StructureDefinition | SearchParameter | Questionnaire;
+  CodeSystem | ValueSet | StructureDefinition | SearchParameter | Questionnaire | Measure;
 
 const ORDER: Record<ConformanceResource['resourceType'], number> = {
   CodeSystem: 0,
@@ -28,6 +33,7 @@ const ORDER: Record<ConformanceResource['resourceType'], number> = {
   StructureDefinition: 2,
   SearchParameter: 3,
   Questionnaire: 4,
+  Measure: 5,
 };
 
 /** Reads every `*.json` at the top of `dir` (examples live in a subfolder and are not uploaded). */
@@ -39,21 +45,31 @@ export async function loadConformanceResources(dir: string): Promise<Conformance
     if (!(parsed.resourceType in ORDER))
       throw new Error(`profiles/${f}: unexpected resourceType ${parsed.resourceType}`);
     if (!parsed.url || !parsed.version) throw new Error(`profiles/${f}: url and version are required`);
+    if (parsed.resourceType === 'Measure' && !parsed.id)
+      throw new Error(`profiles/${f}: a Measure needs its id`);
     out.push(parsed);
   }
   return out.sort((a, b) => ORDER[a.resourceType] - ORDER[b.resourceType]);
 }
 
 export function uploadBundle(resources: readonly ConformanceResource[]): Bundle {
-  const entry: BundleEntry[] = resources.map((r) => ({
-    fullUrl: `urn:uuid:${crypto.randomUUID()}`,
-    resource: r,
-    request: {
-      method: 'POST',
-      url: r.resourceType,
-      ifNoneExist: `url=${encodeURIComponent(r.url ?? '')}&version=${encodeURIComponent(r.version ?? '')}`,
-    },
-  }));
+  const entry: BundleEntry[] = resources.map((r) =>
+    r.resourceType === 'Measure'
+      ? {
+          fullUrl: `urn:uuid:${crypto.randomUUID()}`,
+          resource: r,
+          request: { method: 'PUT', url: `Measure/${r.id ?? ''}` },
+        }
+      : {
+          fullUrl: `urn:uuid:${crypto.randomUUID()}`,
+          resource: r,
+          request: {
+            method: 'POST',
+            url: r.resourceType,
+            ifNoneExist: `url=${encodeURIComponent(r.url ?? '')}&version=${encodeURIComponent(r.version ?? '')}`,
+          },
+        },
+  );
   return { resourceType: 'Bundle', type: 'transaction', entry };
 }
 

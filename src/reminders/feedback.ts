@@ -1,7 +1,8 @@
 /**
  * Survey intake: `POST /fhir/QuestionnaireResponse`. The answer is linked to the patient's journey (the one it
  * names, else their latest open one) so its score shows in the timeline. Keyed on the response's identifier,
- * so a resubmission writes nothing new. The patient-experience survey's `overall` answer must be 1 to 5.
+ * so a resubmission writes nothing new. The patient-experience survey's `overall` answer must be 1 to 5, and its
+ * `recommend-score` (the Net Promoter question), when answered, 0 to 10.
  */
 import type { EpisodeOfCare, QuestionnaireResponse } from 'fhir/r4.js';
 import { canonical, CANONICAL_BASE } from '../fhir/canonical.js';
@@ -39,6 +40,11 @@ export async function submitResponse(
       (overall === undefined || !Number.isInteger(overall) || overall < 1 || overall > 5)
     )
       problems.push('item "overall" needs a valueInteger from 1 to 5');
+    // The Net Promoter question (survey 0.2.0) is optional, but an answer off its 0-10 scale would skew NPS.
+    const recommend = qr.item?.find((i) => i.linkId === 'recommend-score')?.answer?.[0];
+    const score = recommend?.valueInteger;
+    if (recommend && (score === undefined || !Number.isInteger(score) || score < 0 || score > 10))
+      problems.push('item "recommend-score" needs a valueInteger from 0 to 10');
   }
   if (problems.length)
     throw new CarewayError('invalid-parameters', `QuestionnaireResponse: ${problems.join('; ')}`);

@@ -196,6 +196,20 @@ describe('survey and timeline', () => {
       token,
     );
     expect(bad.statusCode).toBe(400);
+    const offScale = await post(
+      '/fhir/QuestionnaireResponse',
+      {
+        ...answer,
+        identifier: { system: 'urn:portal:survey', value: uniq() },
+        item: [
+          { linkId: 'overall', answer: [{ valueInteger: 4 }] },
+          { linkId: 'recommend-score', answer: [{ valueInteger: 11 }] },
+        ],
+      },
+      token,
+    );
+    expect(offScale.statusCode).toBe(400);
+    expect(offScale.body).toContain('recommend-score');
     const timeline = await h.app.inject({
       method: 'GET',
       url: `/journeys/${journey.id}/timeline`,

@@ -10,14 +10,23 @@ import { projectRoot } from '../../src/shared/paths.js';
 const dir = join(projectRoot(), 'profiles');
 
 describe('profiles/', () => {
-  it('when loaded then code systems, value sets, structure definitions and search parameters come in that order', async () => {
+  it('when loaded then code systems, value sets, structure definitions, search parameters, questionnaires and measures come in that order', async () => {
     const res = await loadConformanceResources(dir);
-    const order = ['CodeSystem', 'ValueSet', 'StructureDefinition', 'SearchParameter', 'Questionnaire'];
+    const order = [
+      'CodeSystem',
+      'ValueSet',
+      'StructureDefinition',
+      'SearchParameter',
+      'Questionnaire',
+      'Measure',
+    ];
     const kinds = res.map((r) => order.indexOf(r.resourceType));
     expect(kinds.every((k) => k >= 0)).toBe(true);
     expect([...kinds].sort((a, b) => a - b)).toEqual(kinds);
     expect(res.filter((r) => r.resourceType === 'StructureDefinition').length).toBeGreaterThanOrEqual(6);
-    for (const r of res) expect(r.version).toBe(PROFILES_VERSION);
+    // The survey is released on its own (0.2.0 added the 0-10 recommend-score item); the rest share one version.
+    for (const r of res)
+      expect(r.version).toBe(r.resourceType === 'Questionnaire' ? '0.2.0' : PROFILES_VERSION);
   });
 
   it('when the stage CodeSystem is read then its codes are exactly the domain stages, in order', async () => {
@@ -27,12 +36,16 @@ describe('profiles/', () => {
     expect(cs.count).toBe(JOURNEY_STAGES.length);
   });
 
-  it('when the upload bundle is built then every entry is a conditional create on url and version', async () => {
+  it('when the upload bundle is built then every entry is a conditional create on url and version, and each Measure a PUT under its own id', async () => {
     const b = uploadBundle(await loadConformanceResources(dir));
     expect(b.type).toBe('transaction');
     for (const e of b.entry ?? []) {
+      if (e.resource?.resourceType === 'Measure') {
+        expect(e.request).toEqual({ method: 'PUT', url: `Measure/${e.resource.id}` });
+        continue;
+      }
       expect(e.request?.method).toBe('POST');
-      expect(e.request?.ifNoneExist).toMatch(/^url=https%3A%2F%2Fcareway\.dev%2F.+&version=0\.1\.0$/);
+      expect(e.request?.ifNoneExist).toMatch(/^url=https%3A%2F%2Fcareway\.dev%2F.+&version=0\.[12]\.0$/);
     }
   });
 

@@ -33,6 +33,7 @@ export default fp(
             name: 'engagement',
             description: 'Replies, secure messaging, surveys, dead letters and their replay',
           },
+          { name: 'analytics', description: 'Journey KPIs as FHIR MeasureReports ($evaluate-measure)' },
           { name: 'operations', description: 'Health, readiness and metrics' },
         ],
       },
