@@ -29,6 +29,8 @@ import { serviceEnv } from '../shared/runtime.js';
 
 const started: LocalService[] = [];
 let stopping = false;
+/** Ctrl-C (or SIGTERM) reached us: servers ending now are part of stopping, not a failure to report. */
+let interrupted = false;
 
 async function stopAll(code: number): Promise<never> {
   if (!stopping) {
@@ -48,7 +50,7 @@ async function fail(message: string): Promise<never> {
 function watch(s: LocalService): void {
   started.push(s);
   void s.exited?.then((why) => {
-    if (!stopping) void fail(`${why}; the demo cannot go on without it, so it stops`);
+    if (!stopping && !interrupted) void fail(`${why}; the demo cannot go on without it, so it stops`);
   });
 }
 
@@ -65,8 +67,12 @@ async function main(): Promise<void> {
   const log = (msg: string): void => {
     process.stdout.write(`[demo ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
   };
-  process.on('SIGINT', () => void stopAll(0));
-  process.on('SIGTERM', () => void stopAll(0));
+  const early = (): void => {
+    interrupted = true;
+    void stopAll(0);
+  };
+  process.on('SIGINT', early);
+  process.on('SIGTERM', early);
 
   const env: NodeJS.ProcessEnv = { ...process.env };
   env['HOST'] ??= '127.0.0.1';
@@ -123,23 +129,23 @@ async function main(): Promise<void> {
   env['DEMO_SIGNING_KEY_FILE'] = devKeyPath();
   // Replies from patients are HMAC-signed; the seeder signs its replies with the same secret.
   env['SMS_WEBHOOK_SECRET'] ??= loadOrCreateDevSmsSecret();
+  // A laptop's HAPI, busy with the seeding, can take longer than a hospital's server to answer.
+  env['FHIR_TIMEOUT_MS'] ??= '60000';
 
   const careway = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
     env: serviceEnv(env),
     stdio: 'inherit',
   });
   careway.once('exit', (code) => {
-    if (!stopping) void fail(`Careway exited (code ${code ?? 'signal'})`);
+    if (interrupted) void stopAll(0);
+    else void fail(`Careway exited (code ${code ?? 'signal'})`);
   });
   process.removeAllListeners('SIGINT');
   process.removeAllListeners('SIGTERM');
+  // Careway first (it drains its queues and closes its connections), then the servers, once it has exited.
   const forward = (sig: NodeJS.Signals): void => {
-    stopping = true;
+    interrupted = true;
     careway.kill(sig);
-    careway.once('exit', () => {
-      stopping = false;
-      void stopAll(0);
-    });
   };
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);

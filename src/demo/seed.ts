@@ -53,7 +53,7 @@ export interface SeedOptions {
   readonly patients?: number;
   /** Brief progress lines. */
   readonly log?: (msg: string) => void;
-  /** Requests in flight at once (default 4: the FHIR server shares two cores with everything else). */
+  /** Requests in flight at once (default 2: the FHIR server shares two cores with everything else). */
   readonly concurrency?: number;
   /** The anchor day when the hospital is new (default: today, UTC). */
   readonly today?: string;
@@ -81,40 +81,60 @@ export class SeedError extends Error {}
 class Api {
   constructor(private readonly t: SeedTarget) {}
 
+  /**
+   * One request. A 502/503/504 or a lost connection is tried again (up to 4 times, backing off): every seeding
+   * write is keyed or conditional, so a repeat is harmless, and a busy FHIR server on a small machine does time
+   * out now and then. `once` opts out, for `$book`, whose retry could book a second slot.
+   */
   async call<T>(
     method: string,
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
     ok: readonly number[] = [200, 201],
+    once = false,
   ): Promise<{ status: number; body: T }> {
-    const t0 = Date.now();
-    const res = await fetch(`${this.t.baseUrl}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${this.t.token}`,
-        accept: 'application/fhir+json',
-        'cache-control': 'no-cache',
-        ...(body === undefined ? {} : { 'content-type': 'application/fhir+json' }),
-        ...headers,
-      },
-      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-      signal: AbortSignal.timeout(120_000),
-    });
-    const text = await res.text();
-    if (process.env['CAREWAY_SEED_TRACE'])
-      process.stdout.write(`  ${method} ${path.slice(0, 80)} ${res.status} ${Date.now() - t0} ms\n`);
-    if (!ok.includes(res.status)) {
-      let why = text.slice(0, 300);
+    for (let attempt = 1; ; attempt++) {
+      const t0 = Date.now();
+      let res: Response;
+      let text: string;
       try {
-        const oo = JSON.parse(text) as { issue?: { diagnostics?: string }[] };
-        why = oo.issue?.map((i) => i.diagnostics).join('; ') || why;
-      } catch {
-        // not JSON: keep the text
+        res = await fetch(`${this.t.baseUrl}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${this.t.token}`,
+            accept: 'application/fhir+json',
+            'cache-control': 'no-cache',
+            ...(body === undefined ? {} : { 'content-type': 'application/fhir+json' }),
+            ...headers,
+          },
+          ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+          signal: AbortSignal.timeout(120_000),
+        });
+        text = await res.text();
+      } catch (e) {
+        if (once || attempt >= 4) throw e;
+        await sleep(2000 * attempt);
+        continue;
       }
-      throw new SeedError(`${method} ${path.split('?')[0]} answered ${res.status}: ${why}`);
+      if (process.env['CAREWAY_SEED_TRACE'])
+        process.stdout.write(`  ${method} ${path.slice(0, 80)} ${res.status} ${Date.now() - t0} ms\n`);
+      if (!once && attempt < 4 && [502, 503, 504].includes(res.status)) {
+        await sleep(2000 * attempt);
+        continue;
+      }
+      if (!ok.includes(res.status)) {
+        let why = text.slice(0, 300);
+        try {
+          const oo = JSON.parse(text) as { issue?: { diagnostics?: string }[] };
+          why = oo.issue?.map((i) => i.diagnostics).join('; ') || why;
+        } catch {
+          // not JSON: keep the text
+        }
+        throw new SeedError(`${method} ${path.split('?')[0]} answered ${res.status}: ${why}`);
+      }
+      return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
     }
-    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
   }
 
   post<T>(path: string, body: unknown, headers?: Record<string, string>): Promise<T> {
@@ -271,7 +291,7 @@ async function seedReference(
   const anchor = Date.parse(`${h.anchor}T00:00:00Z`);
   let slots = 0;
   for (const schedule of schedules.sort()) {
-    const made = await api.post<Bundle>(
+    const made = await api.post<Parameters>(
       `/fhir/Schedule/${schedule}/$generate-slots`,
       params(
         { name: 'start', valueDate: new Date(anchor + DAY).toISOString().slice(0, 10) },
@@ -287,7 +307,8 @@ async function seedReference(
         },
       ),
     );
-    slots += made.total ?? made.entry?.length ?? 0;
+    const count = (name: string): number => made.parameter?.find((x) => x.name === name)?.valueInteger ?? 0;
+    slots += count('created') + count('existing');
   }
   log(
     `reference data: 1 hospital, ${practitioners.size} clinicians, ${SERVICES.length} services, ${slots} slots`,
@@ -339,11 +360,11 @@ async function sendFeed(
 
 export async function seedHospital(t: SeedTarget, o: SeedOptions = {}): Promise<SeedReport> {
   const log = o.log ?? (() => undefined);
-  const n = o.concurrency ?? 4;
+  const n = o.concurrency ?? 2;
   const ns = o.ns ?? 'demo';
   const api = new Api(t);
   const { anchor } = await anchorOf(api, ns, o.today ?? new Date().toISOString().slice(0, 10));
-  const h = generateHospital({ ns, patients: o.patients ?? 220, anchor });
+  const h = generateHospital({ ns, patients: o.patients ?? 200, anchor });
   log(`seeding the demo hospital "${ns}" (${h.patients.length} patients, dates up to ${anchor})`);
   const ref0 = await seedReference(api, h, log, n, o.slotDays ?? 14);
 
@@ -502,6 +523,7 @@ async function actOn(
           }),
           {},
           [200, 201, 409],
+          true,
         );
         if (res.status !== 409) {
           booked = res.body;

@@ -17,7 +17,7 @@ import {
 import { Hl7Message } from '../../src/hl7/message.js';
 import { JOURNEY_STAGES } from '../../src/journey/stages.js';
 
-const opts = { ns: 'demo', patients: 220, anchor: '2026-12-01' };
+const opts = { ns: 'demo', patients: 200, anchor: '2026-12-01' };
 
 describe('generateHospital', () => {
   it('when called twice with the same options then the hospital, its feed and its bundles are identical', () => {
@@ -41,7 +41,7 @@ describe('generateHospital', () => {
     expect(shared).toEqual([]);
   });
 
-  it.each([14, 30, 220, 500])(
+  it.each([14, 30, 200, 500])(
     'when it has %i patients then every stage and every cohort has some, and identifiers are unique',
     (n) => {
       const h = generateHospital({ ...opts, patients: n });
