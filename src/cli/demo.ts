@@ -32,11 +32,18 @@ let stopping = false;
 /** Ctrl-C (or SIGTERM) reached us: servers ending now are part of stopping, not a failure to report. */
 let interrupted = false;
 
+let stoppedAll: Promise<void> | undefined;
+
+/**
+ * Stops what the demo started, last started first (Careway before the servers it uses), then exits. Called
+ * again while it runs (a child's exit handler, a second Ctrl-C), it waits for the same stop.
+ */
 async function stopAll(code: number): Promise<never> {
-  if (!stopping) {
-    stopping = true;
-    await Promise.allSettled(started.reverse().map((s) => s.stop()));
-  }
+  stopping = true;
+  stoppedAll ??= (async () => {
+    for (const s of [...started].reverse()) await s.stop().catch(() => undefined);
+  })();
+  await stoppedAll;
   process.exit(code);
 }
 
@@ -135,6 +142,20 @@ async function main(): Promise<void> {
   const careway = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
     env: serviceEnv(env),
     stdio: 'inherit',
+  });
+  const carewayExited = new Promise<void>((resolve) => careway.once('exit', () => resolve()));
+  started.push({
+    url: '',
+    pid: careway.pid,
+    logFile: '',
+    // SIGTERM lets Careway drain (SHUTDOWN_TIMEOUT_MS, 10 s by default); past 30 s it is killed.
+    stop: async () => {
+      if (careway.exitCode !== null || careway.signalCode !== null) return;
+      careway.kill('SIGTERM');
+      const timer = setTimeout(() => careway.kill('SIGKILL'), 30_000);
+      await carewayExited;
+      clearTimeout(timer);
+    },
   });
   careway.once('exit', (code) => {
     if (interrupted) void stopAll(0);
