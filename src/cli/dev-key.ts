@@ -50,3 +50,13 @@ export function loadOrCreateDevHl7Key(): string {
   }
   return readFileSync(path, 'utf8').trim();
 }
+
+/** The demo's SMS_WEBHOOK_SECRET (signs patient replies the seeder sends), generated once into .careway/. */
+export function loadOrCreateDevSmsSecret(): string {
+  const path = join(projectRoot(), '.careway', 'sms-webhook.secret');
+  if (!existsSync(path)) {
+    mkdirSync(join(projectRoot(), '.careway'), { recursive: true, mode: 0o700 });
+    writeFileSync(path, randomBytes(24).toString('hex'), { mode: 0o600 });
+  }
+  return readFileSync(path, 'utf8').trim();
+}

@@ -9,12 +9,56 @@ import { mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../shared/paths.js';
+import { ownsPort, portFree, PortTakenError } from './ports.js';
 
 export interface LocalService {
   readonly url: string;
   readonly pid: number | undefined;
   readonly logFile: string;
+  /** Settles with a one-line reason when the process ends, whenever that is (also after `stop()`). */
+  readonly exited?: Promise<string>;
   stop(): Promise<void>;
+}
+
+/**
+ * The port to start on: `port` when it is free; when it is taken, a free one chosen by the OS, unless `strict`
+ * (the user named that port), which fails with a PortTakenError naming `variable`.
+ */
+export async function choosePort(
+  port: number | undefined,
+  strict: boolean,
+  what: string,
+  variable: string,
+): Promise<number> {
+  if (port === undefined || port === 0) return freePort();
+  if (await portFree(port)) return port;
+  if (strict) throw new PortTakenError(port, what, variable);
+  return freePort();
+}
+
+/** Settles with a reason when the child ends; never rejects. */
+function exitOf(child: ChildProcess, name: string, logFile: string): Promise<string> {
+  return new Promise((resolve) => {
+    child.once('exit', (code, signal) =>
+      resolve(
+        `${name} (pid ${child.pid}) exited (${signal ? `signal ${signal}` : `code ${code}`}); see ${logFile}`,
+      ),
+    );
+    child.once('error', (e) => resolve(`${name} could not run: ${e.message}`));
+  });
+}
+
+/**
+ * After a server answered on `port`: it must be our child answering, not another process that held the port
+ * (or took it while ours was starting). Throws a one-line error otherwise.
+ */
+function checkOwner(child: ChildProcess, port: number, name: string): void {
+  if (child.exitCode !== null || child.signalCode !== null || !child.pid)
+    throw new Error(`${name} exited while starting; something else answers on port ${port}`);
+  if (ownsPort(child.pid, port) === 'no')
+    throw new Error(
+      `another process answers on port ${port}, not the ${name} this command started (pid ${child.pid}); stop it or choose another port`,
+    );
 }
 
 export async function freePort(): Promise<number> {
@@ -50,16 +94,15 @@ function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
   };
 }
 
-/** Starts `redis-server` from PATH with no persistence, on a free port. */
 /**
  * A redis-server on 127.0.0.1. It persists with an append-only file (`appendfsync everysec`), as production must:
  * an HL7 AA means "durably enqueued", which holds only if Redis keeps what it acknowledged across a restart.
  * `persistent: false` gives a forgetful Redis, for tests of what Careway does when Redis loses its state.
  */
 export async function startRedis(
-  options: { port?: number; persistent?: boolean } = {},
+  options: { port?: number; persistent?: boolean; strictPort?: boolean } = {},
 ): Promise<LocalService> {
-  const port = options.port ?? (await freePort());
+  const port = await choosePort(options.port, options.strictPort ?? false, 'redis-server', 'REDIS_PORT');
   const dir = mkdtempSync(join(tmpdir(), 'careway-redis-'));
   const logFile = join(dir, 'redis.log');
   const child = spawn(
@@ -89,18 +132,26 @@ export async function startRedis(
     child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code}; see ${logFile}`)));
   });
   failed.catch(() => undefined);
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const ok = await Promise.race([canConnect(port), failed]);
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error(`redis-server did not accept connections on ${port}`);
-    await sleep(50);
-  }
+  const exited = exitOf(child, 'redis-server', logFile);
   const stop = stopper(child, 5000);
+  try {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const ok = await Promise.race([canConnect(port), failed]);
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error(`redis-server did not accept connections on ${port}`);
+      await sleep(50);
+    }
+    checkOwner(child, port, 'redis-server');
+  } catch (e) {
+    await stop();
+    throw e;
+  }
   return {
     url: `redis://127.0.0.1:${port}`,
     pid: child.pid,
     logFile,
+    exited,
     stop: async () => {
       await stop();
       rmSync(dir, { recursive: true, force: true });
@@ -133,9 +184,12 @@ export async function startHapi(
     tuning?: 'test' | 'throughput';
     /** Extra environment for the launcher, e.g. HAPI_REQUIRE_JWKS_URL for a secured server. */
     env?: Readonly<Record<string, string>>;
+    /** `port` was named by the user (HAPI_PORT): fail when it is taken instead of choosing another. */
+    strictPort?: boolean;
   } = {},
 ): Promise<LocalService> {
-  const port = options.port ?? (await freePort());
+  // Checked before the (long) build, so a taken port named by the user fails at once.
+  let port = await choosePort(options.port, options.strictPort ?? false, 'HAPI FHIR', 'HAPI_PORT');
   const script = join(projectRoot(), 'test', 'fhir-server', 'hapi.sh');
   const dir = mkdtempSync(join(tmpdir(), 'careway-hapi-'));
   const logFile = join(dir, 'hapi.log');
@@ -152,6 +206,11 @@ export async function startHapi(
     });
   });
 
+  // The build can take minutes: make sure the port is still free before the launch.
+  if (!(await portFree(port))) {
+    if (options.strictPort) throw new PortTakenError(port, 'HAPI FHIR', 'HAPI_PORT');
+    port = await freePort();
+  }
   options.onProgress?.(`starting HAPI FHIR on 127.0.0.1:${port}…`);
   const fd = openSync(logFile, 'a');
   const child = spawn('bash', [script, 'start', String(port)], {
@@ -165,8 +224,9 @@ export async function startHapi(
   });
   closeSync(fd);
   let exited: string | undefined;
-  child.once('exit', (code, signal) => {
-    exited = `HAPI exited (code ${code}, signal ${signal}); see ${logFile}`;
+  const ended = exitOf(child, 'HAPI FHIR', logFile);
+  void ended.then((why) => {
+    exited = why;
   });
   const base = `http://127.0.0.1:${port}/fhir`;
   const deadline = Date.now() + (options.timeoutMs ?? 240_000);
@@ -181,11 +241,19 @@ export async function startHapi(
     } catch {
       // not up yet
     }
+    if (exited) throw new Error(exited);
     if (Date.now() > deadline) {
       await stopper(child, 5000)();
       throw new Error(`HAPI did not answer ${base}/metadata in time; see ${logFile}`);
     }
     await sleep(500);
   }
-  return { url: base, pid: child.pid, logFile, stop: stopper(child, 15_000) };
+  const stop = stopper(child, 15_000);
+  try {
+    checkOwner(child, port, 'HAPI FHIR');
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { url: base, pid: child.pid, logFile, exited: ended, stop };
 }
