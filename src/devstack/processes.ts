@@ -50,17 +50,26 @@ function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
   };
 }
 
-/** Starts `redis-server` from PATH with no persistence, on a free port. */
 /**
  * A redis-server on 127.0.0.1. It persists with an append-only file (`appendfsync everysec`), as production must:
  * an HL7 AA means "durably enqueued", which holds only if Redis keeps what it acknowledged across a restart.
  * `persistent: false` gives a forgetful Redis, for tests of what Careway does when Redis loses its state.
  */
 export async function startRedis(
-  options: { port?: number; persistent?: boolean } = {},
+  options: {
+    port?: number;
+    persistent?: boolean;
+    /** `always` fsyncs before each acknowledged write (the chaos suite measures what that costs). */
+    appendfsync?: 'everysec' | 'always';
+    /**
+     * A data directory the caller owns and keeps on stop: a Redis restarted on the same port and directory
+     * reloads its append-only file (the chaos suite restarts Redis mid-run).
+     */
+    dir?: string;
+  } = {},
 ): Promise<LocalService> {
   const port = options.port ?? (await freePort());
-  const dir = mkdtempSync(join(tmpdir(), 'careway-redis-'));
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'careway-redis-'));
   const logFile = join(dir, 'redis.log');
   const child = spawn(
     'redis-server',
@@ -74,7 +83,7 @@ export async function startRedis(
       '--appendonly',
       options.persistent === false ? 'no' : 'yes',
       '--appendfsync',
-      'everysec',
+      options.appendfsync ?? 'everysec',
       '--dir',
       dir,
       '--logfile',
@@ -103,7 +112,7 @@ export async function startRedis(
     logFile,
     stop: async () => {
       await stop();
-      rmSync(dir, { recursive: true, force: true });
+      if (!options.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
