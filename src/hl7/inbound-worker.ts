@@ -7,13 +7,20 @@
  * - The intake puts a message in the partition of its patient (PID-3), and each partition's worker runs one
  *   job at a time: one patient's messages leave in arrival order, so an A03 is never applied before its A01,
  *   while other patients' messages are written in parallel by the other partitions (HL7_PARTITIONS).
- *   A transient FHIR failure is retried inside the FHIR client first, holding the partition, so order holds;
- *   only a failure that outlasts those retries lets the partition move on (the job then retries with backoff).
+ *   A transient FHIR failure is retried inside the FHIR client first, holding the partition, so order holds.
+ *   While the FHIR server cannot be reached at all (refused, reset, timed out, 502/503/504/429), the job is
+ *   retried in place for as long as it takes, still holding the partition: letting the partition move on would
+ *   write a patient's later messages before this one, and BullMQ's attempts would send every message of an
+ *   outage longer than its backoff (about 2 minutes) to `hl7-dead` (found by the chaos suite, bench/chaos).
+ * - After a crash, the job the dead process had in hand stays `active` until its lock expires and a stalled
+ *   check returns it to the head of its partition. A job does not start while an older job of its partition is
+ *   active: it goes back to the head (behind the older one, once that is returned) and waits, so the restarted
+ *   worker cannot overtake the message the dead one was writing (also found by the chaos suite).
  * - A mapping or data error cannot be fixed by retrying: UnrecoverableError, and the job goes to `hl7-dead`
  *   at once with the reason. FHIR 5xx, timeouts and HAPI's conditional-create race (409) are retried with backoff.
  * - Job data holds ids and the sealed message only; logs name job ids, never content.
  */
-import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
+import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import type { Bundle, EpisodeOfCare, Identifier, Provenance, Resource } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
@@ -480,10 +487,78 @@ export interface InboundQueue {
   readonly dead: Queue<DeadMessage>;
 }
 
+/**
+ * Waiting is the only thing that helps: the FHIR server cannot be reached or says it is unavailable; Redis
+ * cannot be reached (the patient's lock, the queues a written message feeds); or the patient's lock is still
+ * held (by a process that died holding it, until its TTL).
+ */
+function unavailable(e: unknown): boolean {
+  if (e instanceof FhirError)
+    return (
+      e.kind === 'network' ||
+      e.kind === 'timeout' ||
+      (e.kind === 'http' && [429, 502, 503, 504].includes(e.status))
+    );
+  if (e instanceof CarewayError) return e.code === 'upstream-unavailable' || e.code === 'concurrent-update';
+  // ioredis, when Redis is restarting.
+  return (
+    e instanceof Error &&
+    /ECONNREFUSED|ECONNRESET|Connection is closed|enableOfflineQueue|Stream isn't writeable/.test(e.message)
+  );
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs the message, again and again while the FHIR server is unavailable (1 s doubling to 30 s between tries):
+ * an outage holds the partition instead of reordering or dead-lettering its messages. `exec` is idempotent, so
+ * a try cut off halfway is simply done again. Shutdown does not wait for the outage: the worker's close is
+ * bounded (registry.ts), the job stays active and the next process takes it over at the head of the partition.
+ */
+async function execHolding(
+  job: Pick<Job<InboundJob>, 'id' | 'data'>,
+  deps: InboundDeps,
+): Promise<InboundResult> {
+  for (let wait = 1000; ; wait = Math.min(wait * 2, 30_000)) {
+    try {
+      return await exec(job, deps);
+    } catch (e) {
+      if (!unavailable(e)) throw e;
+      await sleep(wait);
+    }
+  }
+}
+
+/**
+ * Is an older job of this job's partition still active? With one worker per partition, only a job left by a
+ * process that died mid-write (or, with several instances, one another instance has in hand). Older: added
+ * first, ties broken by id, so two instances agree which one goes first.
+ */
+async function olderActive(queue: Queue<InboundJob>, job: Job<InboundJob>): Promise<boolean> {
+  const active = await queue.getActive();
+  return active.some(
+    (other) =>
+      other.id !== job.id &&
+      (other.timestamp < job.timestamp ||
+        (other.timestamp === job.timestamp && String(other.id) < String(job.id))),
+  );
+}
+
 export function init(queues: QueueRegistry, deps: InboundDeps): InboundQueue {
+  // Bound after opening: the processor needs its partition's queue to look for an older active job.
+  let partitions: readonly Queue<InboundJob>[] = [];
   const { queue, workers, dead } = queues.openPartitioned<InboundJob>(
     HL7_INBOUND_QUEUE,
-    (job) => exec(job, deps),
+    async (job) => {
+      const mine = partitions.find((q) => q.name === job.queueName);
+      if (mine && (await olderActive(mine, job))) {
+        // Back to the head of the partition, not counted as an attempt; the older job, once its lock has
+        // expired, is returned in front of it. A second's pause keeps the wait from spinning on Redis.
+        await sleep(1000);
+        throw Worker.RateLimitError();
+      }
+      return execHolding(job, deps);
+    },
     // Ids only: the sealed message stays with the failed job, for replay.
     (job, err): DeadMessage => ({
       jobId: job.id ?? '',
@@ -493,5 +568,6 @@ export function init(queues: QueueRegistry, deps: InboundDeps): InboundQueue {
       reason: err.message.slice(0, 1000),
     }),
   );
+  partitions = queue.queues;
   return { queue, workers, dead: dead as Queue<DeadMessage> };
 }
