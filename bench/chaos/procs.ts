@@ -9,11 +9,23 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, openSync, closeSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { freePort, startRedis, type LocalService } from '../../src/devstack/processes.js';
 import { projectRoot } from '../../src/shared/paths.js';
 import { serviceEnv } from '../../src/shared/runtime.js';
+
+/**
+ * The service's entry: the one built next to this file when the suite itself runs from a build (so a long
+ * `npm run chaos` can run from a copy of dist/ while dist/ is rebuilt), else dist/ (under vitest).
+ */
+function carewayMain(): string {
+  const here = fileURLToPath(import.meta.url);
+  return here.endsWith('.js')
+    ? join(dirname(here), '..', '..', 'src', 'main.js')
+    : join(projectRoot(), 'dist', 'src', 'main.js');
+}
 
 export class CarewayProcess {
   private child: ChildProcess | undefined;
@@ -43,7 +55,7 @@ export class CarewayProcess {
   /** Starts it and waits until its MLLP listener takes connections (not /ready: the FHIR server may be down). */
   async start(): Promise<void> {
     const fd = openSync(this.logFile, 'a');
-    const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
+    const child = spawn(process.execPath, [carewayMain()], {
       env: serviceEnv({
         PATH: process.env['PATH'] ?? '',
         AUTH_PUBLIC_KEY: this.publicKey,

@@ -6,7 +6,7 @@
  *
  * Sizes by environment (defaults: the issue's figures): CHAOS_MESSAGES, CHAOS_PATIENTS, CHAOS_RESEND_SHARE,
  * CHAOS_CONNECTIONS, CHAOS_KILL_EVERY_S, CHAOS_REDIS_RESTART_AT_S, CHAOS_FHIR_DOWN_AT_S, CHAOS_FHIR_DOWN_S,
- * CHAOS_FHIR_OUTAGE (refuse | blackhole), CHAOS_ACK_TIMEOUT_MS, CHAOS_DRAIN_TIMEOUT_S, CHAOS_SEED;
+ * CHAOS_FHIR_OUTAGE (refuse | blackhole), CHAOS_ACK_TIMEOUT_MS, CHAOS_DRAIN_TIMEOUT_S, CHAOS_SEED, CHAOS_RATE;
  * CHAOS_R7_RATE, CHAOS_R7_BEFORE_S, CHAOS_R7_DOWN_S, CHAOS_R7_PATIENTS, CHAOS_R7_DRAIN_MAX_S;
  * CHAOS_DURABILITY_MESSAGES.
  */
@@ -47,7 +47,14 @@ async function fhirServer(): Promise<{ url: string; stop: () => Promise<void> }>
     env['HAPI_JDBC_URL'] = r.stdout.trim().split('\n').at(-1) ?? '';
     pgStop = () => spawnSync('bash', [script, 'stop'], { env: { ...process.env, TMPDIR: dir } });
   }
-  const hapi: LocalService = await startHapi({ tuning: 'throughput', env, onProgress: log });
+  let hapi: LocalService;
+  try {
+    // Schema creation on an empty PostgreSQL takes minutes on a busy 2-core machine.
+    hapi = await startHapi({ tuning: 'throughput', env, onProgress: log, timeoutMs: 900_000 });
+  } catch (e) {
+    pgStop?.();
+    throw e;
+  }
   return {
     url: hapi.url,
     stop: async () => {

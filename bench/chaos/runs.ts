@@ -37,6 +37,8 @@ export interface R1Params {
   readonly partitions: number;
   readonly drainTimeoutS: number;
   readonly seed: number;
+  /** Intake pace in msg/s; 0: as fast as the ACKs come (a replay). A paced feed spreads intake over the faults. */
+  readonly rate: number;
 }
 
 /** R1's parameters: the issue's figures by default, each overridable by environment. */
@@ -55,6 +57,7 @@ export function r1Params(env: NodeJS.ProcessEnv, defaults: Partial<R1Params> = {
     partitions: 4,
     drainTimeoutS: 3600,
     seed: 17,
+    rate: 0,
     ...defaults,
   };
   return {
@@ -71,6 +74,7 @@ export function r1Params(env: NodeJS.ProcessEnv, defaults: Partial<R1Params> = {
     partitions: num(env, 'HL7_PARTITIONS', d.partitions),
     drainTimeoutS: num(env, 'CHAOS_DRAIN_TIMEOUT_S', d.drainTimeoutS),
     seed: num(env, 'CHAOS_SEED', d.seed),
+    rate: num(env, 'CHAOS_RATE', d.rate),
   };
 }
 
@@ -204,6 +208,7 @@ export async function runR1(hapiBase: string, p: R1Params, log: Log): Promise<R1
         resendShare: p.resendShare,
         ackTimeoutMs: p.ackTimeoutMs,
         seed: p.seed,
+        ...(p.rate > 0 ? { rate: p.rate } : {}),
       });
       event(`feed sent: ${sent.accepted.size} accepted, ${sent.rejected.size} rejected`);
       // Kills go on while the backlog drains: a worker killed mid-write is part of what is tested.

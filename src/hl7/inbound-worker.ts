@@ -20,7 +20,7 @@
  *   at once with the reason. FHIR 5xx, timeouts and HAPI's conditional-create race (409) are retried with backoff.
  * - Job data holds ids and the sealed message only; logs name job ids, never content.
  */
-import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
+import { UnrecoverableError, WaitingError, type Job, type Queue, type Worker } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import type { Bundle, EpisodeOfCare, Identifier, Provenance, Resource } from 'fhir/r4.js';
 import { canonical } from '../fhir/canonical.js';
@@ -549,13 +549,15 @@ export function init(queues: QueueRegistry, deps: InboundDeps): InboundQueue {
   let partitions: readonly Queue<InboundJob>[] = [];
   const { queue, workers, dead } = queues.openPartitioned<InboundJob>(
     HL7_INBOUND_QUEUE,
-    async (job) => {
+    async (job, token) => {
       const mine = partitions.find((q) => q.name === job.queueName);
       if (mine && (await olderActive(mine, job))) {
-        // Back to the head of the partition, not counted as an attempt; the older job, once its lock has
-        // expired, is returned in front of it. A second's pause keeps the wait from spinning on Redis.
+        // Back to the head of the partition at once, not counted as an attempt: the older job, returned once
+        // its lock has expired, goes in front of it. (Moved back only after a pause, it would be put in front
+        // of an older job returned meanwhile.) The pause keeps the wait from spinning on Redis.
+        await job.moveToWait(token);
         await sleep(1000);
-        throw Worker.RateLimitError();
+        throw new WaitingError();
       }
       return execHolding(job, deps);
     },
