@@ -36,6 +36,7 @@ export class CarewayProcess {
   }) as string;
   kills = 0;
   starts = 0;
+  failedStarts = 0;
 
   private constructor(
     readonly port: number,
@@ -53,7 +54,24 @@ export class CarewayProcess {
   }
 
   /** Starts it and waits until its MLLP listener takes connections (not /ready: the FHIR server may be down). */
+  /**
+   * Starts it as a supervisor (systemd, Kubernetes) would: a start that fails (on a loaded 2-core machine a
+   * plugin can miss Fastify's start-up deadline while Redis or the FHIR server is away) is tried again.
+   */
   async start(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.startOnce();
+        return;
+      } catch (e) {
+        if (attempt >= 5) throw e;
+        this.failedStarts++;
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    }
+  }
+
+  private async startOnce(): Promise<void> {
     const fd = openSync(this.logFile, 'a');
     const child = spawn(process.execPath, [carewayMain()], {
       env: serviceEnv({
@@ -91,7 +109,10 @@ export class CarewayProcess {
         sock.once('error', () => resolve(false));
       });
       if (ok) return;
-      if (Date.now() > deadline) throw new Error(`Careway's MLLP listener did not open; see ${this.logFile}`);
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`Careway's MLLP listener did not open; see ${this.logFile}`);
+      }
       await new Promise((r) => setTimeout(r, 200));
     }
   }

@@ -5,7 +5,7 @@
  * Careway process. Prints a table and writes bench/results/CHAOS-<time>.json.
  *
  * Sizes by environment (defaults: the issue's figures): CHAOS_MESSAGES, CHAOS_PATIENTS, CHAOS_RESEND_SHARE,
- * CHAOS_CONNECTIONS, CHAOS_KILL_EVERY_S, CHAOS_REDIS_RESTART_AT_S, CHAOS_FHIR_DOWN_AT_S, CHAOS_FHIR_DOWN_S,
+ * CHAOS_CONNECTIONS, CHAOS_KILL_EVERY_S, CHAOS_MAX_KILLS, CHAOS_REDIS_RESTART_AT_S, CHAOS_FHIR_DOWN_AT_S, CHAOS_FHIR_DOWN_S,
  * CHAOS_FHIR_OUTAGE (refuse | blackhole), CHAOS_ACK_TIMEOUT_MS, CHAOS_DRAIN_TIMEOUT_S, CHAOS_SEED, CHAOS_RATE;
  * CHAOS_R7_RATE, CHAOS_R7_BEFORE_S, CHAOS_R7_DOWN_S, CHAOS_R7_PATIENTS, CHAOS_R7_DRAIN_MAX_S;
  * CHAOS_DURABILITY_MESSAGES.
@@ -98,6 +98,7 @@ if (results.R1) {
     row('resends for a missing ACK, a lost connection or AE', r.sent.retrySends),
     row('AE answers', r.sent.aeAcks),
     row('Careway SIGKILLs', r.faults.kills),
+    row('Careway starts that failed and were retried', r.faults.failedStarts),
     row('Redis restarts', r.faults.redisRestarts),
     row('FHIR server unavailable (s)', r.faults.fhirDownSeconds.toFixed(0)),
     row('lost messages', r.check.lostMessages),

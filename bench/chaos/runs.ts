@@ -29,6 +29,8 @@ export interface R1Params {
   readonly resendShare: number;
   readonly connections: number;
   readonly killEveryS: number;
+  /** Stop killing after this many (0: no limit, kills go on until the backlog has drained). */
+  readonly maxKills: number;
   readonly redisRestartAtS: number;
   readonly fhirDownAtS: number;
   readonly fhirDownS: number;
@@ -49,6 +51,7 @@ export function r1Params(env: NodeJS.ProcessEnv, defaults: Partial<R1Params> = {
     resendShare: 0.02,
     connections: 4,
     killEveryS: 60,
+    maxKills: 0,
     redisRestartAtS: 90,
     fhirDownAtS: 30,
     fhirDownS: 300,
@@ -66,6 +69,7 @@ export function r1Params(env: NodeJS.ProcessEnv, defaults: Partial<R1Params> = {
     resendShare: num(env, 'CHAOS_RESEND_SHARE', d.resendShare),
     connections: num(env, 'CHAOS_CONNECTIONS', d.connections),
     killEveryS: num(env, 'CHAOS_KILL_EVERY_S', d.killEveryS),
+    maxKills: num(env, 'CHAOS_MAX_KILLS', d.maxKills),
     redisRestartAtS: num(env, 'CHAOS_REDIS_RESTART_AT_S', d.redisRestartAtS),
     fhirDownAtS: num(env, 'CHAOS_FHIR_DOWN_AT_S', d.fhirDownAtS),
     fhirDownS: num(env, 'CHAOS_FHIR_DOWN_S', d.fhirDownS),
@@ -89,6 +93,8 @@ export interface R1Result {
   };
   readonly faults: {
     readonly kills: number;
+    /** Starts that failed and were tried again (as a supervisor would). */
+    readonly failedStarts: number;
     readonly redisRestarts: number;
     readonly fhirDownSeconds: number;
     readonly events: readonly string[];
@@ -183,7 +189,8 @@ export async function runR1(hapiBase: string, p: R1Params, log: Log): Promise<R1
           redisDone = true;
           event('Redis back');
         }
-        if (p.killEveryS > 0 && now >= nextKill) {
+        const killsLeft = p.maxKills <= 0 || careway.kills < p.maxKills;
+        if (p.killEveryS > 0 && killsLeft && now >= nextKill) {
           await careway.kill();
           event(`Careway killed (SIGKILL #${careway.kills})`);
           await careway.start();
@@ -239,6 +246,7 @@ export async function runR1(hapiBase: string, p: R1Params, log: Log): Promise<R1
         },
         faults: {
           kills: careway.kills,
+          failedStarts: careway.failedStarts,
           redisRestarts: redis.restarts,
           fhirDownSeconds: fhirDownFor,
           events,
