@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Entry for `npm run demo | test | token | bench` from a fresh clone. Dependency-free on purpose: it runs
+// Entry for `npm run demo | test | token | bench | chaos` from a fresh clone. Dependency-free on purpose: it runs
 // before node_modules exists. It makes sure of, in order:
 //   1. Node >= 22 (Careway targets Node 24 LTS; on an older Node it fetches the Node 24 binary package from
 //      the npm registry into .careway/node and re-runs itself with it);
@@ -116,6 +116,11 @@ switch (command) {
     // --expose-gc lets P1 measure heap growth exactly.
     node('dist/bench/run.js', args, ['--expose-gc']);
     break;
+  case 'chaos':
+    // The fault suite (bench/chaos/run.ts): real processes killed and restarted; takes a while at full size.
+    build();
+    node('dist/bench/chaos/run.js', args);
+    break;
   case 'test': {
     if (run('sh', ['-c', 'command -v redis-server >/dev/null']) !== 0) {
       say('redis-server is not on PATH; install it (Debian: apt-get install redis-server) and re-run.');
@@ -129,6 +134,6 @@ switch (command) {
     break;
   }
   default:
-    say('usage: node scripts/careway-dev.mjs demo|test|token|bench [args]');
+    say('usage: node scripts/careway-dev.mjs demo|test|token|bench|chaos [args]');
     process.exit(2);
 }

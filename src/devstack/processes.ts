@@ -100,10 +100,21 @@ function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
  * `persistent: false` gives a forgetful Redis, for tests of what Careway does when Redis loses its state.
  */
 export async function startRedis(
-  options: { port?: number; persistent?: boolean; strictPort?: boolean } = {},
+  options: {
+    port?: number;
+    persistent?: boolean;
+    strictPort?: boolean;
+    /** `always` fsyncs before each acknowledged write (the chaos suite measures what that costs). */
+    appendfsync?: 'everysec' | 'always';
+    /**
+     * A data directory the caller owns and keeps on stop: a Redis restarted on the same port and directory
+     * reloads its append-only file (the chaos suite restarts Redis mid-run).
+     */
+    dir?: string;
+  } = {},
 ): Promise<LocalService> {
   const port = await choosePort(options.port, options.strictPort ?? false, 'redis-server', 'REDIS_PORT');
-  const dir = mkdtempSync(join(tmpdir(), 'careway-redis-'));
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'careway-redis-'));
   const logFile = join(dir, 'redis.log');
   const child = spawn(
     'redis-server',
@@ -117,7 +128,7 @@ export async function startRedis(
       '--appendonly',
       options.persistent === false ? 'no' : 'yes',
       '--appendfsync',
-      'everysec',
+      options.appendfsync ?? 'everysec',
       '--dir',
       dir,
       '--logfile',
@@ -154,7 +165,7 @@ export async function startRedis(
     exited,
     stop: async () => {
       await stop();
-      rmSync(dir, { recursive: true, force: true });
+      if (!options.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -7,12 +7,18 @@
  * - The intake puts a message in the partition of its patient (PID-3), and each partition's worker runs one
  *   job at a time: one patient's messages leave in arrival order, so an A03 is never applied before its A01,
  *   while other patients' messages are written in parallel by the other partitions (HL7_PARTITIONS).
- *   Each partition has a queue-level concurrency of 1 (queues/registry.ts), so this holds across replicas too.
- * - A transient failure (FHIR 5xx, timeouts, HAPI's conditional-create race (409), a busy patient lock) is
- *   retried **in place**, with exponential backoff, holding the partition: a BullMQ retry would park the job
- *   in `delayed` and let the patient's next message (an A03 behind its A01) run first. After the last try the
- *   message goes to `hl7-dead`, from where it is replayed. A shutdown cuts the wait short and puts the job back
- *   at the head of its partition (not behind the next message), for whichever replica takes the partition next.
+ *   Each partition has a queue-level concurrency of 1 (queues/registry.ts), so this holds across replicas too,
+ *   and after a crash: the job a dead process had in hand stays `active` (and so blocks its partition) until its
+ *   lock expires and the stalled check returns it to the head of the partition; nothing overtakes it meanwhile.
+ * - Failures that waiting can cure are retried **in place**, holding the partition: a BullMQ retry would park
+ *   the job in `delayed` and let the patient's next message (an A03 behind its A01) run first.
+ *   - While the FHIR server (or Redis) cannot be reached at all (refused, reset, timed out, 502/503/504/429),
+ *     the job waits for as long as it takes: BullMQ's attempts would send every message of an outage longer
+ *     than its backoff (about 2 minutes) to `hl7-dead` (found by the chaos suite, bench/chaos).
+ *   - Other transient failures (FHIR 500, HAPI's conditional-create race (409)) get a bounded number of tries,
+ *     then the message goes to `hl7-dead`, from where it is replayed.
+ *   A shutdown cuts the wait short and puts the job back at the head of its partition (not behind the next
+ *   message), for whichever replica takes the partition next.
  * - A mapping or data error cannot be fixed by retrying: UnrecoverableError, and the job goes to `hl7-dead`
  *   at once with the reason.
  * - Job data holds ids and the sealed message only; logs name job ids, never content.
@@ -116,15 +122,16 @@ export async function execInOrder(
   signal?: AbortSignal,
 ): Promise<InboundResult> {
   const retry = deps.retry ?? DEFAULT_RETRY;
-  for (let tries = 1; ; tries++) {
+  // `failures` counts only what waiting may not cure; an outage (unavailable) never uses up the tries.
+  for (let tries = 1, failures = 0; ; tries++) {
     try {
       return await exec(job, deps);
     } catch (e) {
       if (e instanceof UnrecoverableError || !(e instanceof Error)) throw e;
-      if (tries >= retry.attempts)
-        throw new UnrecoverableError(`still failing after ${tries} tries: ${e.message.slice(0, 800)}`);
+      if (!unavailable(e) && ++failures >= retry.attempts)
+        throw new UnrecoverableError(`still failing after ${failures} tries: ${e.message.slice(0, 800)}`);
       deps.onRetry?.(job.id ?? '', tries, e);
-      const wait = Math.min(retry.maxBackoffMs, retry.backoffMs * 2 ** (tries - 1));
+      const wait = Math.min(retry.maxBackoffMs, retry.backoffMs * 2 ** Math.min(tries - 1, 16));
       if (!(await pause(wait, signal))) throw Worker.RateLimitError();
     }
   }
@@ -544,6 +551,26 @@ export interface InboundQueue {
   readonly queue: PartitionedQueue<InboundJob>;
   readonly workers: readonly Worker<InboundJob>[];
   readonly dead: Queue<DeadMessage>;
+}
+
+/**
+ * Waiting is the only thing that helps: the FHIR server cannot be reached or says it is unavailable; Redis
+ * cannot be reached (the patient's lock, the queues a written message feeds); or the patient's lock is still
+ * held (by a process that died holding it, until its TTL).
+ */
+function unavailable(e: unknown): boolean {
+  if (e instanceof FhirError)
+    return (
+      e.kind === 'network' ||
+      e.kind === 'timeout' ||
+      (e.kind === 'http' && [429, 502, 503, 504].includes(e.status))
+    );
+  if (e instanceof CarewayError) return e.code === 'upstream-unavailable' || e.code === 'concurrent-update';
+  // ioredis, when Redis is restarting.
+  return (
+    e instanceof Error &&
+    /ECONNREFUSED|ECONNRESET|Connection is closed|enableOfflineQueue|Stream isn't writeable/.test(e.message)
+  );
 }
 
 export function init(queues: QueueRegistry, deps: InboundDeps): InboundQueue {

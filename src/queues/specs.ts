@@ -43,8 +43,12 @@ export function queueSpecs(config: Config): Record<string, QueueSpec> {
         removeOnComplete: { age: 7 * DAY_S },
         removeOnFail: { age: 30 * DAY_S },
       },
-      // One worker per partition, one job at a time: one patient's messages in arrival order.
-      worker: { concurrency: 1 },
+      // One worker per partition, one job at a time: one patient's messages in arrival order. A job whose
+      // process died is taken over quickly (the partition waits for it: inbound-worker.ts), and a death is
+      // not the message's fault: with kills every minute during a FHIR outage the job at a partition's head
+      // stalls several times, and BullMQ's default (1) failed it for good after the second (chaos suite).
+      // A message that kills the process every time still stops, after 20.
+      worker: { concurrency: 1, ...QUICK_TAKEOVER, maxStalledCount: 20 },
       partitions: config.hl7.partitions,
       dead: 'hl7-dead',
     },

@@ -180,7 +180,7 @@ describe('when Redis restarts without persistence', () => {
   const restartRedis = async (): Promise<void> => {
     const port = Number(new URL(redis.url).port);
     await redis.stop();
-    redis = await startRedis({ port, persistent: false });
+    redis = await startRedis({ port, strictPort: true, persistent: false });
   };
   const post = (url: string, body: unknown) =>
     h.app.inject({
