@@ -53,6 +53,9 @@ function identifierValues(r: Resource): string[] {
 /** Every version of every resource of a type changed since `since`, following HAPI's paging links. */
 async function history(base: string, type: string, since: string, run: string): Promise<Resource[]> {
   const out: Resource[] = [];
+  // HAPI pages history by offset, newest first: versions written while it is read push older ones onto the next
+  // page, where they are read twice. Each version counts once.
+  const seen = new Set<string>();
   let url: string | undefined = `${base}/${type}/_history?_since=${encodeURIComponent(since)}&_count=200`;
   while (url) {
     const res = await fetch(url, {
@@ -63,7 +66,11 @@ async function history(base: string, type: string, since: string, run: string): 
     const b = (await res.json()) as Bundle;
     for (const e of b.entry ?? []) {
       const r: Resource | undefined = e.resource;
-      if (r && identifierValues(r).some((v) => v.includes(run))) out.push(r);
+      const key = `${r?.id}/${r?.meta?.versionId}`;
+      if (r && !seen.has(key) && identifierValues(r).some((v) => v.includes(run))) {
+        seen.add(key);
+        out.push(r);
+      }
     }
     url = b.link?.find((l) => l.relation === 'next')?.url;
   }
