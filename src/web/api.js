@@ -2,7 +2,9 @@
  * Careway's APIs from the browser, with the session's bearer token. Every answer is returned as it came: the
  * app shows what the token's scopes let the server return and never works around a refusal.
  * - 401: the token expired or was revoked; the session ends and the sign-in page shows.
- * - 404 on a route the server does not have: `NotAvailable`, shown as "not available" by the views.
+ * - anything else that is not 2xx: an ApiError with the OperationOutcome's text (the views say what failed;
+ *   403 as a scope the sign-in lacks). Every route the app calls is part of this Careway, so a 404 is a real
+ *   "not found", never "not built yet".
  */
 import { session } from './auth.js';
 
@@ -14,9 +16,6 @@ export class ApiError extends Error {
   }
 }
 
-/** The route does not exist on this server (an older Careway, or a feature not built yet). */
-export class NotAvailable extends ApiError {}
-
 /** The first issue's text of an OperationOutcome, or a generic message. */
 function outcomeText(body, status) {
   const issue = body && body.resourceType === 'OperationOutcome' ? body.issue?.[0] : undefined;
@@ -24,13 +23,15 @@ function outcomeText(body, status) {
 }
 
 /**
- * Calls Careway. `body` is sent as JSON (FHIR JSON under /fhir). Resolves with the parsed body; throws
- * ApiError (NotAvailable for an unknown route).
+ * Calls Careway. `body` is sent as JSON (FHIR JSON under /fhir); `ifMatch` is a resource version the write
+ * is conditional on (sent as If-Match: W/"version", so a change made meanwhile answers 412, not a lost update).
+ * Resolves with the parsed body; throws ApiError.
  */
-export async function api(path, { method = 'GET', body, signal } = {}) {
+export async function api(path, { method = 'GET', body, signal, ifMatch } = {}) {
   const token = session.token();
   const headers = { accept: 'application/fhir+json, application/json' };
   if (token) headers.authorization = `Bearer ${token}`;
+  if (ifMatch) headers['if-match'] = `W/"${ifMatch}"`;
   if (body !== undefined)
     headers['content-type'] = path.startsWith('/fhir') ? 'application/fhir+json' : 'application/json';
   const res = await fetch(path, {
@@ -50,12 +51,7 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
     session.clear('Your session has ended; please sign in again.');
     throw new ApiError(401, 'signed out', parsed);
   }
-  if (!res.ok) {
-    // Careway's "no route for …" means the endpoint is not on this server (not built yet, or an older one).
-    const unknownRoute = res.status === 404 && (!parsed || /^no route for /i.test(outcomeText(parsed, 404)));
-    const E = unknownRoute ? NotAvailable : ApiError;
-    throw new E(res.status, outcomeText(parsed, res.status), parsed);
-  }
+  if (!res.ok) throw new ApiError(res.status, outcomeText(parsed, res.status), parsed);
   return parsed;
 }
 

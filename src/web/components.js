@@ -1,17 +1,17 @@
-/** Shared pieces: loading and error states, the "not available" notice, and a chart with its table view. */
+/** Shared pieces: loading and error states, and a chart with its table view. */
 import { useEffect, useRef } from 'preact/hooks';
 import { html } from './html.js';
-import { NotAvailable } from './api.js';
 
 export function Problem({ error, what }) {
   if (!error) return null;
-  if (error instanceof NotAvailable)
-    return html`<p class="notice" role="status" data-testid="not-available">
-      ${what} is not available on this Careway server yet.
-    </p>`;
   if (error.status === 403)
     return html`<p class="notice" role="status" data-testid="forbidden">
       Your sign-in does not allow this (${error.message}).
+    </p>`;
+  // A server failure is said as one (the OperationOutcome's text alone could read like the user's mistake).
+  if (error.status >= 500)
+    return html`<p class="error" role="alert" data-testid="error">
+      ${what}: the server failed (${error.status}): ${error.message}. Try again shortly.
     </p>`;
   return html`<p class="error" role="alert" data-testid="error">${what}: ${error.message}</p>`;
 }

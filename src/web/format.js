@@ -36,8 +36,14 @@ export function targetLevel(daysIn, targetDays, overTarget) {
 }
 
 export const today = () => new Date().toISOString().slice(0, 10);
+/**
+ * The month up to today (the same day a month ago through today, UTC), the analytics' default period. Not the
+ * calendar month: on the 1st that is a single day with no attended or missed appointment yet, and the
+ * coordinator opening the page wants the month just lived.
+ */
 export function monthBounds(d = new Date()) {
-  const start = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
-  const end = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 0));
-  return { start: start.toISOString().slice(0, 10), end: end.toISOString().slice(0, 10) };
+  const start = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() - 1, d.getUTCDate() + 1));
+  // 31 March: one month back is 1 March (not 3 March, as an overflowing 31 February would give).
+  if (start.getUTCMonth() === d.getUTCMonth()) start.setUTCDate(1);
+  return { start: start.toISOString().slice(0, 10), end: d.toISOString().slice(0, 10) };
 }

@@ -1,9 +1,10 @@
 /**
  * The care-team app in a real browser (headless Chromium driven by playwright-core) against a real Careway on
- * the real HAPI and Redis: demo sign-in, the board's counts against the FHIR server's own, moving a journey's
- * stage, booking from the journey page, the worklist, analytics and integration views, and the SMART launch
- * (authorization code + PKCE) with the parameters a SMART authorization server checks. axe-core runs on each
- * view: no serious or critical violation.
+ * the real HAPI and Redis: demo sign-in, the board's counts and cards against the FHIR server's own, moving a
+ * journey's stage, booking from the journey page, completing a worklist Task (status and Provenance on the FHIR
+ * server), the analytics figures against the `$evaluate-measure` reports, replaying a real dead letter from the
+ * integration console, and the SMART launch (authorization code + PKCE) with the parameters a SMART
+ * authorization server checks. axe-core runs on each view: no serious or critical violation.
  *
  * Each run seeds its own journeys under a service code of its own, and the board is filtered to it, so other
  * people's data on the shared servers does not change what is counted.
@@ -16,11 +17,23 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import type { Appointment, EpisodeOfCare, Parameters, Patient, Practitioner, Schedule } from 'fhir/r4.js';
+import type {
+  Appointment,
+  EpisodeOfCare,
+  MeasureReport,
+  Parameters,
+  Patient,
+  Practitioner,
+  Provenance,
+  Schedule,
+  Task,
+} from 'fhir/r4.js';
 import { makeKeys, startHarness, uniq, until, type Harness } from '../support/harness.js';
 import { launchChromium, seriousViolations } from '../support/browser.js';
 import { canonical } from '../../src/fhir/canonical.js';
 import { JOURNEY_STAGES, type JourneyStage } from '../../src/journey/stages.js';
+import { readState } from '../../src/journey/episode.js';
+import { DEFAULT_APP_SCOPE } from '../../src/config/config.js';
 import { projectRoot } from '../../src/shared/paths.js';
 
 const run = uniq();
@@ -141,6 +154,10 @@ beforeAll(async () => {
   writeFileSync(keyFile, keys.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   h = await startHarness(
     {
+      // The console's replay needs careway.admin: this sign-in is the integration team's.
+      APP_SCOPE: `${DEFAULT_APP_SCOPE} user/careway.admin`,
+      // Off so that an HL7 message the maps refuse reaches the dead letters (the replay test makes one).
+      HL7_INTAKE_CHECK: 'none',
       DEMO_SIGN_IN: 'true',
       DEMO_SIGNING_KEY_FILE: keyFile,
       APP_CLIENT_ID: 'careway-app-test',
@@ -261,6 +278,22 @@ describe('the care-team app', () => {
     const expected = await hapiCounts();
     expect(expected).toMatchObject({ awareness: 2, access: 2, care: 1, consideration: 0 });
     expect(await boardCounts()).toEqual(expected);
+    // Each card, as the FHIR server has it: in its stage's column, with the patient's name and the days since
+    // the stage began (the board's rounding: tenths of a day, down).
+    for (const j of journeys) {
+      const eoc = await h.fhir.read<EpisodeOfCare>('EpisodeOfCare', j.id, { noCache: true });
+      const patient = await h.fhir.read<Patient>('Patient', j.patientId, { noCache: true });
+      const state = readState(eoc);
+      const since = Date.parse(state.stageHistory.at(-1)?.start ?? eoc.period!.start!);
+      const days = Math.floor(((Date.now() - since) / 86_400_000) * 10) / 10;
+      const card = page.getByTestId(`column-${state.stage}`).getByTestId(`card-${j.id}`);
+      expect(await card.getByTestId('card-link').textContent()).toBe(
+        `${patient.name![0]!.given![0]} ${patient.name![0]!.family}`,
+      );
+      expect(await card.getByTestId('time-in-stage').textContent()).toMatch(
+        new RegExp(`^\\s*${days} d in stage`),
+      );
+    }
     // The filter is in the URL: a bookmark reopens the same board.
     expect(page.url()).toContain(`service=${encodeURIComponent(SERVICE)}`);
     expect(await page.getByTestId('filter-service').inputValue()).toBe(SERVICE);
@@ -341,52 +374,141 @@ describe('the care-team app', () => {
     expect(JSON.stringify(sent.entry ?? [])).toContain(text);
   });
 
-  it('when the worklist opens then it lists the task inbox, or says plainly that this server has none yet', async () => {
-    const probe = await h.app.inject({
-      method: 'GET',
-      url: '/tasks/worklist',
-      headers: { authorization: `Bearer ${staff}` },
+  it('when a worklist task is completed then the FHIR server has it completed, with a Provenance naming the user', async () => {
+    const dana = journeys[3]!;
+    const me = (await page.getByTestId('who').textContent())!;
+    // A no-show follow-up as scheduling writes one, owned by the signed-in user (the worklist's "mine").
+    const created = await h.fhir.create<Task>({
+      resourceType: 'Task',
+      status: 'requested',
+      intent: 'order',
+      code: { coding: [{ system: canonical.taskCode, code: 'no-show-follow-up' }] },
+      description: `Call ${dana.name} about the missed visit`,
+      for: { reference: `Patient/${dana.patientId}` },
+      owner: { reference: me },
+      authoredOn: new Date().toISOString(),
+      extension: [
+        {
+          url: canonical.journeyReferenceExtension,
+          valueReference: { reference: `EpisodeOfCare/${dana.id}` },
+        },
+      ],
     });
-    await page.goto(`${base}/app#/worklist`);
-    if (probe.statusCode === 404) await page.getByTestId('not-available').waitFor();
-    else await page.getByTestId('worklist').waitFor();
+    const id = created.resource.id!;
+    await page.goto(`${base}/app#/worklist?owner=me`);
+    const row = page.getByTestId(`task-${id}`);
+    await row.waitFor();
     await expectAccessible();
     await shot('worklist');
+    await page.getByTestId('complete-note').fill(`Called back ${run}`);
+    await row.getByTestId('complete').click();
+    await page.getByTestId('task-ok').waitFor();
+    const done = await h.fhir.read<Task>('Task', id, { noCache: true });
+    expect(done.status).toBe('completed');
+    expect(JSON.stringify(done.note ?? [])).toContain(`Called back ${run}`);
+    const prov = await h.fhir.searchAll<Provenance>(
+      'Provenance',
+      { target: `Task/${id}` },
+      { noCache: true },
+    );
+    expect(prov).toHaveLength(1);
+    expect(prov[0]?.agent[0]?.who?.reference).toBe(me);
+    // The open worklist no longer lists it.
+    await until('the completed task gone from the list', async () =>
+      (await row.count()) === 0 ? true : undefined,
+    );
   });
 
-  it('when analytics opens then each measure shows its report as chart and table, or a clear "not available"', async () => {
-    const from = '2026-01-01';
-    const to = new Date().toISOString().slice(0, 10);
-    const probe = await h.app.inject({
-      method: 'GET',
-      url: `/fhir/Measure/careway-no-show-rate/$evaluate-measure?periodStart=${from}&periodEnd=${to}`,
-      headers: { authorization: `Bearer ${staff}` },
-    });
-    await page.goto(`${base}/app#/analytics?start=${from}&end=${to}`);
-    const card = page.getByTestId('measure-careway-no-show-rate');
-    await card.waitFor();
-    if (probe.statusCode === 404) {
-      await card.getByTestId('not-available').waitFor();
-      expect(await page.getByTestId('not-available').count()).toBe(8);
-    } else {
-      expect(probe.statusCode).toBe(200);
-      const report = probe.json<{ group: { measureScore?: { value: number } }[] }>();
-      const score = card.getByTestId('score-careway-no-show-rate-0');
-      await score.waitFor();
-      const shown = Number((await score.textContent())!.replace(/[^0-9.-]/g, ''));
-      expect(shown).toBeCloseTo(report.group[0]?.measureScore?.value ?? NaN, 2);
+  it("when analytics opens then the no-show rate and time in stage shown are the $evaluate-measure reports' figures", async () => {
+    // The view's default period (this month), as a coordinator opens it.
+    await page.goto(`${base}/app#/analytics`);
+    const start = await page.getByTestId('period-start').inputValue();
+    const end = await page.getByTestId('period-end').inputValue();
+    for (const id of ['careway-no-show-rate', 'careway-time-in-stage']) {
+      const card = page.getByTestId(`measure-${id}`);
+      await card.getByTestId(`score-${id}-0`).waitFor({ timeout: 60_000 });
+      // The same report the page got (the cache keeps it MEASURE_CACHE_SECONDS, so a write by someone else
+      // on the shared server in between does not make the two differ).
+      const res = await h.app.inject({
+        method: 'GET',
+        url: `/fhir/Measure/${id}/$evaluate-measure?periodStart=${start}&periodEnd=${end}`,
+        headers: { authorization: `Bearer ${staff}` },
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      const report = res.json<MeasureReport>();
+      const num = (t: string | null): number => Number((t ?? '').replace(/[^0-9.-]/g, '') || NaN);
+      for (const [i, g] of (report.group ?? []).entries()) {
+        const shown = await card.getByTestId(`score-${id}-${i}`).textContent();
+        if (g.measureScore?.value === undefined) expect(shown).toBe('—');
+        else expect(num(shown)).toBeCloseTo(g.measureScore.value, 2);
+      }
+      // The table view: one row per stage stratum, each group's stratum score and the stratum's population.
+      await card.getByTestId(`table-toggle-${id}`).check();
+      await card.getByTestId(`table-${id}`).waitFor();
+      const strata = (report.group?.[0]?.stratifier ?? []).find((s) => s.code?.[0]?.text === 'stage');
+      // Ada's stay in Awareness ended today (the stage move above): time in stage has at least that stratum.
+      if (id === 'careway-time-in-stage') expect(strata?.stratum?.length).toBeGreaterThan(0);
+      expect(await card.locator('tbody tr').count()).toBe(strata?.stratum?.length ?? 0);
+      for (const st of strata?.stratum ?? []) {
+        const code = st.value?.coding?.[0]?.code ?? st.value?.text;
+        const cells = await card.getByTestId(`stratum-${id}-${code}`).locator('td').allTextContents();
+        (report.group ?? []).forEach((g, i) => {
+          const score = g.stratifier
+            ?.find((s) => s.code?.[0]?.text === 'stage')
+            ?.stratum?.find((x) => (x.value?.coding?.[0]?.code ?? x.value?.text) === code)
+            ?.measureScore?.value;
+          if (score === undefined) expect(cells[i]).toBe('—');
+          else expect(num(cells[i]!)).toBeCloseTo(score, 2);
+        });
+        const initial = st.population?.find((p) => p.code?.coding?.[0]?.code === 'initial-population')?.count;
+        expect(num(cells.at(-1)!)).toBe(initial);
+      }
     }
     await expectAccessible();
     await shot('analytics');
   });
 
-  it('when the integration console opens then the message log, dead letters and outbound status show', async () => {
+  it('when a dead letter is replayed from the console then the console says it is queued and its job runs again', async () => {
+    // A real dead letter: PID-8 holds a code outside table 0001, so the map refuses the message for good.
+    const id = uniq();
+    const feed = await h.token({ scope: 'system/MessageHeader.c', sub: 'app-feed' });
+    const sent = await h.app.inject({
+      method: 'POST',
+      url: '/hl7',
+      headers: { authorization: `Bearer ${feed}`, 'content-type': 'x-application/hl7-v2+er7' },
+      payload: `MSH|^~\\&|APPTEST|A${id}|CAREWAY|CW|20240115083015-0500||ADT^A04|${id}|P|2.5\rPID|1||MRN-${id}^^^MAINHOSP^MR||Quarry^Ysolde||19700101|Q\r`,
+    });
+    expect(sent.statusCode, sent.body).toBeLessThan(300);
+    const failed = await until('the message dead-lettered', async () =>
+      (await h.app.hl7.queue.getJobs(['failed'])).find((j) => j.data.controlId === id),
+    );
+    await page.goto(`${base}/app#/integration?tab=dead-letters`);
+    const letter = page.getByTestId(`dead-hl7-dead-${failed.id}-dead`);
+    await until('the dead letter listed', async () => {
+      if ((await letter.count()) > 0) return true;
+      await page.getByTestId('tab-messages').click();
+      await page.getByTestId('tab-dead-letters').click();
+      return undefined;
+    });
+    await expectAccessible();
+    await letter.getByTestId('replay').click();
+    expect(await page.getByTestId('replay-ok').textContent()).toContain('Replay queued');
+    // On the queue: the job ran once more (and failed again: the map still refuses it, so a new letter follows).
+    await until('the replayed job to run again', async () => {
+      const job = await h.app.hl7.queue.getJob(failed.id!);
+      return job && job.attemptsMade > failed.attemptsMade && (await job.getState()) === 'failed'
+        ? true
+        : undefined;
+    });
+  });
+
+  it('when the integration console opens then the message log, a message and outbound status show', async () => {
     await page.goto(`${base}/app#/integration`);
     await page.getByTestId('message-log').waitFor();
     await expectAccessible();
     await shot('integration');
-    await page.getByTestId('tab-dead-letters').click();
-    await page.getByTestId('dead-letters').waitFor();
+    await page.getByTestId('message-log').locator('tbody a').first().click();
+    await page.getByTestId('message-detail').locator('dl').waitFor();
     await expectAccessible();
     await page.getByTestId('tab-outbound').click();
     await page.getByTestId('outbound').waitFor();

@@ -38,11 +38,12 @@ function count(populations, code) {
   return populations?.find((p) => codeOf(p.code) === code)?.count;
 }
 
-/** A stratum's plotted value: its score, else its numerator, else its initial population. */
+/**
+ * A stratum's plotted value: its score only. A stratum without one (no denominator, no observation) has no
+ * value; its counts are not a stand-in (a count of journeys drawn as days or as a rate would be wrong).
+ */
 function value(x) {
-  return (
-    x?.measureScore?.value ?? count(x?.population, 'numerator') ?? count(x?.population, 'initial-population')
-  );
+  return x?.measureScore?.value;
 }
 
 function format(q) {
@@ -124,7 +125,7 @@ function MeasureCard({ m, period, by }) {
                       (k) =>
                         html`<tr data-testid=${`stratum-${m.id}-${k}`}>
                           <th scope="row">${labels.get(k)}</th>
-                          ${rows.map((r) => html`<td>${format(r.get(k)?.measureScore ?? (value(r.get(k)) !== undefined ? { value: value(r.get(k)) } : undefined))}</td>`)}
+                          ${rows.map((r) => html`<td>${format(r.get(k)?.measureScore)}</td>`)}
                           <td>${count(rows[0]?.get(k)?.population, 'initial-population') ?? ''}</td>
                         </tr>`,
                     )}

@@ -3,89 +3,24 @@
  * stage's target, next appointment, open and overdue tasks, the last reminder per channel, allergy flag, pain
  * points), filters kept in the URL, a table toggle, and a refresh every 60 seconds.
  *
- * Data: `GET /journeys/board`. On a Careway without that route the board falls back to plain FHIR searches
- * through the facade (counts with `_summary=count`, the first journeys of each stage with their patients), and
- * says what it cannot show that way.
+ * Data: `GET /journeys/board` (src/journey/board.ts): the filters go as they are in the URL (service as a code
+ * or system|code on EpisodeOfCare.type, team, careManager, mine, overdue, status); what the token may not read
+ * is left out of the cards by the server.
  */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { html } from '../html.js';
-import { api, entries, NotAvailable } from '../api.js';
-import { session } from '../auth.js';
+import { api } from '../api.js';
 import { setQuery, queryObject } from '../route.js';
-import { STAGES, days, personName, stageName, targetLevel, when } from '../format.js';
+import { stageName, targetLevel, when } from '../format.js';
 import { Loading, Problem } from '../components.js';
 
 const REFRESH_MS = 60_000;
-const STAGE_URL = 'https://careway.dev/fhir/StructureDefinition/journey-stage';
-const HISTORY_URL = 'https://careway.dev/fhir/StructureDefinition/journey-stage-history';
 const FILTERS = ['service', 'team', 'careManager', 'mine', 'overdue', 'status'];
-
-/** The board from plain FHIR searches, for a server without `/journeys/board`. */
-async function fallbackBoard(f) {
-  const common = new URLSearchParams();
-  if (f.service) common.set('type', f.service);
-  if (f.team) common.set('team', f.team);
-  const cm = f.mine ? session.current()?.fhirUser : f.careManager;
-  if (cm) common.set('care-manager', cm);
-  if (f.status) common.set('status', f.status);
-  const stages = await Promise.all(
-    STAGES.map(async (s) => {
-      const q = new URLSearchParams(common);
-      q.set('stage', s.code);
-      q.set('_count', '20');
-      // One search per stage: the first journeys with their patients, and the exact total of the stage.
-      q.set('_total', 'accurate');
-      const withPatients = new URLSearchParams(q);
-      withPatients.set('_include', 'EpisodeOfCare:patient');
-      let list;
-      try {
-        list = await api(`/fhir/EpisodeOfCare?${withPatients}`);
-      } catch (e) {
-        // A token that may not read Patients is refused the include: the cards then show references only.
-        if (e.status !== 403) throw e;
-        list = await api(`/fhir/EpisodeOfCare?${q}`);
-      }
-      const patients = new Map(entries(list, 'Patient').map((p) => [`Patient/${p.id}`, p]));
-      const cards = entries(list, 'EpisodeOfCare').map((e) => {
-        const open = (e.extension ?? [])
-          .filter((x) => x.url === HISTORY_URL)
-          .map((x) => x.extension?.find((y) => y.url === 'period')?.valuePeriod)
-          .filter((p) => p?.start && !p.end)
-          .at(-1);
-        const since = open?.start ?? e.period?.start;
-        return {
-          episodeId: e.id,
-          patientId: e.patient?.reference?.split('/')[1],
-          patientName: personName(patients.get(e.patient?.reference)),
-          stage: e.extension?.find((x) => x.url === STAGE_URL)?.valueCoding?.code ?? s.code,
-          stageSince: since,
-          daysInStage: since ? days(Date.now() - Date.parse(since)) : undefined,
-          overTarget: false,
-          status: e.status,
-          service: e.type?.[0]?.coding?.[0],
-          painPoints: [],
-        };
-      });
-      return { code: s.code, display: s.display, count: list.total ?? 0, cards };
-    }),
-  );
-  return {
-    generatedAt: new Date().toISOString(),
-    stages: stages.map(({ cards: _c, ...s }) => s),
-    cards: stages.flatMap((s) => s.cards),
-    fallback: true,
-  };
-}
 
 async function loadBoard(f) {
   const q = new URLSearchParams();
   for (const k of FILTERS) if (f[k]) q.set(k, f[k]);
-  try {
-    return await api(`/journeys/board?${q}`);
-  } catch (e) {
-    if (e instanceof NotAvailable) return fallbackBoard(f);
-    throw e;
-  }
+  return api(`/journeys/board?${q}`);
 }
 
 function Filters({ f }) {
@@ -270,13 +205,6 @@ export function Board({ query }) {
       ${board && html`<span data-testid="generated-at">Updated ${when(board.generatedAt)}</span> · refreshes every minute · `}
       <button class="link" onClick=${refresh} data-testid="refresh">Refresh now</button>
     </p>
-    ${
-      board?.fallback &&
-      html`<p class="notice" role="status" data-testid="board-fallback">
-        The board service is not available on this server: counts and journeys come from FHIR searches; tasks,
-        reminders, targets and pain points are not shown, and "overdue only" does not apply.
-      </p>`
-    }
     <${Problem} error=${error} what="The journey board" />
     ${!board && !error && html`<${Loading} what="the board" />`}
     ${

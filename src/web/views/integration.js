@@ -143,11 +143,17 @@ function DeadLetters() {
   const replay = async (d) => {
     setAction({ busy: `${d.queue}/${d.id}` });
     try {
-      await api(
+      const r = await api(
         `/engagement/dead-letters/${encodeURIComponent(d.queue)}/${encodeURIComponent(d.id)}/$replay`,
         { method: 'POST', body: {} },
       );
-      setAction({ ok: `Replay queued: ${d.queue} ${d.id}` });
+      // 202 either way: "queued", or "already-replayed" when another replay (or the dashboard) was first.
+      setAction({
+        ok:
+          r?.status === 'already-replayed'
+            ? `Already replayed: ${r.queue} ${r.id}`
+            : `Replay queued: ${r?.queue ?? d.queue} ${r?.id ?? d.id}`,
+      });
       reload();
     } catch (e) {
       setAction({ error: e });

@@ -1,7 +1,9 @@
 /**
  * The worklist: the Task inbox (referral triage, no-show follow-ups, unanswered patient messages, overdue
  * care-plan activities, waitlist offers), filtered in the URL; a task can be claimed and completed.
- * Data: `GET /tasks/worklist`; actions `POST /fhir/Task/{id}/$claim` and `$complete`.
+ * Data: `GET /tasks/worklist` (src/http/routes/tasks.ts); actions `POST /fhir/Task/{id}/$claim` and
+ * `$complete`, each conditional on the version the row showed (If-Match), so acting on a task someone changed
+ * meanwhile is refused (412) and the list reloads instead of overwriting their change.
  */
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { html } from '../html.js';
@@ -14,9 +16,9 @@ import { Loading, Problem } from '../components.js';
 const KINDS = [
   '',
   'referral-triage',
-  'noshow-follow-up',
+  'no-show-follow-up',
   'answer-patient',
-  'care-plan-overdue',
+  'care-plan-activity',
   'waitlist-offer',
 ];
 const FILTERS = ['kind', 'owner', 'status', 'overdue'];
@@ -30,8 +32,10 @@ export function Worklist({ query }) {
   const [note, setNote] = useState('');
   const load = useCallback(() => {
     const q = new URLSearchParams();
-    for (const k of FILTERS)
-      if (f[k]) q.set(k, k === 'owner' && f[k] === 'me' ? (session.current()?.fhirUser ?? '') : f[k]);
+    for (const k of FILTERS) if (f[k] && k !== 'owner') q.set(k, f[k]);
+    // The route takes an owner reference: "me" is the sign-in's fhirUser (a sign-in without one filters nothing).
+    const me = session.current()?.fhirUser;
+    if (f.owner === 'me' && me) q.set('owner', me);
     api(`/tasks/worklist?${q}`).then(
       (r) => {
         setTasks(r.tasks);
@@ -52,12 +56,15 @@ export function Worklist({ query }) {
       await api(`/fhir/Task/${task.id}/${op}`, {
         method: 'POST',
         body: parameters(['note', 'valueString', op === '$complete' ? note : undefined]),
+        ifMatch: task.version,
       });
       if (op === '$complete') setNote('');
       setAction({ ok: `${op === '$claim' ? 'Claimed' : 'Completed'}: ${task.summary}` });
       load();
     } catch (e) {
       setAction({ error: e });
+      // Changed by someone else (412): show the task as it is now.
+      if (e.status === 412) load();
     }
   };
   return html`<section aria-labelledby="worklist-title">
@@ -74,7 +81,6 @@ export function Worklist({ query }) {
         <select value=${f.owner ?? ''} onChange=${set('owner')} data-testid="filter-owner">
           <option value="">anyone</option>
           <option value="me">me</option>
-          <option value="none">unassigned</option>
         </select>
       </label>
       <label
@@ -97,7 +103,7 @@ export function Worklist({ query }) {
       >Note recorded when you complete a task (optional)
       <input value=${note} onInput=${(e) => setNote(e.target.value)} data-testid="complete-note" />
     </label>
-    ${action.error && html`<p class="error" role="alert" data-testid="task-error">${action.error.message}</p>`}
+    <${Problem} error=${action.error} what="The task" />
     ${action.ok && html`<p class="ok" role="status" data-testid="task-ok">${action.ok}</p>`}
     <${Problem} error=${error} what="The worklist" />
     ${!tasks && !error && html`<${Loading} what="the worklist" />`}
