@@ -242,13 +242,11 @@ export default async function engagementRoutes(app: FastifyInstance): Promise<vo
           );
         case 'replayed':
         case 'already-replayed':
-          return reply
-            .code(202)
-            .send({
-              queue: r.queue,
-              id: r.id,
-              status: r.outcome === 'replayed' ? 'queued' : 'already-replayed',
-            });
+          return reply.code(202).send({
+            queue: r.queue,
+            id: r.id,
+            status: r.outcome === 'replayed' ? 'queued' : 'already-replayed',
+          });
       }
     },
   );
