@@ -37,4 +37,10 @@ describe('error registry', () => {
     expect(f.isConflict).toBe(true);
     expect(f.isTransient).toBe(false);
   });
+
+  it('when a thrown error has a numeric code then it becomes an internal error, not a failure of the handler', () => {
+    const e = toCarewayError(Object.assign(new Error('job lock mismatch'), { code: -2 }));
+    expect((e as CarewayError).status).toBe(500);
+    expect((e as CarewayError).message).toBe('internal error');
+  });
 });

@@ -18,15 +18,17 @@ export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 export function toCarewayError(error: unknown): CarewayError | FhirError {
   if (error instanceof CarewayError || error instanceof FhirError) return error;
   const fe = error as Partial<FastifyError> & { validation?: unknown };
+  // Not every thrown error's `code` is a string (ioredis and BullMQ throw some with numbers); reading it as one
+  // made the error handler itself throw, and the client got Fastify's serialization 500 instead of an outcome.
+  const code = typeof fe.code === 'string' ? fe.code : undefined;
   if (fe.validation) return new CarewayError('bad-request', fe.message ?? 'request is invalid');
-  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
     return new CarewayError('unsupported-media-type', 'send application/fhir+json or application/json');
   }
-  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE')
     return new CarewayError('payload-too-large', 'request body is too large');
-  if (fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY')
-    return new CarewayError('bad-request', 'request body is empty');
-  if (fe.code?.startsWith('FST_ERR_CTP') || (error instanceof SyntaxError && fe.statusCode === 400)) {
+  if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return new CarewayError('bad-request', 'request body is empty');
+  if (code?.startsWith('FST_ERR_CTP') || (error instanceof SyntaxError && fe.statusCode === 400)) {
     return new CarewayError('bad-request', 'request body is not valid JSON');
   }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
