@@ -116,8 +116,10 @@ export class QueueRegistry {
       if (!r.spec.partitions) for (const w of r.workers) void w.run().catch(() => undefined);
     const ordered = all.filter((r) => r.spec.partitions);
     if (ordered.length === 0) return;
+    // Bounded: with Redis away the commands wait for it (BullMQ's connections never fail fast), and an unbounded
+    // wait here held the app's onReady past Fastify's deadline, so Careway could not even start to say so.
     const setLimits = (): Promise<unknown> =>
-      Promise.all(ordered.flatMap((r) => r.queues.map((q) => q.setGlobalConcurrency(1))));
+      withTimeout(Promise.all(ordered.flatMap((r) => r.queues.map((q) => q.setGlobalConcurrency(1)))), 2000);
     const runOrdered = (): void => {
       if (this.closing) return;
       for (const r of ordered) for (const w of r.workers) void w.run().catch(() => undefined);
