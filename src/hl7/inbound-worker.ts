@@ -43,7 +43,8 @@ import {
   type MessageFacts,
   type MessageKeys,
 } from './mapping/transaction.js';
-import { initialState, type JourneyEvent } from '../journey/rules.js';
+import { eventDate, initialState, type JourneyEvent, type JourneyState } from '../journey/rules.js';
+import { Hl7DateError, hl7ToFhirDateTime } from './datetime.js';
 import type { JourneyStage } from '../journey/stages.js';
 import { JOURNEY_EXTENSION_URL, newJourneyEpisode } from '../journey/episode.js';
 import { unseal } from '../shared/seal.js';
@@ -152,11 +153,36 @@ export interface MappingObservations {
  * declares its own effects, with no code change.
  */
 export interface JourneyEffects {
-  event(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
+  /** `occurred`: when the event happened (`messageEventTime`); the stage change is dated then. */
+  event(journeyId: string, event: JourneyEvent, trigger: string, occurred?: string): Promise<void>;
   /** The message cancels an earlier event (A11, S15, S17): undo it if it is what set the current stage. */
-  undo(journeyId: string, event: JourneyEvent, trigger: string): Promise<void>;
+  undo(journeyId: string, event: JourneyEvent, trigger: string, occurred?: string): Promise<void>;
   /** Events that the written resources themselves imply (a fulfilled Appointment, an active CarePlan…). */
-  resources?(journeyId: string, resources: readonly Resource[], trigger: string): Promise<void>;
+  resources?(
+    journeyId: string,
+    resources: readonly Resource[],
+    trigger: string,
+    occurred?: string,
+  ): Promise<void>;
+}
+
+/**
+ * When the message's event happened: EVN-2 (recorded date/time), else MSH-7 (message date/time), read in the
+ * sender's zone like every other HL7 time. Undefined when neither is there or readable: a bad timestamp only
+ * loses the dating (the change is dated when processed), never the message. A feed replayed after an outage
+ * thereby dates each stage change when it happened, not when the backlog drained.
+ */
+export function messageEventTime(msg: Hl7Message, zone: string): string | undefined {
+  const candidates = [msg.segment('EVN')?.get(2) ?? '', msg.msh.get(7)];
+  for (const value of candidates) {
+    if (!value.trim()) continue;
+    try {
+      return hl7ToFhirDateTime(value, zone);
+    } catch (e) {
+      if (!(e instanceof Hl7DateError)) throw e;
+    }
+  }
+  return undefined;
 }
 
 export interface InboundResult {
@@ -233,6 +259,7 @@ export async function exec(
     throw e;
   }
   mapped = withReferrer(mapped, job.data.sender);
+  const occurred = messageEventTime(msg, zoneFor(deps.zones, msg));
   const patientKey = keys.keys['patient'];
   const lockKey = `hl7-patient:${patientKey ?? `${job.data.sender}|${job.data.controlId}`}`;
   let written: Bundle = { resourceType: 'Bundle', type: 'transaction' };
@@ -252,7 +279,15 @@ export async function exec(
       const opening = !open && !!deps.journeys && !!patientKey && mapped.journey?.opens !== undefined;
       const bundle = messageTransaction(mapped, facts, {
         ...(open ? { open } : {}),
-        ...(opening && patientKey ? { opening: { sender: job.data.sender, patientKey } } : {}),
+        ...(opening && patientKey
+          ? {
+              opening: {
+                sender: job.data.sender,
+                patientKey,
+                ...(occurred ? { at: eventDate(EMPTY_STATE, occurred, new Date().toISOString()) } : {}),
+              },
+            }
+          : {}),
         stored,
       });
       try {
@@ -294,11 +329,11 @@ export async function exec(
     if (open && deps.journeys) {
       try {
         const why = `hl7:${job.data.type}:${job.data.controlId}`;
-        if (event) await deps.journeys.event(open, event, why);
-        else if (undo) await deps.journeys.undo(open, undo, why);
+        if (event) await deps.journeys.event(open, event, why, occurred);
+        else if (undo) await deps.journeys.undo(open, undo, why, occurred);
         // What the written resources say by themselves: an outpatient visit finished, an Appointment
-        // fulfilled (S14/SCH-25 Complete).
-        if (deps.journeys.resources) await deps.journeys.resources(open, committed, why);
+        // fulfilled (S14/SCH-25 Complete). Each is dated by its own time, else by the message's.
+        if (deps.journeys.resources) await deps.journeys.resources(open, committed, why, occurred);
       } catch (e) {
         // The message's data is committed; a journey rule refusing the event (e.g. a closed journey) is not a
         // reason to retry or dead-letter it. Transient failures still throw, and the replay is idempotent.
@@ -334,6 +369,14 @@ function withServerIds(bundle: Bundle, response: Bundle): Resource[] {
     return [id ? { ...e.resource, id } : e.resource];
   });
 }
+
+/** A journey with no history yet: `eventDate` against it only clamps a future time to now. */
+const EMPTY_STATE: JourneyState = {
+  stage: 'awareness',
+  status: 'active',
+  stageHistory: [],
+  statusHistory: [],
+};
 
 /** The id of the journey a message's own transaction opened (its entry's location in the response). */
 function episodeIdFrom(bundle: Bundle, response: Bundle): string | undefined {
@@ -430,7 +473,12 @@ export interface JourneyPlacement {
   /** The patient's open journey (EpisodeOfCare id): the message's resources are linked to it. */
   readonly open?: string;
   /** No open journey and the message starts one: it is opened in the same transaction. */
-  readonly opening?: { readonly sender: string; readonly patientKey: string };
+  readonly opening?: {
+    readonly sender: string;
+    readonly patientKey: string;
+    /** When the opening event happened (clamped to now); the message's receipt time by default. */
+    readonly at?: string;
+  };
   /** The stored resources by instance: merged into, and written with If-Match (ownership.ts). */
   readonly stored?: ReadonlyMap<string, Resource>;
 }
@@ -461,7 +509,7 @@ export function messageTransaction(
       },
       // A first contact that is already a booking, a referral or an admission starts at that stage.
       stage: mapped.journey?.opens ?? 'awareness',
-      at: facts.receivedAt,
+      at: journey.opening.at ?? facts.receivedAt,
       reason: `hl7: ${facts.type}`,
     });
   }

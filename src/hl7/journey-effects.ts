@@ -13,14 +13,18 @@ const ACTOR = { subject: 'hl7-intake' };
 
 export function journeyEffects(journeys: JourneyService): JourneyEffects {
   return {
-    async event(journeyId, event, trigger): Promise<void> {
-      await journeys.applyEvent(journeyId, event, ACTOR, { display: trigger });
+    async event(journeyId, event, trigger, occurred): Promise<void> {
+      await journeys.applyEvent(journeyId, event, ACTOR, { display: trigger }, occurred);
     },
-    async undo(journeyId, event, trigger): Promise<void> {
-      await journeys.undoEvent(journeyId, event, ACTOR, { display: trigger });
+    async undo(journeyId, event, trigger, occurred): Promise<void> {
+      await journeys.undoEvent(journeyId, event, ACTOR, { display: trigger }, occurred);
     },
-    async resources(journeyId, resources, trigger): Promise<void> {
-      await raiseResourceEvents(journeys, resources, trigger, { actor: ACTOR, journeyId });
+    async resources(journeyId, resources, trigger, occurred): Promise<void> {
+      await raiseResourceEvents(journeys, resources, trigger, {
+        actor: ACTOR,
+        journeyId,
+        ...(occurred ? { occurred } : {}),
+      });
     },
   };
 }

@@ -27,6 +27,8 @@ export interface ProvenanceInput {
   /** Machine-readable change, e.g. `stage:access->care` or `status:active->finished`. */
   readonly change: string;
   readonly trigger?: Reference;
+  /** When the triggering event happened (a stage change dated at the event); `at` stays when it was recorded. */
+  readonly occurred?: string;
 }
 
 export function journeyProvenance(p: ProvenanceInput): Provenance {
@@ -36,6 +38,7 @@ export function journeyProvenance(p: ProvenanceInput): Provenance {
   return {
     resourceType: 'Provenance',
     target: [{ reference: p.target }],
+    ...(p.occurred ? { occurredDateTime: p.occurred } : {}),
     recorded: p.at,
     activity: {
       coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation', code: p.activity }],

@@ -18,7 +18,7 @@
 import type { Resource } from 'fhir/r4.js';
 import { CarewayError, type ErrorCode } from '../shared/errors.js';
 import { SYSTEM_ACTOR, type Actor } from './provenance.js';
-import { eventsForResource, journeysNamedBy, patientOf, triggerOf } from './resource-events.js';
+import { eventsForResource, journeysNamedBy, occurredAt, patientOf, triggerOf } from './resource-events.js';
 import { CLOSED_STATUSES, type JourneyEvent } from './rules.js';
 import type { JourneyService } from './service.js';
 
@@ -30,6 +30,8 @@ export interface RaiseOptions {
   readonly actor?: Actor;
   /** The journey the caller already knows (the HL7 worker's open journey), for resources that name none. */
   readonly journeyId?: string;
+  /** When the resources' source event happened (an HL7 message's EVN-2), for resources that do not say. */
+  readonly occurred?: string;
 }
 
 export interface RaisedEvent {
@@ -78,7 +80,8 @@ export async function raiseResourceEvents(
     for (const event of events) {
       const base = { resource: name, journey: `EpisodeOfCare/${journeyId}`, event };
       try {
-        const r = await journeys.applyEvent(journeyId, event, options.actor ?? SYSTEM_ACTOR, ref);
+        const occurred = occurredAt(resource, event) ?? options.occurred;
+        const r = await journeys.applyEvent(journeyId, event, options.actor ?? SYSTEM_ACTOR, ref, occurred);
         raised.push({ ...base, outcome: r.changed ? 'changed' : 'unchanged' });
       } catch (e) {
         if (!isFinal(e)) throw e;

@@ -189,3 +189,25 @@ export function triggerOf(resource: Resource, via?: string): Reference {
     .join(' ');
   return { ...(resource.id ? { reference: `${resource.resourceType}/${resource.id}` } : {}), display };
 }
+
+/**
+ * When the fact behind a resource's event happened, for dating the stage change (rules.ts `eventDate`):
+ * a fulfilled Appointment's `end` (else `start`), a finished Encounter's `period.end`, an active CarePlan's
+ * `period.start` and a completed one's `period.end`. Undefined when the resource does not say.
+ */
+export function occurredAt(resource: Resource, event: JourneyEvent): string | undefined {
+  switch (resource.resourceType) {
+    case 'Appointment': {
+      const a = resource as Appointment;
+      return a.end ?? a.start;
+    }
+    case 'Encounter':
+      return (resource as Encounter).period?.end;
+    case 'CarePlan': {
+      const p = (resource as CarePlan).period;
+      return event === 'treatment-completed' ? p?.end : p?.start;
+    }
+    default:
+      return undefined;
+  }
+}

@@ -201,3 +201,35 @@ export function initialState(
     statusHistory: [{ status, start: at }],
   };
 }
+
+/** How far ahead of our clock an event may be dated before it is treated as clock skew (the sender's clock). */
+export const EVENT_CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * The time a stage change raised by an event is dated at: when the event happened (an HL7 EVN-2, a visit's
+ * end), not when Careway processed it, so a replayed or delayed feed still measures time in stage correctly.
+ * - no (or an unreadable) event time: `now`;
+ * - in the future beyond the clock-skew allowance: `now` (a period must not start after it was recorded);
+ * - before the current stage's (or status's) start: that start. A late event for something that happened
+ *   while the journey was in an earlier stage cannot be placed back in time without rewriting the history
+ *   that followed; dating it at the current stage's start keeps the periods ordered and non-overlapping
+ *   (the current stage simply lasts zero time) instead of producing a period that ends before it starts.
+ */
+export function eventDate(
+  state: JourneyState,
+  occurred: string | undefined,
+  now: string,
+  skewMs = EVENT_CLOCK_SKEW_MS,
+): string {
+  const nowMs = Date.parse(now);
+  const ms = occurred ? Date.parse(occurred) : NaN;
+  if (!occurred || Number.isNaN(ms) || Number.isNaN(nowMs)) return now;
+  if (ms > nowMs + skewMs) return now;
+  const floors = [state.stageHistory.at(-1)?.start, state.statusHistory.at(-1)?.start].filter(
+    (s): s is string => !!s && !Number.isNaN(Date.parse(s)),
+  );
+  const floor = floors.sort((a, b) => Date.parse(b) - Date.parse(a))[0];
+  if (floor && ms < Date.parse(floor)) return floor;
+  // Past the allowance is `now`; within it, still never later than `now`.
+  return ms > nowMs ? now : occurred;
+}

@@ -34,6 +34,7 @@ import {
   checkClose,
   checkTransition,
   closed,
+  eventDate,
   initialState,
   stageAfterEvent,
   stageBeforeEvent,
@@ -221,7 +222,11 @@ export class JourneyService {
       }
       const at = this.clock().toISOString();
       const stage = input.stage ?? (referral ? 'access' : 'awareness');
-      const state = initialState(stage, 'active', at, referral ? 'Referral received' : undefined);
+      // A journey started from a referral begins when the referral was written, not when Careway saw it.
+      const occurred = referral?.authoredOn
+        ? eventDate(initialState(stage, 'active', '', undefined), referral.authoredOn, at)
+        : undefined;
+      const state = initialState(stage, 'active', occurred ?? at, referral ? 'Referral received' : undefined);
       const episode = newJourneyEpisode({
         identifier,
         patient: { reference: `Patient/${patient.id}` },
@@ -257,6 +262,7 @@ export class JourneyService {
               reason: referral ? 'Journey started from a referral' : 'Journey started',
               change: `stage:->${stage}`,
               ...(referral ? { trigger: { reference: `ServiceRequest/${referral.id}` } } : {}),
+              ...(occurred ? { occurred } : {}),
             }),
             request: { method: 'POST', url: 'Provenance' },
           },
@@ -293,14 +299,43 @@ export class JourneyService {
     );
   }
 
-  /** An EHR event (discharge, fulfilled visit…): forward only, may skip stages, never an error for a stale event. */
-  applyEvent(id: string, event: JourneyEvent, actor: Actor, trigger?: Reference): Promise<ChangeResult> {
-    return this.moveOnEvent(id, `event: ${event}`, (state) => stageAfterEvent(state, event), actor, trigger);
+  /**
+   * An EHR event (discharge, fulfilled visit…): forward only, may skip stages, never an error for a stale event.
+   * `occurred` is when the event happened: the stage change is dated then (rules.ts `eventDate`), not now.
+   */
+  applyEvent(
+    id: string,
+    event: JourneyEvent,
+    actor: Actor,
+    trigger?: Reference,
+    occurred?: string,
+  ): Promise<ChangeResult> {
+    return this.moveOnEvent(
+      id,
+      `event: ${event}`,
+      (state) => stageAfterEvent(state, event),
+      actor,
+      trigger,
+      occurred,
+    );
   }
 
   /** An EHR took back an event (`stageBeforeEvent`): the journey goes back, with the reason recorded. */
-  undoEvent(id: string, event: JourneyEvent, actor: Actor, trigger?: Reference): Promise<ChangeResult> {
-    return this.moveOnEvent(id, `undo: ${event}`, (state) => stageBeforeEvent(state, event), actor, trigger);
+  undoEvent(
+    id: string,
+    event: JourneyEvent,
+    actor: Actor,
+    trigger?: Reference,
+    occurred?: string,
+  ): Promise<ChangeResult> {
+    return this.moveOnEvent(
+      id,
+      `undo: ${event}`,
+      (state) => stageBeforeEvent(state, event),
+      actor,
+      trigger,
+      occurred,
+    );
   }
 
   /** Finishes or cancels a journey. */
@@ -427,15 +462,27 @@ export class JourneyService {
     stageOf: (state: JourneyState) => JourneyStage | undefined,
     actor: Actor,
     trigger: Reference | undefined,
+    occurred: string | undefined,
   ): Promise<ChangeResult> {
-    return this.mutate(id, (state, at) => moveTo(state, stageOf(state), at, reason, reason), actor, trigger);
+    return this.mutate(
+      id,
+      (state, now) => moveTo(state, stageOf(state), eventDate(state, occurred, now), reason, reason),
+      actor,
+      trigger,
+      occurred,
+    );
   }
 
+  /**
+   * `compute` gets the processing time (`now`); a command dates its change then, an event at its own time.
+   * The Provenance is `recorded` now, with the event's time as `occurredDateTime` when there is one.
+   */
   private async mutate(
     id: string,
     compute: (state: JourneyState, at: string) => Computed,
     actor: Actor,
     trigger?: Reference,
+    occurred?: string,
   ): Promise<ChangeResult> {
     const first = await this.readJourney(id);
     const result = await this.lock.withLock(`patient:${patientIdOf(first.episode)}`, () =>
@@ -460,6 +507,7 @@ export class JourneyService {
               reason: result.reason,
               change: result.change,
               ...(trigger ? { trigger } : {}),
+              ...(occurred ? { occurred: eventDate(state, occurred, at) } : {}),
             }),
           );
           // Safe to retry: a replay after a lost response fails its If-Match, and the next attempt recomputes.
