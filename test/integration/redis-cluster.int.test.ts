@@ -1,5 +1,5 @@
 /**
- * Careway on a real 3-master Redis Cluster (test/support/redis-topologies.ts): queues with hash-tagged keys,
+ * Careway on a real 3-master Redis Cluster (src/devstack/redis-topologies.ts): queues with hash-tagged keys,
  * one slot per queue and queues spread over the masters, jobs enqueued and processed, the lock and the send
  * ledger, and the persistence check asking every master. Uses the run's cluster under
  * CAREWAY_TEST_REDIS_CLUSTER=1, or starts one of its own.
@@ -13,7 +13,7 @@ import { redisLock } from '../../src/queues/locks.js';
 import { redisPersistence } from '../../src/queues/durability.js';
 import { PartitionedQueue } from '../../src/queues/partitioned.js';
 import { redisLedger } from '../../src/reminders/ledger.js';
-import { startRedisCluster, type RedisTopology } from '../support/redis-topologies.js';
+import { startRedisCluster, type RedisTopology } from '../../src/devstack/redis-topologies.js';
 import { makeKeys, testEnv, uniq, until } from '../support/harness.js';
 
 let own: RedisTopology | undefined;

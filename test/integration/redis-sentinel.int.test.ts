@@ -1,13 +1,13 @@
 /**
  * Careway through Redis Sentinel (REDIS_SENTINELS + REDIS_SENTINEL_NAME), a smoke test on a real master and a
- * real sentinel (test/support/redis-topologies.ts): the app asks the sentinel for the master, reports ready,
+ * real sentinel (src/devstack/redis-topologies.ts): the app asks the sentinel for the master, reports ready,
  * takes an HL7 message (a job enqueued) and writes it to FHIR (the job processed). A failover is not
  * exercised: that needs a replica and sentinel quorum, and is ioredis's own behaviour.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Patient } from 'fhir/r4.js';
-import { startRedisSentinel, type RedisTopology } from '../support/redis-topologies.js';
+import { startRedisSentinel, type RedisTopology } from '../../src/devstack/redis-topologies.js';
 import { startHarness, uniq, until, type Harness } from '../support/harness.js';
 
 let topo: RedisTopology;

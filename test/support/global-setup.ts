@@ -5,7 +5,7 @@
  * CAREWAY_TEST_FHIR_BASE_URL / CAREWAY_TEST_REDIS_URL reuse servers already running (a faster local loop);
  * they are still real servers, never stand-ins.
  *
- * CAREWAY_TEST_REDIS_CLUSTER=1 also starts a real 3-master Redis Cluster (support/redis-topologies.ts), and the
+ * CAREWAY_TEST_REDIS_CLUSTER=1 also starts a real 3-master Redis Cluster (src/devstack/redis-topologies.ts), and the
  * harness then points every app it builds at the cluster (REDIS_CLUSTER_NODES) instead of REDIS_URL
  * (`npm run test:cluster`). The standalone redis stays for the tests that open connections of their own.
  */
@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startHapi, startRedis, type LocalService } from '../../src/devstack/processes.js';
-import { startRedisCluster } from './redis-topologies.js';
+import { startRedisCluster } from '../../src/devstack/redis-topologies.js';
 import { projectRoot } from '../../src/shared/paths.js';
 
 declare module 'vitest' {

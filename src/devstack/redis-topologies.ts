@@ -1,5 +1,6 @@
 /**
- * Real Redis topologies for the tests, all on 127.0.0.1 on free ports, each in its own temporary directory:
+ * Real Redis topologies for the tests and the benches, all on 127.0.0.1 on free ports, each in its own
+ * temporary directory:
  * - a 3-master Redis Cluster: three `redis-server --cluster-enabled yes`, joined with
  *   `redis-cli --cluster create … --cluster-replicas 0`, ready once every node reports `cluster_state:ok`;
  * - Sentinel: a master and one sentinel (`redis-server <conf> --sentinel`) watching it, ready once the
@@ -12,7 +13,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../../src/devstack/processes.js';
+import { freePort } from './processes.js';
 
 const run = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
