@@ -27,6 +27,19 @@ function carewayMain(): string {
     : join(projectRoot(), 'dist', 'src', 'main.js');
 }
 
+/**
+ * What a run has started and must stop if the runner itself is interrupted (SIGINT, SIGTERM): without it an
+ * interrupted run leaves its Careway, redis-server, HAPI and PostgreSQL running. Normal ends stop them in their
+ * own `finally`; stopping twice is harmless.
+ */
+const started = new Set<() => Promise<void>>();
+export function stopOnInterrupt(stop: () => Promise<void>): void {
+  started.add(stop);
+}
+export async function stopEverything(): Promise<void> {
+  await Promise.allSettled([...started].reverse().map((stop) => stop()));
+}
+
 export class CarewayProcess {
   private child: ChildProcess | undefined;
   private readonly sealingKey = randomBytes(32).toString('base64');
@@ -46,7 +59,9 @@ export class CarewayProcess {
   ) {}
 
   static async create(env: Record<string, string>, logFile: string): Promise<CarewayProcess> {
-    return new CarewayProcess(await freePort(), await freePort(), env, logFile);
+    const p = new CarewayProcess(await freePort(), await freePort(), env, logFile);
+    stopOnInterrupt(() => p.stop());
+    return p;
   }
 
   get pid(): number | undefined {
@@ -154,6 +169,7 @@ export class RestartableRedis {
       mkdtempSync(join(tmpdir(), 'careway-chaos-redis-')),
       appendfsync,
     );
+    stopOnInterrupt(() => r.stop());
     await r.up();
     return r;
   }

@@ -19,6 +19,7 @@ import { projectRoot } from '../../src/shared/paths.js';
 import { writeResult } from '../lib.js';
 import { runDurability, type DurabilityResult } from './durability.js';
 import { r1Params, r7Params, runR1, runR7, type R1Result, type R7Result } from './runs.js';
+import { stopEverything, stopOnInterrupt } from './procs.js';
 
 const wanted = new Set(process.argv.slice(2).map((a) => a.toUpperCase()));
 const pick = (id: string): boolean => wanted.size === 0 || wanted.has(id);
@@ -64,7 +65,13 @@ async function fhirServer(): Promise<{ url: string; stop: () => Promise<void> }>
   };
 }
 
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.once(signal, () => {
+    log(`${signal}: stopping what this run started`);
+    void stopEverything().finally(() => process.exit(130));
+  });
 const fhir = await fhirServer();
+stopOnInterrupt(() => fhir.stop());
 log(`FHIR server ${fhir.url}`);
 const results: { R1?: R1Result; R7?: R7Result; DURABILITY?: DurabilityResult } = {};
 const lines: string[] = [];
