@@ -23,6 +23,8 @@ export interface RedisTopology {
   readonly nodes: string;
   /** The ports of the data-holding servers (cluster masters, or the Sentinel-managed master). */
   readonly dataPorts: readonly number[];
+  /** Sends a signal to every data-holding server: SIGSTOP and SIGCONT make a Redis that takes connections and never answers. */
+  signalData(signal: NodeJS.Signals): void;
   stop(): Promise<void>;
 }
 
@@ -119,6 +121,7 @@ export async function startRedisCluster(): Promise<RedisTopology> {
     return {
       nodes: addrs.join(','),
       dataPorts: servers.map((s) => s.port),
+      signalData: (signal) => servers.forEach((s) => s.child.kill(signal)),
       stop: async () => {
         await Promise.allSettled(servers.map((s) => s.stop()));
         rmSync(root, { recursive: true, force: true });
@@ -165,6 +168,7 @@ export async function startRedisSentinel(name = 'careway-test'): Promise<RedisTo
     return {
       nodes: `127.0.0.1:${sentinelPort}`,
       dataPorts: [master.port],
+      signalData: (signal) => master.child.kill(signal),
       stop: async () => {
         await Promise.allSettled(started.reverse().map((s) => s.stop()));
         rmSync(root, { recursive: true, force: true });

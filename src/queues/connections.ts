@@ -107,12 +107,36 @@ export function connect(target: RedisTarget, role: ConnectionRole, name: string)
         // Managed clusters with TLS announce node names that certificates are issued for: connect by name.
         ...(target.auth.tls ? { dnsLookup: (address, cb) => cb(null, address) } : {}),
       };
-      return new Cluster(
+      const cluster = new Cluster(
         target.nodes.map((n) => ({ host: n.host, port: n.port })),
         options,
       );
+      return role === 'producer' ? boundCommands(cluster, PRODUCER_COMMAND_TIMEOUT_MS) : cluster;
     }
   }
+}
+
+/**
+ * How long a producer command may wait for a Redis Cluster. On one server or Sentinel a producer fails at once
+ * while disconnected (no offline queue); a cluster client keeps its offline queue (see `connect`), so without a
+ * bound a request that counts a rate limit or queues a job would hang for as long as the cluster is away, and so
+ * would one sent to a node that accepts connections but does not answer. The callers that answer someone have
+ * shorter bounds of their own; this one catches every other (rate limits, queue adds from routes, dashboards).
+ */
+export const PRODUCER_COMMAND_TIMEOUT_MS = 5000;
+
+/**
+ * Gives every command sent through the cluster client a deadline (ioredis `Command#setTimeout`: the command
+ * rejects with "Command timed out" wherever it waits, in the cluster's offline queue or on a node). A timed-out
+ * write may still reach Redis later; a producer's writes are safe to repeat (job ids, counters, keyed sets).
+ */
+function boundCommands(cluster: Cluster, ms: number): Cluster {
+  const send = cluster.sendCommand.bind(cluster);
+  cluster.sendCommand = (command, stream, node) => {
+    command.setTimeout(ms);
+    return send(command, stream, node);
+  };
+  return cluster;
 }
 
 function credentials(auth: { username?: string; password?: string }): RedisOptions {

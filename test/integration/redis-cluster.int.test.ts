@@ -177,3 +177,45 @@ describe('Redis Cluster', () => {
     }
   });
 });
+
+describe('Redis Cluster away', () => {
+  // A cluster of its own: this one is paused and then stopped, which the run's shared cluster must never be.
+  let away: RedisTopology;
+  let c: RedisConnections;
+  beforeAll(async () => {
+    away = await startRedisCluster();
+    c = createConnections(
+      loadConfig(testEnv(makeKeys(), { REDIS_CLUSTER_NODES: away.nodes })).redis,
+      `t${uniq()}`,
+    );
+    await whenReady(c.producer, 10_000);
+  });
+  afterAll(async () => {
+    away.signalData('SIGCONT');
+    await c.closeAll();
+    await away.stop();
+  });
+
+  it('when the masters take connections but do not answer, or are gone, then producer commands fail instead of waiting', async () => {
+    const queue = c.queue('bounded');
+    await queue.add('j', { n: 1 }, { jobId: 'before' });
+    await c.producer.set('cw-bounded', '1');
+    // Paused: connections stay open, nothing answers (a hung node, a network partition).
+    away.signalData('SIGSTOP');
+    try {
+      await expect(c.producer.get('cw-bounded')).rejects.toThrow(/timed out/);
+      await expect(queue.add('j', { n: 2 }, { jobId: 'paused' })).rejects.toThrow(/timed out/);
+    } finally {
+      away.signalData('SIGCONT');
+    }
+    // Back: the same client answers again, without a restart.
+    await until(
+      'the cluster to answer again',
+      async () => ((await c.producer.get('cw-bounded').catch(() => null)) === '1' ? true : undefined),
+      20_000,
+    );
+    // Gone: the cluster client queues commands while it reconnects; they fail at the bound all the same.
+    await away.stop();
+    await expect(c.producer.get('cw-bounded')).rejects.toThrow(/timed out|Connection is closed|closed/i);
+  }, 60_000);
+});
