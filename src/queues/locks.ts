@@ -5,7 +5,9 @@
  *
  * Used to serialise writes for one patient: HAPI's conditional create is not race-safe, and two journey
  * changes computed from the same version would otherwise make one of them retry.
- * The TTL bounds how long a crashed holder blocks others; work under the lock must finish well inside it.
+ * The TTL bounds how long a crashed holder blocks others. A living holder renews it every third of the TTL
+ * while its work runs (compare-and-pexpire, so a lock taken over by another holder is never extended): a write
+ * slowed past the TTL by a loaded FHIR server must not let another change for the patient in between.
  * The contract (KeyedLock) and the in-process lock live in shared/lock.ts: the journey domain depends on them.
  */
 import { randomUUID } from 'node:crypto';
@@ -17,6 +19,7 @@ import { withTimeout } from '../shared/timeout.js';
 
 // One key per command and per script: on a Redis Cluster the lock lives in its key's slot, whatever the key.
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
 export interface RedisLockOptions {
   /** Lock lifetime; the holder must finish before it. */
@@ -56,9 +59,16 @@ export function redisLock(redis: Redis | Cluster, options: RedisLockOptions = {}
         }
         await new Promise((r) => setTimeout(r, delay + Math.random() * delay));
       }
+      // A failed renewal is not retried sooner: the next one comes a third of the TTL later, inside the TTL.
+      const renewal = setInterval(
+        () => void redis.eval(RENEW, 1, k, token, String(ttl)).catch(() => undefined),
+        Math.max(100, Math.floor(ttl / 3)),
+      );
+      renewal.unref();
       try {
         return await fn();
       } finally {
+        clearInterval(renewal);
         await redis.eval(RELEASE, 1, k, token).catch(() => undefined);
       }
     },

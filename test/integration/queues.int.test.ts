@@ -65,6 +65,28 @@ describe('redis lock', () => {
     await conns.closeAll();
   });
 
+  it('when the work outlasts the lock time then the holder keeps the lock until it is done', async () => {
+    const { redisLock } = await import('../../src/queues/locks.js');
+    const conns = createConnections(new URL(inject('redisUrl')));
+    const lock = redisLock(conns.producer, { ttlMs: 600, waitMs: 100 });
+    const key = `test-${uniq()}`;
+    let inside = true;
+    const slow = lock.withLock(key, async () => {
+      await new Promise((r) => setTimeout(r, 2000));
+      inside = false;
+    });
+    // Well past the TTL, while the first holder still works: the lock is still its own.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(inside).toBe(true);
+    await expect(lock.withLock(key, async () => 'never')).rejects.toMatchObject({
+      code: 'concurrent-update',
+    });
+    await slow;
+    // Released at the end, and not renewed after it.
+    expect(await conns.producer.exists(`careway:lock:${key}`)).toBe(0);
+    await conns.closeAll();
+  });
+
   it('when Redis is unreachable then taking the lock fails with 502, not a crash', async () => {
     const { redisLock } = await import('../../src/queues/locks.js');
     const conns = createConnections(new URL('redis://127.0.0.1:1'));
