@@ -65,6 +65,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,
+    // Fastify's default (10 s) for each plugin to load was missed on a loaded 2-core host (chaos runs, benches:
+    // starts that failed and had to be retried) while nothing hung. Every wait a plugin makes on Redis or the
+    // FHIR server has a bound of its own; this one only catches a plugin that never returns.
+    pluginTimeout: 60_000,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
