@@ -20,7 +20,7 @@ import { projectRoot } from '../src/shared/paths.js';
 import { rssMiB, writeResult, type Stack } from './lib.js';
 
 // As real feeds send it: namespace-only assigning authorities (keyed urn:id:STMARYS), two identifiers in PID-3.
-function adt(run: string, n: number): string {
+export function adt(run: string, n: number): string {
   const pv1 = Array.from({ length: 46 }, () => '');
   pv1[0] = 'PV1';
   pv1[2] = 'O';
