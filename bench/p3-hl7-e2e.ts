@@ -160,7 +160,10 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
     },
     close: () => Promise.all(queues.map((q) => q.close())),
   };
-  const before = (await queue.getJobCounts('completed'))['completed'] ?? 0;
+  // Baselines: a stack reused across runs (REDIS_URL) keeps the jobs of earlier ones.
+  const at0 = await queue.getJobCounts('completed', 'failed');
+  const before = at0['completed'] ?? 0;
+  const failedBefore = at0['failed'] ?? 0;
   const socket = connect(stack.mllpPort, '127.0.0.1');
   await new Promise<void>((r) => socket.once('connect', () => r()));
   const decoder = new MllpDecoder(1 << 20);
@@ -181,7 +184,7 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
   for (;;) {
     const c = await queue.getJobCounts('completed', 'failed', 'waiting', 'active', 'delayed');
     if (
-      (c['completed'] ?? 0) - before + (c['failed'] ?? 0) >= count &&
+      (c['completed'] ?? 0) - before + (c['failed'] ?? 0) - failedBefore >= count &&
       (c['waiting'] ?? 0) + (c['active'] ?? 0) === 0
     )
       break;
@@ -191,7 +194,7 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
   const carewayRate = count / ((performance.now() - t0) / 1000);
   const carewayCpuMs = carewayCpu(count);
   const carewayRss = rssMiB(stack.carewayPid);
-  const failed = (await queue.getJobCounts('failed'))['failed'] ?? 0;
+  const failed = ((await queue.getJobCounts('failed'))['failed'] ?? 0) - failedBefore;
   await queue.close();
   await redis.quit();
 
@@ -225,7 +228,7 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
       ['Careway', carewayCpuMs] as const,
     ].map(
       ([what, c]) =>
-        `  ${what.padEnd(20)} ${['hapi', 'careway', 'redis', 'bench', 'others'].map((k) => (c[k] === undefined ? '?' : c[k]!.toFixed(1)).padStart(6)).join(' ')}`,
+        `  ${what.padEnd(20)} ${['hapi', 'careway', 'redis', 'bench', 'others'].map((k) => (c[k]?.toFixed(1) ?? '?').padStart(6)).join(' ')}`,
     ),
     `written to ${file}`,
   ];
