@@ -6,6 +6,7 @@
  * the direct replay, never below 40 msg/s.
  */
 import { connect } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue, type JobType } from 'bullmq';
 import { PartitionedQueue } from '../src/queues/partitioned.js';
@@ -17,7 +18,7 @@ import { buildTransaction } from '../src/hl7/mapping/transaction.js';
 import { HL7_INBOUND_QUEUE } from '../src/hl7/intake.js';
 import { messageTransaction } from '../src/hl7/inbound-worker.js';
 import { projectRoot } from '../src/shared/paths.js';
-import { rssMiB, writeResult, type Stack } from './lib.js';
+import { cpuSeconds, pidListeningOn, rssMiB, writeResult, type Stack } from './lib.js';
 
 // As real feeds send it: namespace-only assigning authorities (keyed urn:id:STMARYS), two identifiers in PID-3.
 export function adt(run: string, n: number): string {
@@ -34,6 +35,59 @@ export function adt(run: string, n: number): string {
     pv1.join('|'),
     '',
   ].join('\r');
+}
+
+/** The machine's busy CPU seconds so far, all processes (Linux /proc/stat: user, nice, system, irq, softirq, steal). */
+function machineBusySeconds(): number | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0)) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU spent by each process of the stack over a phase, in ms per message: HAPI's JVM, Careway, Redis, this
+ * bench process, and the rest of the machine (other work on a shared machine). What each path costs HAPI per
+ * message, and what Careway adds on the same cores, is what decides the ratio on a machine HAPI saturates.
+ */
+function cpuMeter(stack: Stack): () => (count: number) => Record<string, number | undefined> {
+  const pids = {
+    hapi: pidListeningOn(Number(new URL(stack.hapi).port)),
+    careway: stack.carewayPid,
+    redis: pidListeningOn(Number(new URL(stack.redis).port)),
+  };
+  const read = () => ({
+    hapi: cpuSeconds(pids.hapi),
+    careway: cpuSeconds(pids.careway),
+    redis: cpuSeconds(pids.redis),
+    bench: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    machine: machineBusySeconds(),
+  });
+  return () => {
+    const a = read();
+    return (count) => {
+      const b = read();
+      const per = (k: keyof typeof a): number | undefined => {
+        const x = a[k];
+        const y = b[k];
+        return x === undefined || y === undefined ? undefined : ((y - x) * 1000) / count;
+      };
+      const out: Record<string, number | undefined> = {
+        hapi: per('hapi'),
+        careway: per('careway'),
+        redis: per('redis'),
+        bench: per('bench'),
+      };
+      const machine = per('machine');
+      out['others'] =
+        machine === undefined
+          ? undefined
+          : machine - ['hapi', 'careway', 'redis', 'bench'].reduce((s, k) => s + (out[k] ?? 0), 0);
+      return out;
+    };
+  };
 }
 
 export async function runP3(stack: Stack, count: number): Promise<string[]> {
@@ -60,13 +114,22 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
   // Two comparators: a plain replay, one transaction after another, and a parallel replay (what a replay tool
   // that knows the patients are distinct could do).
   const bundles = bundlesFor('d');
+  const meter = cpuMeter(stack);
   let t0 = performance.now();
   for (const b of bundles) await stack.fhir.transaction(b);
   const directRate = count / ((performance.now() - t0) / 1000);
   // The parallel comparator is the replay at its best: the faster of as many in flight as Careway has
   // partitions and twice that (on 2 cores HAPI saturates the CPU either way, and more in flight can be slower).
-  const inFlightRate = async (prefix: string, inFlight: number): Promise<number> => {
+  const inFlightRate = async (
+    prefix: string,
+    inFlight: number,
+  ): Promise<{
+    inFlight: number;
+    perSecond: number;
+    cpuMsPerMessage: Record<string, number | undefined>;
+  }> => {
     const replay = bundlesFor(prefix);
+    const cpu = meter();
     const start = performance.now();
     let next = 0;
     await Promise.all(
@@ -74,12 +137,10 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
         while (next < replay.length) await stack.fhir.transaction(replay[next++]!);
       }),
     );
-    return count / ((performance.now() - start) / 1000);
+    const perSecond = count / ((performance.now() - start) / 1000);
+    return { inFlight, perSecond, cpuMsPerMessage: cpu(count) };
   };
-  const parallel = [
-    { inFlight: partitions, perSecond: await inFlightRate('q', partitions) },
-    { inFlight: partitions * 2, perSecond: await inFlightRate('r', partitions * 2) },
-  ];
+  const parallel = [await inFlightRate('q', partitions), await inFlightRate('r', partitions * 2)];
   const best = parallel.reduce((x, y) => (y.perSecond > x.perSecond ? y : x));
   const parallelRate = best.perSecond;
 
@@ -99,7 +160,10 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
     },
     close: () => Promise.all(queues.map((q) => q.close())),
   };
-  const before = (await queue.getJobCounts('completed'))['completed'] ?? 0;
+  // Baselines: a stack reused across runs (REDIS_URL) keeps the jobs of earlier ones.
+  const at0 = await queue.getJobCounts('completed', 'failed');
+  const before = at0['completed'] ?? 0;
+  const failedBefore = at0['failed'] ?? 0;
   const socket = connect(stack.mllpPort, '127.0.0.1');
   await new Promise<void>((r) => socket.once('connect', () => r()));
   const decoder = new MllpDecoder(1 << 20);
@@ -107,6 +171,7 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
   socket.on('data', (d: Buffer) => {
     for (const e of decoder.push(d)) if (e.kind === 'frame') waiting?.();
   });
+  const carewayCpu = meter();
   t0 = performance.now();
   for (let n = 0; n < count; n++) {
     await new Promise<void>((resolve) => {
@@ -119,7 +184,7 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
   for (;;) {
     const c = await queue.getJobCounts('completed', 'failed', 'waiting', 'active', 'delayed');
     if (
-      (c['completed'] ?? 0) - before + (c['failed'] ?? 0) >= count &&
+      (c['completed'] ?? 0) - before + (c['failed'] ?? 0) - failedBefore >= count &&
       (c['waiting'] ?? 0) + (c['active'] ?? 0) === 0
     )
       break;
@@ -127,8 +192,9 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
     await new Promise((r) => setTimeout(r, 50));
   }
   const carewayRate = count / ((performance.now() - t0) / 1000);
+  const carewayCpuMs = carewayCpu(count);
   const carewayRss = rssMiB(stack.carewayPid);
-  const failed = (await queue.getJobCounts('failed'))['failed'] ?? 0;
+  const failed = ((await queue.getJobCounts('failed'))['failed'] ?? 0) - failedBefore;
   await queue.close();
   await redis.quit();
 
@@ -139,7 +205,7 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
     direct: { perSecond: directRate },
     directParallel: parallel,
     directBest: best,
-    careway: { perSecond: carewayRate, failed, rssMiB: carewayRss },
+    careway: { perSecond: carewayRate, failed, rssMiB: carewayRss, cpuMsPerMessage: carewayCpuMs },
     ratio: carewayRate / directRate,
     ratioToParallel: carewayRate / parallelRate,
     targets: { ratio: 0.9, minPerSecond: 40 },
@@ -156,6 +222,14 @@ export async function runP3(stack: Stack, count: number): Promise<string[]> {
     ),
     `| Careway: MLLP → queue → maps → HAPI              | ${carewayRate.toFixed(1).padStart(6)} |`,
     `ratio ${result.ratio.toFixed(3)} to the plain replay, ${result.ratioToParallel.toFixed(3)} to the best parallel one (${best.inFlight} in flight) (target >= 0.90, and >= 40 msg/s); failed jobs ${failed}; Careway RSS after the run ${carewayRss?.toFixed(0) ?? '?'} MiB (P7 target <= 300 MB)`,
+    'CPU ms per message (HAPI / Careway / Redis / bench / rest of the machine):',
+    ...[
+      ...parallel.map((p) => [`direct, ${p.inFlight} in flight`, p.cpuMsPerMessage] as const),
+      ['Careway', carewayCpuMs] as const,
+    ].map(
+      ([what, c]) =>
+        `  ${what.padEnd(20)} ${['hapi', 'careway', 'redis', 'bench', 'others'].map((k) => (c[k]?.toFixed(1) ?? '?').padStart(6)).join(' ')}`,
+    ),
     `written to ${file}`,
   ];
 }

@@ -19,9 +19,12 @@ export interface AuditModule {
 export function auditModule(ctx: AreaContext, auditFhir: FhirPort): AuditModule {
   if (!ctx.config.audit.enabled) return { enabled: false, queue: undefined, record: async () => undefined };
   const source: AuditSource = { site: ctx.config.audit.site, observer: 'Careway' };
+  // Half a second of events per write: HAPI's cost is mostly per request (bench P3, 2026-12-01: an HL7 feed of
+  // ten messages a second wrote one AuditEvent per request at 50 ms, and that request cost HAPI about as much
+  // CPU as the message's own transaction). The events are durable in the queue meanwhile.
   const queue = initAuditQueue(ctx.queues, auditFhir, ctx.config.hl7.encryptionKey, {
     maxBatch: 250,
-    lingerMs: 50,
+    lingerMs: 500,
   });
   return {
     enabled: true,

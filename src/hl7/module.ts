@@ -17,6 +17,7 @@ import type { AreaContext } from '../area-context.js';
 import type { JourneyService } from '../journey/service.js';
 import type { PartitionedQueue } from '../queues/partitioned.js';
 import { projectRoot } from '../shared/paths.js';
+import { withTimeout } from '../shared/timeout.js';
 import { redisPersistence } from '../queues/durability.js';
 import { Hl7Intake, type CheckResult, type InboundJob, type IntakeResult } from './intake.js';
 import { MllpServer } from './mllp/server.js';
@@ -114,10 +115,16 @@ function boundedLabel(seen: Set<string>, value: string): string {
 /**
  * What the maps observed, counted: ignored segments (a metric) and namespaces that fell back to the default
  * authority rule (a metric, and a Redis hash that `GET /hl7/authorities` lists).
+ *
+ * The Redis counts are added up in the process and written at most once a second (bench P3: four Redis
+ * round trips per message on a namespace-only feed, for a listing an operator reads now and then). A crash
+ * loses at most that second's counts; a listing from this process includes what is not written yet, one
+ * from another process sees it a second later.
  */
 function observations(ctx: AreaContext): {
-  observe(o: MappingObservations): Promise<void>;
+  observe(o: MappingObservations): void;
   defaultedAuthorities(): Promise<DefaultedAuthority[]>;
+  flush(): Promise<void>;
 } {
   const defaultsMetric = new Counter({
     name: 'careway_hl7_authority_defaults_total',
@@ -135,30 +142,58 @@ function observations(ctx: AreaContext): {
   const segLabels = new Set<string>();
   const redis = ctx.redis.producer;
   const defaultsKey = `${ctx.config.queuePrefix}:hl7:authority-defaults`;
+  /** Counts not yet in Redis, by namespace field, with the latest `<time> <system>`. */
+  let pending = new Map<string, { messages: number; seen: string }>();
+  let timer: NodeJS.Timeout | undefined;
+  let writing: Promise<void> = Promise.resolve();
+  const flush = (): Promise<void> => {
+    clearTimeout(timer);
+    timer = undefined;
+    const batch = pending;
+    if (batch.size === 0) return writing;
+    pending = new Map();
+    writing = writing.then(async () => {
+      const writes: Promise<unknown>[] = [];
+      // One command per key, not a MULTI over both: on a Redis Cluster the two keys are in different slots
+      // (CROSSSLOT), and a count and a last-seen time need not change atomically together.
+      for (const [field, p] of batch)
+        writes.push(
+          redis.hincrby(`${defaultsKey}:count`, field, p.messages),
+          redis.hset(`${defaultsKey}:seen`, field, p.seen),
+        );
+      const failed = (await Promise.allSettled(writes)).some((r) => r.status === 'rejected');
+      if (!failed) return;
+      // Redis away: the counts wait for the next write (a failed hset only repeats a last-seen time).
+      for (const [field, p] of batch) {
+        const now = pending.get(field);
+        pending.set(field, { messages: p.messages + (now?.messages ?? 0), seen: now?.seen ?? p.seen });
+      }
+      timer ??= setTimeout(() => void flush(), 1000).unref();
+    });
+    return writing;
+  };
   return {
-    async observe(o): Promise<void> {
+    observe(o): void {
       for (const s of o.ignoredSegments) ignoredMetric.inc({ segment: boundedLabel(segLabels, s) });
       if (o.defaultedAuthorities.size === 0) return;
       const now = new Date().toISOString();
-      const writes: Promise<unknown>[] = [];
       for (const [ns, system] of o.defaultedAuthorities) {
         defaultsMetric.inc({ namespace: boundedLabel(nsLabels, ns) });
         // Namespaces are codes such as STMARYS (no PHI); capped in length all the same.
         const field = ns.slice(0, 64);
-        // One command per key, not a MULTI over both: on a Redis Cluster the two keys are in different slots
-        // (CROSSSLOT), and a count and a last-seen time need not change atomically together.
-        writes.push(
-          redis.hincrby(`${defaultsKey}:count`, field, 1),
-          redis.hset(`${defaultsKey}:seen`, field, `${now} ${system}`),
-        );
+        pending.set(field, { messages: (pending.get(field)?.messages ?? 0) + 1, seen: `${now} ${system}` });
       }
-      await Promise.all(writes);
+      timer ??= setTimeout(() => void flush(), 1000).unref();
     },
     async defaultedAuthorities(): Promise<DefaultedAuthority[]> {
       const [counts, seen] = await Promise.all([
         redis.hgetall(`${defaultsKey}:count`),
         redis.hgetall(`${defaultsKey}:seen`),
       ]);
+      for (const [field, p] of pending) {
+        counts[field] = String(Number(counts[field] ?? 0) + p.messages);
+        seen[field] = p.seen;
+      }
       return Object.entries(counts)
         .map(([namespace, n]) => {
           const [lastSeen = '', system = ''] = (seen[namespace] ?? '').split(' ');
@@ -166,6 +201,7 @@ function observations(ctx: AreaContext): {
         })
         .sort((a, b) => b.messages - a.messages);
     },
+    flush,
   };
 }
 
@@ -318,6 +354,8 @@ export async function hl7Module(
     async close(): Promise<void> {
       await server.close();
       await outbound?.close();
+      // Bounded: Redis may be the reason for the shutdown.
+      await withTimeout(observed.flush(), 2000).catch(() => undefined);
     },
   };
 }

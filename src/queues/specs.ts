@@ -158,7 +158,7 @@ export function queueSpecs(config: Config): Record<string, QueueSpec> {
       dead: 'referral-status-dead',
     },
     [QUEUES.auditEvents]: {
-      purpose: 'every AuditEvent (sealed), written to the audit server in batch Bundles',
+      purpose: 'every AuditEvent (sealed), written to the audit server in transaction Bundles',
       // Kept an hour once written: a re-enqueued event (same id) is not written twice meanwhile.
       job: {
         attempts: 10,
@@ -166,7 +166,7 @@ export function queueSpecs(config: Config): Record<string, QueueSpec> {
         removeOnComplete: { age: 3600 },
         removeOnFail: { age: 30 * DAY_S },
       },
-      // Many in flight per process: they wait together for one batch Bundle (audit-worker.ts).
+      // Many in flight per process: they wait together for one Bundle (audit-worker.ts).
       worker: { concurrency: 500, ...QUICK_TAKEOVER },
       dead: 'audit-events-dead',
     },
