@@ -136,6 +136,8 @@ async function main(): Promise<void> {
   env['DEMO_SIGNING_KEY_FILE'] = devKeyPath();
   // Replies from patients are HMAC-signed; the seeder signs its replies with the same secret.
   env['SMS_WEBHOOK_SECRET'] ??= loadOrCreateDevSmsSecret();
+  // Overdue care-plan activities reach the worklist within a minute of the seeding, not a quarter of an hour.
+  env['CAREPLAN_SWEEP_INTERVAL'] ??= 'PT1M';
   // A laptop's HAPI, busy with the seeding, can take longer than a hospital's server to answer.
   env['FHIR_TIMEOUT_MS'] ??= '60000';
 

@@ -258,6 +258,8 @@ export interface RemindersConfig {
   readonly smsPerSecond: number;
   /** How often the reconciliation sweep re-plans recently changed Appointments; 0 = not in this instance. */
   readonly sweepMs: number;
+  /** How often overdue care-plan activities are swept into Tasks (CAREPLAN_SWEEP_INTERVAL); 0 = not here. */
+  readonly carePlanSweepMs: number;
   /** A site's own message templates (same layout as templates/). */
   readonly templatesDir?: string;
   /** The patient portal's base URL, for links in survey and education messages. */
@@ -908,6 +910,7 @@ function remindersConfig(r: EnvReader): RemindersConfig {
     concurrency: r.positiveInt('REMINDER_CONCURRENCY', 32),
     smsPerSecond: r.positiveInt('SMS_RATE_PER_SECOND', 10),
     sweepMs: r.interval('REMINDER_SWEEP_INTERVAL', 'PT5M'),
+    carePlanSweepMs: r.interval('CAREPLAN_SWEEP_INTERVAL', 'PT15M'),
     ...(templatesDir ? { templatesDir } : {}),
     ...(portalUrl ? { portalUrl } : {}),
     surveyDelayMs: r.duration('SURVEY_DELAY', 'PT2H'),

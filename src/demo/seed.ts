@@ -14,6 +14,7 @@
 import type {
   Appointment,
   Bundle,
+  CarePlan,
   EpisodeOfCare,
   Organization,
   Parameters,
@@ -486,6 +487,38 @@ async function actOn(
   };
   if (p.cohort === 'considering') await advance('consideration', 'awareness');
   if (p.cohort === 'follow-up') await advance('continuous-care', 'recovery');
+
+  // Patients in continuous care have a care plan; every other one has let an activity slip past its date, which
+  // Careway's care-plan sweep turns into a worklist Task (`care-plan-activity`).
+  if (p.cohort === 'follow-up') {
+    const anchorMs = Date.parse(`${h.anchor}T00:00:00Z`);
+    const period = (fromDays: number) => ({
+      start: new Date(anchorMs + fromDays * DAY).toISOString(),
+      end: new Date(anchorMs + (fromDays + 1) * DAY).toISOString(),
+    });
+    await api.ensure<CarePlan>({
+      resourceType: 'CarePlan',
+      identifier: [{ system: h.systems.mrn.replace(/:mrn$/, ':care-plan'), value: p.mrn }],
+      status: 'active',
+      intent: 'plan',
+      title: 'Follow-up plan',
+      subject: ref(`Patient/${patientId}`),
+      period: { start: new Date(times.start).toISOString() },
+      extension: [
+        { url: canonical.journeyReferenceExtension, valueReference: ref(`EpisodeOfCare/${journey.id}`) },
+      ],
+      activity: [
+        { detail: { status: 'completed', code: { text: 'Discharge call' }, scheduledPeriod: period(-12) } },
+        {
+          detail: {
+            status: 'scheduled',
+            code: { text: p.idx % 3 ? 'Blood test' : 'Wound check' },
+            scheduledPeriod: period(p.idx % 2 ? 10 + (p.idx % 7) : -(3 + (p.idx % 9))),
+          },
+        },
+      ],
+    });
+  }
 
   if (p.cohort === 'referred-booked' || p.cohort === 'referred-cancelled') {
     const [triage] = await api.search<Task>('Task', {

@@ -42,6 +42,10 @@ export const canonical = {
   bookingSystem: `${CANONICAL_BASE}/sid/booking`,
   /** The no-show follow-up Task of an Appointment (value = appointment id). */
   noShowTaskSystem: `${CANONICAL_BASE}/sid/no-show-follow-up`,
+  /** The Task for an overdue care-plan activity (value = `<care plan id>/<activity index>/<due instant>`). */
+  carePlanActivityTaskSystem: `${CANONICAL_BASE}/sid/care-plan-activity`,
+  /** The Task for a waitlist offer that needs staff (value = the offer's `<round>/Patient/<id>`). */
+  waitlistOfferTaskSystem: `${CANONICAL_BASE}/sid/waitlist-offer-task`,
   /** Careway's task codes (follow-up work for the care team). */
   taskCode: `${CANONICAL_BASE}/CodeSystem/task-code`,
   /** Reminders: the patient's opt-out (valueCode all | sms | email, repeating) on the Patient. */

@@ -6,9 +6,10 @@
  * - `referral-triage`: identifier system `…/sid/referral-triage` (referral intake, HL7 REF);
  * - `no-show-follow-up`: code `…/CodeSystem/task-code|no-show-follow-up` (scheduling's no-show handling);
  * - `answer-patient`: code `…|answer-patient` (a patient's free-text reply, reminders/replies.ts);
- * - `care-plan-activity`, `waitlist-offer`: codes `…|care-plan-activity` and `…|waitlist-offer`, reserved for
- *   those Tasks (today an overdue care-plan activity is a timeline pain point and a waitlist offer is a
- *   Communication; neither area writes such a Task yet).
+ * - `care-plan-activity`: code `…|care-plan-activity` (an overdue activity of an active CarePlan, raised and
+ *   closed by the care-plan sweep, journey/care-plan-tasks.ts);
+ * - `waitlist-offer`: code `…|waitlist-offer` (an offer to a patient Careway cannot tell on their own channel,
+ *   raised with the offer and closed when it is accepted or expires, scheduling/offer-tasks.ts).
  *
  * Writes: one transaction of the Task (`If-Match` on the version read, or on the caller's If-Match) and a
  * Provenance naming the agent. A replay finds the Task already in the asked-for state and writes nothing.
@@ -94,7 +95,7 @@ const SUMMARY: Record<TaskKind, string> = {
   'no-show-follow-up': 'Follow up a missed appointment',
   'answer-patient': 'Answer a patient message',
   'care-plan-activity': 'Overdue care-plan activity',
-  'waitlist-offer': 'Waitlist offer',
+  'waitlist-offer': 'Phone the patient about a waitlist offer',
 };
 
 export interface TaskWriteResult {

@@ -25,6 +25,7 @@ import type {
 import { canonical } from '../fhir/canonical.js';
 import type { JourneyStage } from './stages.js';
 import type { JourneyState } from './rules.js';
+import { overdueActivities } from './care-plan-activities.js';
 
 export interface TimelineTargets {
   /** Longest expected time in each stage, in ms; a stage without a target never raises the pain point. */
@@ -422,27 +423,17 @@ function unansweredMessages(
   });
 }
 
-/** Activities of active care plans that are past due and not done. */
+/** Activities of active care plans that are past due and not done (the reading the care-plan sweep raises Tasks on). */
 function overdueCarePlanActivities(plans: readonly CarePlan[], nowMs: number): PainPoint[] {
-  return plans.flatMap((cp): PainPoint[] => {
-    if (cp.status !== 'active') return [];
-    return (cp.activity ?? []).flatMap((act): PainPoint[] => {
-      const d = act.detail;
-      if (!d || ['completed', 'cancelled', 'stopped', 'entered-in-error'].includes(d.status)) return [];
-      // A free-text schedule that is not a date parses to NaN and is never overdue.
-      const due = ms(d.scheduledPeriod?.end ?? d.scheduledPeriod?.start ?? d.scheduledString);
-      if (due === undefined || Number.isNaN(due) || !(due < nowMs)) return [];
-      return [
-        {
-          kind: 'follow-up-overdue',
-          severity: 'moderate',
-          summary: `Care-plan activity "${d.code?.text ?? d.code?.coding?.[0]?.display ?? 'follow-up'}" overdue by ${days(nowMs - due)}`,
-          durationMs: nowMs - due,
-          resource: ref(cp),
-        },
-      ];
-    });
-  });
+  return plans.flatMap((cp): PainPoint[] =>
+    overdueActivities(cp, nowMs).map((a) => ({
+      kind: 'follow-up-overdue',
+      severity: 'moderate',
+      summary: `Care-plan activity "${a.text}" overdue by ${days(nowMs - a.dueMs)}`,
+      durationMs: nowMs - a.dueMs,
+      resource: ref(cp),
+    })),
+  );
 }
 
 /** Open tasks past their due time. */

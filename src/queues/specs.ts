@@ -18,6 +18,7 @@ export const QUEUES = {
   slotHolds: 'slot-holds',
   waitlistOffers: 'waitlist-offers',
   noShowSweep: 'no-show-sweep',
+  carePlanSweep: 'care-plan-sweep',
   referralStatus: 'referral-status',
   auditEvents: 'audit-events',
 } as const;
@@ -143,6 +144,12 @@ export function queueSpecs(config: Config): Record<string, QueueSpec> {
     },
     [QUEUES.noShowSweep]: {
       purpose: 'every NOSHOW_SWEEP_INTERVAL: past appointments nobody arrived for',
+      job: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
+      worker: { concurrency: 1 },
+    },
+    [QUEUES.carePlanSweep]: {
+      purpose:
+        'every CAREPLAN_SWEEP_INTERVAL: overdue care-plan activities become Tasks, done ones close them',
       job: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
       worker: { concurrency: 1 },
     },

@@ -1,7 +1,8 @@
 /**
  * The reminders and engagement area: the reminder service, its channels and templates, and the queues that
  * plan, send, write back and reconcile (`reminder-plans`, `reminders`, `reminder-writebacks`, `reminder-sweep`),
- * plus `journey-events` for edits made straight on the FHIR server.
+ * plus `journey-events` for edits made straight on the FHIR server, and `care-plan-sweep` (overdue care-plan
+ * activities as Tasks for the care team).
  *
  * Every Appointment change anywhere in Careway reaches `enqueuePlan` (wired in areas.ts). Edits made directly on
  * the FHIR server arrive through the REST-hook Subscriptions and the sweep, and `fhirChanged` fans each out: an
@@ -27,6 +28,8 @@ import { init as initPlans, type PlanQueue } from './plan-worker.js';
 import { init as initSweep, type SweepQueue } from './sweep-worker.js';
 import { init as initWriteBacks, type WriteBackQueue } from './writeback-worker.js';
 import { init as initJourneyEvents, type JourneyEventQueue } from './journey-event-worker.js';
+import { redisLock } from '../queues/locks.js';
+import { init as initCarePlanSweep, type CarePlanSweepQueue } from './care-plan-sweep-worker.js';
 import { handleReply, type InboundReply, type ReplyOutcome } from './replies.js';
 import { educationFor } from './care-plans.js';
 import { ensureSubscriptions } from './subscription.js';
@@ -45,6 +48,8 @@ export interface RemindersModule {
   readonly sweep: SweepQueue;
   readonly writeBacks: WriteBackQueue;
   readonly journeyEvents: JourneyEventQueue;
+  /** Overdue care-plan activities as Tasks for the care team (care-plan-sweep-worker.ts). */
+  readonly carePlanSweep: CarePlanSweepQueue;
   enqueuePlan(appointmentId: string): Promise<void>;
   /**
    * A resource changed on the FHIR server (REST-hook delivery). `delivered` is the body the server sent, when it
@@ -55,7 +60,7 @@ export interface RemindersModule {
   /** A journey entered a stage: its education goes out (once per journey and document). */
   stageEntered(episode: EpisodeOfCare, stage: string): Promise<void>;
   reply(reply: InboundReply): Promise<ReplyOutcome>;
-  /** Creates the REST-hook Subscriptions (if configured) and schedules the sweep. */
+  /** Creates the REST-hook Subscriptions (if configured) and schedules the sweeps. */
   start(): Promise<void>;
   /** Closes the channels (SMTP pools); the queues close with the registry. */
   close(): Promise<void>;
@@ -125,6 +130,15 @@ export async function remindersModule(
     },
     journeyEvent: (resourceType, id) => journeyEvents.add({ resourceType, id, source: 'sweep' }),
   });
+  const carePlanSweep = initCarePlanSweep(ctx.queues, {
+    fhir,
+    // Its own lock lifetime: a sweep over many plans outlasts the per-patient locks' 30 s.
+    lock: redisLock(ctx.redis.producer, {
+      prefix: `${config.queuePrefix}:lock:`,
+      ttlMs: 10 * 60_000,
+      waitMs: 10 * 60_000,
+    }),
+  });
   const service = new ReminderService({
     fhir,
     lock: ctx.lock,
@@ -153,6 +167,7 @@ export async function remindersModule(
     sweep,
     writeBacks,
     journeyEvents,
+    carePlanSweep,
     enqueuePlan: (id) => plans.add(id),
     async fhirChanged(type, id, delivered): Promise<void> {
       if (type === 'Appointment') await plans.add(id);
@@ -193,8 +208,14 @@ export async function remindersModule(
           ctx.log.warn({ err }, 'REST-hook subscriptions not created');
         }
       }
-      // Every process keeps the sweep's scheduler (a record in Redis with a fixed id, so one per cluster); only a
-      // process with the `workers` role runs the sweeps it makes.
+      // Every process keeps the sweeps' schedulers (records in Redis with fixed ids, so one per cluster); only a
+      // process with the `workers` role runs the sweeps they make.
+      if (cfg.carePlanSweepMs > 0)
+        try {
+          await carePlanSweep.start(cfg.carePlanSweepMs, ctx.log);
+        } catch (err) {
+          ctx.log.warn({ err }, 'care-plan sweep not scheduled');
+        }
       if (cfg.sweepMs <= 0) return;
       try {
         await sweep.start(cfg.sweepMs, ctx.log);

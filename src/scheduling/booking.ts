@@ -30,6 +30,7 @@ import { withLocks } from '../shared/lock.js';
 import { mustRead, readIfExists } from '../fhir/reads.js';
 import { now, reportMade, retryOnSlotConflict, type SchedulingDeps } from './context.js';
 import { holdOf, withHold, type Hold } from './resources.js';
+import { closeOfferTask } from './offer-tasks.js';
 
 const ACTIVE: readonly Appointment['status'][] = ['booked', 'arrived', 'checked-in', 'fulfilled', 'pending'];
 
@@ -551,21 +552,38 @@ export async function releaseHold(
       if (!slot) return;
       const h = holdOf(slot);
       if (slot.status !== 'busy-tentative' || h?.id !== holdId) return;
+      const at = now(deps).toISOString();
+      // An expired offer's staff Task (offer-tasks.ts) closes with it: the slot has moved on.
+      const staffTask =
+        h.offer && h.round
+          ? await closeOfferTask(
+              deps.fhir,
+              h.round,
+              h.holder,
+              'cancelled',
+              'The offer expired unanswered; the slot went to the next patient on the waitlist',
+              at,
+            )
+          : undefined;
+      const provenance = journeyProvenance({
+        target: `Slot/${slot.id}`,
+        at,
+        actor: SYSTEM_ACTOR,
+        activity: 'UPDATE',
+        reason: h.offer ? 'Waitlist offer expired' : 'Hold expired',
+        change: 'slot:busy-tentative->free',
+        ...(h.offer ? { trigger: { reference: h.offer } } : {}),
+      });
       await deps.fhir.transaction({
         resourceType: 'Bundle',
         type: 'transaction',
         entry: [
           put(withHold(slot, 'free'), slot.meta?.versionId ?? ''),
+          ...(staffTask ? [staffTask.entry] : []),
           {
-            resource: journeyProvenance({
-              target: `Slot/${slot.id}`,
-              at: now(deps).toISOString(),
-              actor: SYSTEM_ACTOR,
-              activity: 'UPDATE',
-              reason: h.offer ? 'Waitlist offer expired' : 'Hold expired',
-              change: 'slot:busy-tentative->free',
-              ...(h.offer ? { trigger: { reference: h.offer } } : {}),
-            }),
+            resource: staffTask
+              ? { ...provenance, target: [...provenance.target, { reference: staffTask.target }] }
+              : provenance,
             request: { method: 'POST', url: 'Provenance' },
           },
         ],

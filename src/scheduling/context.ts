@@ -9,6 +9,7 @@ import { retryOnConflict } from '../fhir/conflicts.js';
 import type { JourneyService } from '../journey/service.js';
 import type { KeyedLock } from '../shared/lock.js';
 import type { Weights } from './ranking.js';
+import type { OutsideChannel } from './offer-tasks.js';
 
 export interface SchedulingMetrics {
   offered(): void;
@@ -34,6 +35,11 @@ export interface SchedulingDeps {
    * offer that just expired, when the Slot moves on to the next patient in the same round.
    */
   slotFreed(slotId: string, round: string, after?: string): Promise<void>;
+  /**
+   * The channels besides the portal this site can tell patients on (offer-tasks.ts): an offer to a patient
+   * reachable on none of them gets a Task for staff. Undefined: no such Tasks.
+   */
+  readonly outsideChannels?: ReadonlySet<OutsideChannel>;
   /** A waitlist offer was made (its portal Communication): tell the patient on their channel. */
   offerMade?(communicationId: string, patientId: string): Promise<void>;
   /** Reminder re-planning; called after every Appointment change. */

@@ -69,6 +69,11 @@ export function schedulingModule(
     offerMs: cfg.offerMs,
     noShowGraceMs: cfg.noShowGraceMs,
     defaultZone: ctx.config.defaultTimezone,
+    // The same test as the reminders' channels (reminders/module.ts channelsOf): configured means usable.
+    outsideChannels: new Set([
+      ...(ctx.config.smtpUrl && ctx.config.smtpFrom ? (['email'] as const) : []),
+      ...(ctx.config.smsWebhookUrl && ctx.config.smsWebhookSecret ? (['sms'] as const) : []),
+    ]),
     scheduleRelease: (slotId, holdId, atMs) => holds.schedule(slotId, holdId, atMs),
     slotFreed: (slotId, round, after) => waitlist.add(slotId, round, after),
     appointmentChanged: (id) => hooks.appointmentChanged(id),

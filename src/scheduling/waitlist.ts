@@ -18,8 +18,10 @@ import type {
   Bundle,
   BundleEntry,
   Communication,
+  EpisodeOfCare,
   Patient,
   Provenance,
+  Reference,
   Schedule,
   Slot,
 } from 'fhir/r4.js';
@@ -33,6 +35,7 @@ import { mustRead, readIfExists } from '../fhir/reads.js';
 import { now, reportMade, retryOnSlotConflict, type SchedulingDeps } from './context.js';
 import { fitsPreferences } from './ranking.js';
 import { holdOf, readPreferences, withHold, type Hold } from './resources.js';
+import { closeOfferTask, offerTaskEntry, reachableOutsidePortal } from './offer-tasks.js';
 
 export const OFFER_CATEGORY = 'waitlist-offer';
 const OFFER_SYSTEM = `${canonical.communicationCategory.replace('/CodeSystem/', '/sid/')}-offer`;
@@ -88,7 +91,9 @@ export async function waitlistFor(
   serviceTypes: readonly string[],
 ): Promise<{ entries: Appointment[]; patients: Map<string, Patient> }> {
   if (serviceTypes.length === 0) return { entries: [], patients: new Map() };
-  const found = await deps.fhir.searchAll<Appointment | Patient>(
+  // Paged by hand: searchAll keeps only the matches, and the included Patients (preferences, zone, channels)
+  // are needed too.
+  const first = await deps.fhir.search<Appointment | Patient>(
     'Appointment',
     {
       status: 'waitlist',
@@ -96,8 +101,11 @@ export async function waitlistFor(
       _include: 'Appointment:patient',
       _count: 200,
     },
-    { noCache: true, maxPages: 10 },
+    { noCache: true },
   );
+  const found: (Appointment | Patient)[] = [];
+  for await (const page of deps.fhir.pages(first, { noCache: true, maxPages: 10 }))
+    for (const e of page.entry ?? []) if (e.resource) found.push(e.resource);
   const entries = rankWaitlist(found.filter((r): r is Appointment => r.resourceType === 'Appointment'));
   const patients = new Map(
     found.filter((r): r is Patient => r.resourceType === 'Patient').map((p) => [`Patient/${p.id}`, p]),
@@ -207,7 +215,8 @@ function offerCommunication(
 
 /**
  * One transaction: the offer Communication (conditional on its round/patient key), the Slot held for the
- * patient with If-Match (the hold names the offer), and the Provenance.
+ * patient with If-Match (the hold names the offer), the Task for staff when the patient cannot be told on their
+ * own channel (offer-tasks.ts, conditional on the same key), and the Provenance.
  */
 function offerTransaction(
   slot: Slot,
@@ -217,8 +226,10 @@ function offerTransaction(
   hold: Hold,
   round: string,
   at: Date,
+  staffTask: BundleEntry | undefined,
 ): Bundle {
   const slotRef = `Slot/${slot.id}`;
+  const taskUrn = `urn:uuid:${crypto.randomUUID()}`;
   return {
     resourceType: 'Bundle',
     type: 'transaction',
@@ -236,6 +247,7 @@ function offerTransaction(
         resource: withHold(slot, 'busy-tentative', hold),
         request: { method: 'PUT', url: slotRef, ifMatch: `W/"${slot.meta?.versionId ?? ''}"` },
       },
+      ...(staffTask ? [{ ...staffTask, fullUrl: taskUrn }] : []),
       {
         resource: <Provenance>{
           ...journeyProvenance({
@@ -246,12 +258,31 @@ function offerTransaction(
             reason: 'Freed slot offered to the waitlist',
             change: 'waitlist:offered',
           }),
-          target: [{ reference: commUrn }, { reference: slotRef }, { reference: `Appointment/${entry.id}` }],
+          target: [
+            { reference: commUrn },
+            { reference: slotRef },
+            { reference: `Appointment/${entry.id}` },
+            ...(staffTask ? [{ reference: taskUrn }] : []),
+          ],
         },
         request: { method: 'POST', url: 'Provenance' },
       },
     ],
   };
+}
+
+/** The journey's care manager (else its first team), as the owner of an offer's staff Task. */
+async function careManagerOf(deps: SchedulingDeps, entry: Appointment): Promise<{ owner?: Reference }> {
+  const journey = entry.extension?.find((x) => x.url === canonical.journeyReferenceExtension)?.valueReference
+    ?.reference;
+  if (!journey?.startsWith('EpisodeOfCare/')) return {};
+  const ep = await readIfExists<EpisodeOfCare>(
+    deps.fhir,
+    'EpisodeOfCare',
+    journey.slice('EpisodeOfCare/'.length),
+  );
+  const owner = ep?.careManager ?? ep?.team?.[0];
+  return owner?.reference ? { owner: { reference: owner.reference } } : {};
 }
 
 /** Offers a freed Slot to the best waiting patient it fits (the `waitlist-offers` worker). */
@@ -279,8 +310,21 @@ export async function offerSlot(deps: SchedulingDeps, slotId: string, round: str
       };
       const zone = zoneOf(best.patientResource, deps.defaultZone);
       const communication = offerCommunication(slot, best.entry, best.patient, zone, round, at, expires);
+      const staffTask =
+        deps.outsideChannels &&
+        !reachableOutsidePortal(best.patientResource, deps.outsideChannels, at.getTime())
+          ? offerTaskEntry({
+              offer: commUrn,
+              entry: best.entry,
+              patient: best.patient,
+              round,
+              expires: hold.expires,
+              at: at.toISOString(),
+              ...(await careManagerOf(deps, best.entry)),
+            })
+          : undefined;
       const res = await deps.fhir.transaction(
-        offerTransaction(slot, best.entry, communication, commUrn, hold, round, at),
+        offerTransaction(slot, best.entry, communication, commUrn, hold, round, at, staffTask),
       );
       const communicationId =
         /Communication\/([^/]+)/.exec(res.entry?.[0]?.response?.location ?? '')?.[1] ?? '';
@@ -367,6 +411,7 @@ function acceptTransaction(
   communicationId: string,
   actor: Actor,
   at: Date,
+  staffTask: { entry: BundleEntry; target: string } | undefined,
 ): Bundle {
   const slotRef = `Slot/${slot.id}`;
   const entryRef = `Appointment/${entry.id}`;
@@ -379,6 +424,7 @@ function acceptTransaction(
       resource: booked,
       request: { method: 'PUT', url: entryRef, ifMatch: `W/"${entry.meta?.versionId ?? ''}"` },
     },
+    ...(staffTask ? [staffTask.entry] : []),
     {
       resource: <Provenance>{
         ...journeyProvenance({
@@ -390,7 +436,11 @@ function acceptTransaction(
           change: 'appointment:waitlist->booked',
           trigger: { reference: `Communication/${communicationId}` },
         }),
-        target: [{ reference: entryRef }, { reference: slotRef }],
+        target: [
+          { reference: entryRef },
+          { reference: slotRef },
+          ...(staffTask ? [{ reference: staffTask.target }] : []),
+        ],
       },
       request: { method: 'POST', url: 'Provenance' },
     },
@@ -442,7 +492,20 @@ export async function acceptOffer(
         (slot.schedule.reference ?? '').replace(/^Schedule\//, ''),
       );
       const booked = bookedFromWaitlist(entry, slot, schedule);
-      await deps.fhir.transaction(acceptTransaction(slot, entry, booked, communicationId, actor, at));
+      const hold = holdOf(slot);
+      const staffTask = hold?.round
+        ? await closeOfferTask(
+            deps.fhir,
+            hold.round,
+            hold.holder,
+            'completed',
+            'Waitlist offer accepted',
+            at.toISOString(),
+          )
+        : undefined;
+      await deps.fhir.transaction(
+        acceptTransaction(slot, entry, booked, communicationId, actor, at, staffTask),
+      );
       changed = true;
       return deps.fhir.read<Appointment>('Appointment', entryId, { noCache: true });
     }),

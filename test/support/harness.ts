@@ -80,6 +80,7 @@ export function testEnv(keys: Keys, extra: Record<string, string> = {}): Record<
     // The sweep would mark other tests' past appointments as no-shows; the scheduling tests call it directly.
     NOSHOW_SWEEP_INTERVAL: 'off',
     REMINDER_SWEEP_INTERVAL: 'off',
+    CAREPLAN_SWEEP_INTERVAL: 'off',
     // Each instance its own queues: two instances with different settings must not take each other's jobs.
     QUEUE_PREFIX: `t${uniq()}`,
     ...extra,
