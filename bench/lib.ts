@@ -51,11 +51,13 @@ export async function startCareway(
   hapi: string,
   redis: string,
   extraEnv: Record<string, string> = {},
+  /** The checkout whose build runs (a comparator may run an earlier commit's build, e.g. P7's `before`). */
+  root: string = projectRoot(),
 ): Promise<{ careway: string; mllpPort: number; service: LocalService }> {
   const port = await freePort();
   const mllpPort = await freePort();
   const key = loadOrCreateDevKey();
-  const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], {
+  const child = spawn(process.execPath, [join(root, 'dist', 'src', 'main.js')], {
     env: serviceEnv({
       ...process.env,
       FHIR_BASE_URL: hapi,

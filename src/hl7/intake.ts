@@ -113,6 +113,17 @@ export function jobIdFor(sender: string, controlId: string): string {
   return createHash('sha256').update(`${sender}\u0000${controlId}`).digest('hex').slice(0, 40);
 }
 
+/** A message read, checked and sealed, waiting to be stored. */
+class Prepared {
+  constructor(
+    readonly msg: Hl7Message,
+    readonly queue: Queue<InboundJob>,
+    readonly jobId: string,
+    readonly type: string,
+    readonly data: InboundJob,
+  ) {}
+}
+
 export class Hl7Intake {
   private readonly o: IntakeOptions;
   private readonly supports: (code: string, trigger: string, structure: string) => boolean;
@@ -130,6 +141,33 @@ export class Hl7Intake {
 
   /** A frame or an HTTP body: one message or a batch. One result per message. */
   async receive(bytes: Buffer): Promise<IntakeResult[]> {
+    return (await this.receiveMany([bytes]))[0]!;
+  }
+
+  /**
+   * Several frames of one connection, in the order they came: one result list per frame. The messages are
+   * read, checked and sealed first; then each partition's messages are stored together, in their order: one
+   * lookup (resends) and one pipelined add per partition, instead of two round trips per message. The
+   * MLLP listener hands over whatever a connection sent while its previous frames were being stored, so
+   * a sender that pipelines is not held to one Redis round trip per message, and its order is kept (the next
+   * frames are stored only after these are).
+   */
+  async receiveMany(frames: readonly Buffer[]): Promise<IntakeResult[][]> {
+    const slots: (IntakeResult | Prepared)[][] = frames.map((bytes) => this.prepareFrame(bytes));
+    const groups = new Map<Queue<InboundJob>, Prepared[]>();
+    for (const p of slots.flat())
+      if (p instanceof Prepared) groups.set(p.queue, [...(groups.get(p.queue) ?? []), p]);
+    const stored = new Map<Prepared, IntakeResult>();
+    await Promise.all(
+      [...groups].map(async ([queue, group]) => {
+        const results = await this.store(queue, group);
+        group.forEach((p, i) => stored.set(p, results[i]!));
+      }),
+    );
+    return slots.map((list) => list.map((x) => (x instanceof Prepared ? stored.get(x)! : x)));
+  }
+
+  private prepareFrame(bytes: Buffer): (IntakeResult | Prepared)[] {
     let text: string;
     let charset: Charset;
     try {
@@ -141,13 +179,12 @@ export class Hl7Intake {
     const messages = splitBatch(text);
     if (messages.length === 0)
       return [this.answer(undefined, 'reject', { code: '100', text: 'empty message' })];
-    const out: IntakeResult[] = [];
-    // Messages in a batch are taken in order, one after another: order matters per patient.
-    for (const m of messages) out.push(await this.one(m, charset));
-    return out;
+    // Messages in a batch keep their order: they are stored in it, within their partition.
+    return messages.map((m) => this.prepare(m, charset));
   }
 
-  private async one(text: string, charset: Charset): Promise<IntakeResult> {
+  /** Everything up to the store, without waiting on anything: an answer already, or the job to store. */
+  private prepare(text: string, charset: Charset): IntakeResult | Prepared {
     let msg: Hl7Message;
     try {
       msg = Hl7Message.parse(text);
@@ -177,32 +214,47 @@ export class Hl7Intake {
       this.o.queue instanceof PartitionedQueue
         ? this.o.queue.for(patientKey ?? partitionKey(msg, sender))
         : this.o.queue;
+    return new Prepared(msg, queue, jobId, type, {
+      sender,
+      controlId: msg.controlId,
+      type,
+      receivedAt: this.clock().toISOString(),
+      charset,
+      raw: seal(Buffer.from(text, 'utf8'), this.o.key),
+      mrn: mrnHashes(this.indexKey, msg),
+      ack: modeOf(msg).enhanced ? 'CA' : 'AA',
+    });
+  }
+
+  /**
+   * Stores one partition's messages, in order. A message whose job id is already there (a resend after a lost
+   * ACK) is answered AA without a second job; BullMQ's add of an existing job id changes nothing, so the one
+   * pipelined add can carry it along. The lookup is answered before the add is sent, so it sees only earlier
+   * messages. Any Redis failure answers the whole group AE: nothing of it was acknowledged.
+   */
+  private async store(queue: Queue<InboundJob>, group: readonly Prepared[]): Promise<IntakeResult[]> {
+    let existing: number[];
     try {
-      const wait = this.o.storeTimeoutMs ?? 2000;
-      const existing = await withTimeout(queue.getJob(jobId), wait);
-      if (existing) return { ...this.answer(msg, 'accept'), duplicate: true, jobId };
-      await withTimeout(
-        queue.add(
-          type,
-          {
-            sender,
-            controlId: msg.controlId,
-            type,
-            receivedAt: this.clock().toISOString(),
-            charset,
-            raw: seal(Buffer.from(text, 'utf8'), this.o.key),
-            mrn: mrnHashes(this.indexKey, msg),
-            ack: modeOf(msg).enhanced ? 'CA' : 'AA',
-          },
-          { jobId },
-        ),
-        wait,
+      existing = await withTimeout(
+        (async () => {
+          const client = await queue.getBackend().client;
+          const found = await Promise.all(group.map((p) => client.hexists(queue.toKey(p.jobId), 'data')));
+          await queue.addBulk(group.map((p) => ({ name: p.type, data: p.data, opts: { jobId: p.jobId } })));
+          return found;
+        })(),
+        this.o.storeTimeoutMs ?? 2000,
       );
     } catch {
       // Not stored: the sender must resend. Never AA here.
-      return this.answer(msg, 'error', { code: '207', text: 'the message could not be stored; resend it' });
+      return group.map((p) =>
+        this.answer(p.msg, 'error', { code: '207', text: 'the message could not be stored; resend it' }),
+      );
     }
-    return { ...this.answer(msg, 'accept'), jobId };
+    return group.map((p, i) => ({
+      ...this.answer(p.msg, 'accept'),
+      ...(existing[i]! > 0 ? { duplicate: true } : {}),
+      jobId: p.jobId,
+    }));
   }
 
   private answer(

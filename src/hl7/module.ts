@@ -19,7 +19,13 @@ import type { PartitionedQueue } from '../queues/partitioned.js';
 import { projectRoot } from '../shared/paths.js';
 import { withTimeout } from '../shared/timeout.js';
 import { redisPersistence } from '../queues/durability.js';
-import { Hl7Intake, type CheckResult, type InboundJob, type IntakeResult } from './intake.js';
+import {
+  HL7_INBOUND_QUEUE,
+  Hl7Intake,
+  type CheckResult,
+  type InboundJob,
+  type IntakeResult,
+} from './intake.js';
 import { MllpServer } from './mllp/server.js';
 import { MessageLog } from './message-log.js';
 import { loadMappings, Mapper, MappingError } from './mapping/engine.js';
@@ -253,7 +259,9 @@ export async function hl7Module(
     }
   };
   const intake = new Hl7Intake({
-    queue,
+    // The same partitions on the intake's own connection (connections.ts): an ACK waits on its own commands
+    // only, never behind the workers' locks and hooks on the shared producer.
+    queue: ctx.queues.intakeHandle<InboundJob>(HL7_INBOUND_QUEUE),
     key: cfg.encryptionKey,
     defaultCharset: cfg.defaultCharset,
     // Every type a message map takes, built-in or a site's own (MAPPINGS_DIR): no list to keep in step.
@@ -307,6 +315,11 @@ export async function hl7Module(
     onRefused: () => refused.inc(),
     ...(cfg.tls ? { tls: cfg.tls } : {}),
     handle: async (payload) => (await receive(payload, 'mllp')).map((r) => r.ack),
+    handleMany: async (payloads) => {
+      const frames = await intake.receiveMany(payloads);
+      for (const r of frames.flat()) received.inc({ via: 'mllp', code: r.code });
+      return frames.map((rs) => rs.map((r) => r.ack));
+    },
     log: ctx.log,
   });
   new Gauge({

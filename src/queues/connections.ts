@@ -26,13 +26,24 @@ export type ConnectionRole = 'producer' | 'worker';
 export type RedisClient = Redis | Cluster;
 
 export interface RedisConnections {
-  /** The shared producer connection (queues, readiness). */
+  /** The shared producer connection (queues, readiness, locks, hooks). */
   readonly producer: RedisClient;
+  /**
+   * The HL7 intake's own producer connection, opened on first use (a process without the `mllp` role or
+   * `POST /hl7` traffic never opens it). Auto-pipelined: the commands of all the messages being accepted in one
+   * tick leave in one write, and they never wait behind the workers' locks and hooks on the shared producer.
+   */
+  readonly intake: RedisClient;
   /** Whether Redis is a cluster (keys of one command or script must then share a slot). */
   readonly cluster: boolean;
   /** A new dedicated connection of the given role (workers need their own). */
   create(role: ConnectionRole, name: string): RedisClient;
-  queue<T = unknown>(name: string, options?: Omit<QueueOptions, 'connection'>): Queue<T>;
+  /** A queue on the shared producer connection, or on the intake's (`via: 'intake'`). */
+  queue<T = unknown>(
+    name: string,
+    options?: Omit<QueueOptions, 'connection'>,
+    via?: 'producer' | 'intake',
+  ): Queue<T>;
   worker<T = unknown>(
     name: string,
     processor: Processor<T>,
@@ -55,9 +66,20 @@ function roleOptions(role: ConnectionRole, name: string): RedisOptions {
     : { ...base, maxRetriesPerRequest: 1 };
 }
 
-/** Opens one connection to the target, for the role. */
-export function connect(target: RedisTarget, role: ConnectionRole, name: string): RedisClient {
-  const perRole = roleOptions(role, name);
+/**
+ * Opens one connection to the target, for the role. `autoPipeline`: commands issued in the same tick leave in
+ * one write (ioredis `enableAutoPipelining`), for a connection many concurrent callers share.
+ */
+export function connect(
+  target: RedisTarget,
+  role: ConnectionRole,
+  name: string,
+  autoPipeline = false,
+): RedisClient {
+  const perRole: RedisOptions = {
+    ...roleOptions(role, name),
+    ...(autoPipeline ? { enableAutoPipelining: true } : {}),
+  };
   const offline = role === 'producer' ? { enableOfflineQueue: false } : {};
   switch (target.mode) {
     case 'standalone':
@@ -85,6 +107,7 @@ export function connect(target: RedisTarget, role: ConnectionRole, name: string)
       });
     case 'cluster': {
       const options: ClusterOptions = {
+        ...(autoPipeline ? { enableAutoPipelining: true } : {}),
         // Not `enableOfflineQueue: false` on a cluster, even for producers: ioredis then refuses every command
         // sent to a node whose connection is still opening (each node connects on its first command, so a
         // fresh cluster client fails its first burst), and BullMQ initialises a queue while the cluster is
@@ -189,8 +212,8 @@ export function createConnections(
   const workers: Worker[] = [];
   let closed: Promise<void> | undefined;
 
-  const create = (role: ConnectionRole, name: string): RedisClient => {
-    const conn = connect(to, role, name);
+  const create = (role: ConnectionRole, name: string, autoPipeline = false): RedisClient => {
+    const conn = connect(to, role, name, autoPipeline);
     // ioredis emits 'error' on every failed reconnect; unhandled it would crash the process.
     conn.on('error', () => undefined);
     raw.push(conn);
@@ -198,16 +221,21 @@ export function createConnections(
   };
 
   const producer = create('producer', 'producer');
+  let intake: RedisClient | undefined;
+  const intakeConnection = (): RedisClient => (intake ??= create('producer', 'intake', true));
 
   return {
     producer,
+    get intake(): RedisClient {
+      return intakeConnection();
+    },
     cluster,
-    create,
-    queue<T>(name: string, opts?: Omit<QueueOptions, 'connection'>): Queue<T> {
+    create: (role, name) => create(role, name),
+    queue<T>(name: string, opts?: Omit<QueueOptions, 'connection'>, via = 'producer'): Queue<T> {
       const q = new Queue<T>(name, {
         prefix: queueKeyPrefix(prefix, name, cluster),
         ...opts,
-        connection: producer,
+        connection: via === 'intake' ? intakeConnection() : producer,
       });
       q.on('error', () => undefined);
       queues.push(q as Queue);

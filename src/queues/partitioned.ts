@@ -22,9 +22,11 @@ export class PartitionedQueue<T> {
     readonly name: string,
     partitions: number,
     options?: Omit<QueueOptions, 'connection'>,
+    /** The connection its commands go on (connections.ts: the HL7 intake has its own). */
+    via: 'producer' | 'intake' = 'producer',
   ) {
     this.queues = Array.from({ length: partitions }, (_, i) =>
-      conns.queue<T>(PartitionedQueue.nameOf(name, i), options),
+      conns.queue<T>(PartitionedQueue.nameOf(name, i), options, via),
     );
   }
 

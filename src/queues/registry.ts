@@ -203,6 +203,22 @@ export class QueueRegistry {
     return { queue, dead, workers };
   }
 
+  /**
+   * A second handle on a partitioned queue, for producing only, on the HL7 intake's own connection
+   * (connections.ts): the same partitions and job options as `openPartitioned`'s, no workers.
+   */
+  intakeHandle<T>(name: string): PartitionedQueue<T> {
+    const spec = this.opened.get(name)?.spec;
+    if (!spec?.partitions) throw new Error(`queue ${name} is not an opened partitioned queue`);
+    return new PartitionedQueue<T>(
+      this.conns,
+      name,
+      spec.partitions ?? 1,
+      { defaultJobOptions: spec.job },
+      'intake',
+    );
+  }
+
   /** Every opened queue, in the order they were opened. */
   all(): RegisteredQueue[] {
     return [...this.opened.values()];

@@ -21,6 +21,7 @@ let supports: Awaited<ReturnType<typeof mapSupports>>;
 let server: MllpServer;
 let port: number;
 let queueName: string;
+let intake: Hl7Intake;
 
 const msg = (id: string, type = 'ADT^A04', extra = '') =>
   `MSH|^~\\&|EPIC|MAINHOSP|CAREWAY|CW|20240115083015-0500||${type}|${id}|P|2.5${extra}\rPID|1||MRN-${id}^^^MAINHOSP^MR||Doe^Jane||19700101|F`;
@@ -29,13 +30,15 @@ beforeAll(async () => {
   supports = await mapSupports();
   conns = createConnections(new URL(inject('redisUrl')), `t${uniq()}`);
   queueName = `hl7-${uniq()}`;
-  const intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key, supports });
+  intake = new Hl7Intake({ queue: conns.queue<InboundJob>(queueName), key, supports });
   server = new MllpServer({
     host: '127.0.0.1',
     port: 0,
     maxFrameBytes: 64 * 1024,
     idleTimeoutMs: 1500,
     handle: async (payload) => (await intake.receive(payload)).map((r) => r.ack),
+    // As the HL7 area wires it: the frames a sender pipelined are stored together.
+    handleMany: async (payloads) => (await intake.receiveMany(payloads)).map((rs) => rs.map((r) => r.ack)),
   });
   port = await server.listen();
 });
@@ -111,6 +114,36 @@ describe('MLLP listener', () => {
     );
     expect(jobs).toHaveLength(1);
     c.socket.end();
+  });
+
+  it('when a sender pipelines 60 messages, one of them twice, then every ACK comes back AA in order, and the jobs are queued once each in the order sent', async () => {
+    const ids = Array.from({ length: 60 }, () => uniq());
+    const sent = [...ids.slice(0, 30), ids[10]!, ...ids.slice(30)];
+    const c = client();
+    // Several writes while the first turn is being stored: later frames are handed over together.
+    c.socket.write(frame(msg(sent[0]!)));
+    c.socket.write(Buffer.concat(sent.slice(1, 20).map((i) => frame(msg(i)))));
+    c.socket.write(Buffer.concat(sent.slice(20).map((i) => frame(msg(i)))));
+    const acks = await c.next(sent.length);
+    expect(acks.map((a) => msa(a)[1])).toEqual(sent);
+    expect(acks.map((a) => msa(a)[0])).toEqual(sent.map(() => 'AA'));
+    const queued = (await conns.queue<InboundJob>(queueName).getJobs(['waiting'], 0, -1, true))
+      .map((j) => j.data.controlId)
+      .filter((id) => ids.includes(id));
+    expect(queued).toEqual(ids);
+    c.socket.end();
+  });
+
+  it('when frames handed over together include a resend of a stored message then only the resend is a duplicate', async () => {
+    const first = uniq();
+    const [stored] = await intake.receiveMany([Buffer.from(msg(first))]);
+    expect(stored?.[0]).toMatchObject({ code: 'AA', duplicate: false });
+    const fresh = uniq();
+    const results = await intake.receiveMany([Buffer.from(msg(fresh)), Buffer.from(msg(first))]);
+    expect(results.map((r) => [r[0]?.code, r[0]?.duplicate])).toEqual([
+      ['AA', false],
+      ['AA', true],
+    ]);
   });
 
   it('when a frame holds garbage, an unsupported type or no MSH-10 then AR with ERR, and the connection keeps serving', async () => {

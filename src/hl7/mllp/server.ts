@@ -1,7 +1,8 @@
 /**
  * The MLLP listener: transport only. It frames, hands each message to the intake, and writes the ACK back
- * on the same connection in the order the messages came (messages on one connection are processed one after
- * another, so a sender's order is kept).
+ * on the same connection in the order the messages came. A connection's frames are handled in turns: the frames
+ * that arrived while one turn was being handled make the next turn, handed over together (`handleMany`), so a
+ * sender's order is kept and a sender that pipelines does not wait one round trip per message.
  *
  * Robustness: bytes outside frames are dropped; a frame past the size limit gets AR and the connection is
  * closed (the stream can no longer be trusted); idle connections are closed; past `maxConnections` open
@@ -12,6 +13,9 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { buildAck } from '../ack.js';
 import { frame, MllpDecoder } from './framing.js';
+
+/** Frames handed over in one turn at most (a sender that pipelines thousands waits a few turns). */
+const MAX_TURN = 256;
 
 export interface MllpLog {
   info(obj: object, msg: string): void;
@@ -29,6 +33,12 @@ export interface MllpServerOptions {
   readonly onRefused?: () => void;
   /** One ACK (or none) per message in the frame. */
   readonly handle: (payload: Buffer) => Promise<(string | undefined)[]>;
+  /**
+   * Several frames of one connection at once, in their order (the HL7 intake stores them together): the
+   * frames a sender pipelined while the previous ones were being handled. Without it, `handle` takes them one
+   * after another.
+   */
+  readonly handleMany?: (payloads: readonly Buffer[]) => Promise<(string | undefined)[][]>;
   readonly log?: MllpLog;
   /**
    * TLS for the listener (MLLP over TLS, as IHE ATNA asks): the server's certificate and key in PEM, and a CA
@@ -113,7 +123,38 @@ export class MllpServer {
   private connection(socket: Socket): void {
     this.sockets.add(socket);
     const decoder = new MllpDecoder(this.o.maxFrameBytes);
-    let chain: Promise<void> = Promise.resolve();
+    // Frames waiting for their turn, in arrival order; `oversize` ends the connection once reached.
+    let waiting: (Buffer | 'oversize')[] = [];
+    let busy = false;
+    const turns = async (): Promise<void> => {
+      busy = true;
+      try {
+        while (waiting.length > 0) {
+          const stop = waiting.indexOf('oversize');
+          const cut = Math.min(stop < 0 ? waiting.length : stop, MAX_TURN);
+          const batch = waiting.slice(0, cut) as Buffer[];
+          waiting = waiting.slice(cut);
+          if (batch.length === 0) {
+            // The stream can no longer be trusted: AR, and nothing after it is taken.
+            waiting = [];
+            const ack = buildAck(undefined, 'AR', {
+              controlId: `R${Date.now()}`,
+              error: { code: '100', text: `frame exceeds ${this.o.maxFrameBytes} bytes` },
+            });
+            socket.end(frame(ack));
+            return;
+          }
+          const acks = await this.handleTurn(batch);
+          if (socket.destroyed) return;
+          // One write for the turn's ACKs.
+          socket.cork();
+          for (const list of acks) for (const a of list) if (a !== undefined) socket.write(frame(a));
+          socket.uncork();
+        }
+      } finally {
+        busy = false;
+      }
+    };
     socket.setTimeout(this.o.idleTimeoutMs, () => socket.end());
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.sockets.delete(socket));
@@ -124,32 +165,35 @@ export class MllpServer {
             { bytes: ev.bytes, remote: socket.remoteAddress },
             'MLLP bytes outside a frame dropped',
           );
-        } else if (ev.kind === 'oversize') {
-          chain = chain.then(() => {
-            const ack = buildAck(undefined, 'AR', {
-              controlId: `R${Date.now()}`,
-              error: { code: '100', text: `frame exceeds ${this.o.maxFrameBytes} bytes` },
-            });
-            socket.end(frame(ack));
-          });
-        } else {
-          const payload = ev.payload;
-          chain = chain.then(async () => {
-            let acks: (string | undefined)[];
-            try {
-              acks = await this.o.handle(payload);
-            } catch {
-              acks = [
-                buildAck(undefined, 'AE', {
-                  controlId: `E${Date.now()}`,
-                  error: { code: '207', text: 'internal error; resend' },
-                }),
-              ];
-            }
-            for (const a of acks) if (a !== undefined && !socket.destroyed) socket.write(frame(a));
-          });
-        }
+        } else waiting.push(ev.kind === 'oversize' ? 'oversize' : ev.payload);
       }
+      if (!busy && waiting.length > 0) void turns();
     });
+  }
+
+  /** One turn's frames: their ACKs, in order; a failing handler answers AE (the sender resends). */
+  private async handleTurn(batch: readonly Buffer[]): Promise<(string | undefined)[][]> {
+    const failed = (): string[] => [
+      buildAck(undefined, 'AE', {
+        controlId: `E${Date.now()}`,
+        error: { code: '207', text: 'internal error; resend' },
+      }),
+    ];
+    if (this.o.handleMany) {
+      try {
+        return await this.o.handleMany(batch);
+      } catch {
+        return batch.map(failed);
+      }
+    }
+    const out: (string | undefined)[][] = [];
+    for (const payload of batch) {
+      try {
+        out.push(await this.o.handle(payload));
+      } catch {
+        out.push(failed());
+      }
+    }
+    return out;
   }
 }
