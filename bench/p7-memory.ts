@@ -8,8 +8,8 @@
  * empty queue), measured in the same run:
  * - `one process`: one Careway with every role (api, mllp, workers), as `npm start` runs it;
  * - `split`: an `api,mllp` process and a `workers` process (CAREWAY_ROLES), as the Helm chart runs them;
- * - `one process, shared loop`: one Careway with HL7_WORKERS_THREAD=off, the workers on the intake's event loop
- *   (the behaviour before the worker thread), the comparator.
+ * - `one process, before`: with BENCH_P7_BEFORE, the same from a built checkout of an earlier commit (the
+ *   comparator for a change to the intake).
  * For each: the intake process's event-loop delay (its /metrics, sampled every second), the CPU the Careway
  * processes and the whole machine used, and how many messages the workers wrote meanwhile.
  * Targets (benchmarks.md): RSS ≤ 200 MB; 1,000 msg/s kept with ACK p99 ≤ 25 ms. The second half of P7 (heap
