@@ -106,11 +106,13 @@ describe('reminder workers and crashes', () => {
     'when a worker is killed with SIGKILL mid-batch and another starts then every reminder arrives exactly once',
     { timeout: 180_000 },
     async () => {
-      // The appointments start in 3 minutes and their reminder (PT176S) falls due in about 4 s: recovery after
-      // the kill takes tens of seconds, and a reminder for an appointment that has started is (rightly) skipped.
-      const start = Date.now() + 180_000;
+      // Each appointment starts 3 minutes after it is made and its reminder (PT176S) falls due about 4 s after
+      // that: recovery after the kill takes tens of seconds, and a reminder for an appointment that has started
+      // is (rightly) skipped. The start is taken per appointment: on a loaded machine making all 24 took longer
+      // than 4 s, and planning (rightly) skips a reminder whose time has passed.
       const ids: string[] = [];
       for (let i = 0; i < COUNT; i++) {
+        const start = Date.now() + 180_000;
         const p = await h.fhir.create<Patient>({
           resourceType: 'Patient',
           identifier: [{ system: 'urn:careway:test:mrn', value: uniq() }],
