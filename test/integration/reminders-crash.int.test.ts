@@ -125,8 +125,9 @@ describe('reminder workers and crashes', () => {
       }
       const first = careway(await freePort());
       const exited = new Promise((r) => first.once('exit', r));
-      // Kill it mid-send once part of the batch is out (the reminders fall due about 4 s from now): when the
-      // sixth message names its recipient, five have been accepted and recorded, the sixth is claimed, not sent.
+      // Kill it mid-send once part of the batch is out (the reminders fall due within seconds, the first ones
+      // already have): when the sixth message names its recipient, five have been accepted and recorded, and the
+      // sixth is claimed, not sent.
       onRecipient = (n) => {
         if (n === 6) first.kill('SIGKILL');
       };
