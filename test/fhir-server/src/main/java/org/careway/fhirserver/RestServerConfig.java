@@ -10,6 +10,7 @@ import ca.uhn.fhir.rest.server.provider.ResourceProviderFactory;
 import ca.uhn.fhir.jpa.provider.IJpaSystemProvider;
 import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
 import ca.uhn.fhir.jpa.search.DatabaseBackedPagingProvider;
+import ca.uhn.fhir.jpa.subscription.match.registry.SubscriptionRegistry;
 import ca.uhn.fhir.rest.api.EncodingEnum;
 import ca.uhn.fhir.rest.server.ETagSupportEnum;
 import ca.uhn.fhir.rest.server.RestfulServer;
@@ -43,6 +44,7 @@ public class RestServerConfig {
 			IValidationSupport theValidationSupport,
 			ConformanceCacheInvalidator theConformanceCacheInvalidator,
 			SearchParameterRefresher theSearchParameterRefresher,
+			SubscriptionRegistry theSubscriptionRegistry,
 			IInterceptorService theJpaInterceptorService) {
 
 		RestfulServer server = new RestfulServer(theFhirContext);
@@ -73,6 +75,12 @@ public class RestServerConfig {
 		// also sees writes made inside transactions and by HAPI's own DAOs.
 		theJpaInterceptorService.registerInterceptor(theConformanceCacheInvalidator);
 		theJpaInterceptorService.registerInterceptor(theSearchParameterRefresher);
+		// Only changes a subscription could match enter HAPI's subscription pipeline (see the class).
+		SubscriptionTypeFilter subscriptionFilter =
+				SubscriptionTypeFilter.fromEnvironment(theSubscriptionRegistry, theFhirContext);
+		if (subscriptionFilter != null) {
+			theJpaInterceptorService.registerInterceptor(subscriptionFilter);
+		}
 
 		// HAPI_REQUIRE_JWKS_URL: a secured server that refuses requests without a valid bearer JWT.
 		BearerTokenInterceptor bearer = BearerTokenInterceptor.fromEnvironment();
