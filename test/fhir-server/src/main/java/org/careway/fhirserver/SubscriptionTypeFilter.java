@@ -83,8 +83,13 @@ public class SubscriptionTypeFilter {
 			return;
 		}
 		String criteria = new FhirTerser(myContext).getSinglePrimitiveValueOrNull(theResource, "criteria");
-		SubscriptionCriteriaParser.SubscriptionCriteria parsed =
-				criteria == null || criteria.isBlank() ? null : SubscriptionCriteriaParser.parse(criteria);
+		SubscriptionCriteriaParser.SubscriptionCriteria parsed;
+		try {
+			parsed = criteria == null || criteria.isBlank() ? null : SubscriptionCriteriaParser.parse(criteria);
+		} catch (RuntimeException e) {
+			// Criteria HAPI's own parser cannot read: never fail the write over it, just stop filtering.
+			parsed = null;
+		}
 		if (parsed == null
 				|| parsed.getType() == SubscriptionCriteriaParser.TypeEnum.STARTYPE_EXPRESSION
 				|| parsed.getApplicableResourceTypes() == null) {
