@@ -314,11 +314,21 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
     const deadline = careStart + windowS * 1000 + 600_000;
     while (received.size < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
     await new Promise((r) => setTimeout(r, 3000)); // late duplicates would show up here
+    // The send figures, taken here and again after the write-back wait (a straggler may still arrive).
+    const sends = (): { care: ReturnType<typeof stats>; last: number; perSecond: number } => {
+      const last = maxOf(received.values());
+      return {
+        care: stats([...received].map(([id, at]) => at - (dueById.get(id) ?? at))),
+        last,
+        perSecond: received.size / ((last - careStart) / 1000 || 1),
+      };
+    };
+    const raw = stats(rawLate);
     {
-      // The send figures before the (possibly long) write-back wait, so an interrupted run still has them.
-      const s = stats([...received].map(([id, at]) => at - (dueById.get(id) ?? at)));
+      // Printed before the (possibly long) write-back wait, so an interrupted run still has them.
+      const { care, perSecond } = sends();
       progress(
-        `careway: sent ${received.size}/${n}, duplicates ${duplicates}, lateness p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms, ${(received.size / ((maxOf(received.values()) - careStart) / 1000 || 1)).toFixed(1)}/s; raw p50 ${median(rawLate)} p99 ${percentile(rawLate, 99)} max ${maxOf(rawLate)} ms, ${rawRate.toFixed(1)}/s`,
+        `careway: sent ${received.size}/${n}, duplicates ${duplicates}, lateness p50 ${care.p50} ms, p99 ${care.p99} ms, max ${care.max} ms, ${perSecond.toFixed(1)}/s; raw p50 ${raw.p50} p99 ${raw.p99} max ${raw.max} ms, ${rawRate.toFixed(1)}/s`,
       );
     }
     // Write-backs run off the send path (reminder-writebacks): wait until every sent reminder's Communication and
@@ -348,8 +358,7 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
       workers.map((w) => new Promise((r) => (w.exitCode !== null ? r(null) : w.once('exit', r)))),
     );
     sink.close();
-    const late = [...received].map(([id, at]) => at - (dueById.get(id) ?? at));
-    const last = maxOf(received.values());
+    const { care, last, perSecond: carewayRate } = sends();
     const writeBack = {
       communications: written,
       requestsCompleted,
@@ -357,13 +366,10 @@ export async function runP4(stack: Stack, n: number, windowS: number): Promise<s
       doneSecondsAfterLastSend: (writtenAt - last) / 1000,
       perSecond: written / ((writtenAt - careStart) / 1000 || 1),
     };
-    const carewayRate = received.size / ((last - careStart) / 1000 || 1);
     await queue.obliterate({ force: true });
     await queue.close();
 
     const redisKind = onCluster ? 'a 3-master Redis Cluster' : 'one Redis';
-    const raw = stats(rawLate);
-    const care = stats(late);
     const result = {
       what: `${n} reminders due over ${windowS} s on ${workerCount} Careway worker processes on ${redisKind} (full send path: FHIR re-reads, ledger, signed SMS webhook, Communication write-back) vs raw BullMQ delayed no-op jobs on ${workerCount} workers (${rawN} over ${rawWindowS} s, the same rate)`,
       reminders: n,

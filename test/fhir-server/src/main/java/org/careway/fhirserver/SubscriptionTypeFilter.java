@@ -9,7 +9,6 @@ import ca.uhn.fhir.jpa.subscription.match.registry.ActiveSubscription;
 import ca.uhn.fhir.jpa.subscription.match.registry.SubscriptionRegistry;
 import ca.uhn.fhir.jpa.subscription.model.ResourceModifiedMessage;
 
-import ca.uhn.fhir.util.FhirTerser;
 import org.hl7.fhir.instance.model.api.IBaseResource;
 
 import java.util.Arrays;
@@ -82,7 +81,7 @@ public class SubscriptionTypeFilter {
 		if (theResource == null || !"Subscription".equals(theResource.fhirType())) {
 			return;
 		}
-		String criteria = new FhirTerser(myContext).getSinglePrimitiveValueOrNull(theResource, "criteria");
+		String criteria = myContext.newTerser().getSinglePrimitiveValueOrNull(theResource, "criteria");
 		SubscriptionCriteriaParser.SubscriptionCriteria parsed;
 		try {
 			parsed = criteria == null || criteria.isBlank() ? null : SubscriptionCriteriaParser.parse(criteria);
